@@ -1,0 +1,32 @@
+//! Pure bonding logic for xbond.
+//!
+//! This crate holds everything a bond decides, and nothing that touches the
+//! kernel: it reads no clock, opens no socket and contains no `unsafe`. Time is
+//! passed in by the caller (`now: Instant`), and the outputs (plan changes,
+//! gratuitous ARPs, carrier changes) are pulled by the runtime with
+//! `poll_event()`, `poll_transmit()` and `poll_timeout()`, in the style of
+//! quinn-proto and smoltcp.
+//!
+//! - [`wire`]: frame headers and the frames the bond sends itself (ARP, NA).
+//! - [`hash`]: the `xmit_hash_policy` hashes.
+//! - [`plan`]: the immutable [`plan::TxPlan`] the workers read, batch slave
+//!   selection and the receive rules per mode.
+//! - [`bond`]: the control-plane state: link monitor with `updelay`/`downdelay`,
+//!   active slave selection (`primary`, `primary_reselect`), failover and peer
+//!   notification.
+//! - [`config`]: the configuration model, its validation and the import of
+//!   kernel option strings and ifupdown stanzas.
+//! - [`status`]: the `/proc/net/bonding/bondX` text and its JSON twin.
+#![forbid(unsafe_code)]
+
+pub mod bond;
+pub mod config;
+pub mod hash;
+pub mod options;
+pub mod plan;
+pub mod status;
+pub mod wire;
+
+/// The most slaves a bond can have. Plans keep slaves in fixed-size arrays so
+/// that publishing and reading them never allocates.
+pub const MAX_SLAVES: usize = 16;
