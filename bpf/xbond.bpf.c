@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * xbond XDP program, attached to every slave and to the data-plane side of
+ * the upper port. One instance (with its own maps) per interface.
+ *
+ *  - EtherType 0x8809 (IEEE slow protocols: LACP, Marker) is passed to the
+ *    kernel when pass_slow is set (slaves), so the control thread reads it on
+ *    an AF_PACKET socket and LACP never depends on the data path.
+ *  - When deliver is 0 (e.g. the inactive slave of active-backup), every other
+ *    frame is dropped here and counted.
+ *  - Everything else is redirected to the AF_XDP socket of its RX queue; with
+ *    no socket on that queue the frame is dropped and counted, so that a bond
+ *    slave never leaks frames into the host stack.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define ETH_P_SLOW 0x8809
+#define MAX_QUEUES 64
+
+/* Counter indices; keep in step with crates/xbond-xdp/src/bpf.rs. */
+enum xbond_counter {
+	XB_REDIRECTED = 0,
+	XB_PASSED_SLOW = 1,
+	XB_DROPPED_INACTIVE = 2,
+	XB_DROPPED_NO_SOCKET = 3,
+	XB_DROPPED_RUNT = 4,
+	XB_COUNTERS = 5,
+};
+
+struct xbond_cfg {
+	__u32 deliver;   /* 0: drop data frames (inactive slave) */
+	__u32 pass_slow; /* 1: pass EtherType 0x8809 to the kernel */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xbond_cfg);
+} cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XB_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline int count(__u32 idx, int action)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
+
+	if (c)
+		*c += 1;
+	return action;
+}
+
+SEC("xdp")
+int xbond_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct xbond_cfg *c;
+	__u32 zero = 0;
+	__u32 q;
+
+	if ((void *)(eth + 1) > data_end)
+		return count(XB_DROPPED_RUNT, XDP_DROP);
+
+	c = bpf_map_lookup_elem(&cfg, &zero);
+	if (!c)
+		return XDP_PASS;
+
+	/* h_proto is in network byte order. */
+	if (c->pass_slow && eth->h_proto == bpf_htons(ETH_P_SLOW))
+		return count(XB_PASSED_SLOW, XDP_PASS);
+
+	if (!c->deliver)
+		return count(XB_DROPPED_INACTIVE, XDP_DROP);
+
+	q = ctx->rx_queue_index;
+	if (!bpf_map_lookup_elem(&xsks, &q))
+		return count(XB_DROPPED_NO_SOCKET, XDP_DROP);
+
+	count(XB_REDIRECTED, 0);
+	return bpf_redirect_map(&xsks, q, XDP_DROP);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

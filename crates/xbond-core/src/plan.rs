@@ -1,0 +1,293 @@
+//! What the workers read: the immutable transmit plan, batch slave selection
+//! and the receive rules per mode.
+//!
+//! The control thread builds a [`TxPlan`] whenever a decision changes and
+//! publishes it; a worker takes the newest plan once per batch and never locks
+//! per frame. Selection fills an output array with one [`Choice`] per frame and
+//! allocates nothing.
+
+use crate::hash::{frame_hash, pick};
+use crate::options::{HashFunction, HashPolicy, Mode};
+use crate::MAX_SLAVES;
+
+/// The transmit and receive decisions of the bond at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxPlan {
+    /// Increases with every published plan.
+    pub version: u64,
+    /// The bonding mode.
+    pub mode: Mode,
+    /// Hash policy for balance-xor (and 802.3ad).
+    pub policy: HashPolicy,
+    /// Hash function over the policy's fields.
+    pub function: HashFunction,
+    /// balance-rr: frames per slave before moving on; 0 = random slave.
+    pub packets_per_slave: u32,
+    /// Slaves that may transmit now, in slave order (indices into the bond's
+    /// slave list). In active-backup this is the active slave alone.
+    pub tx_slaves: [u8; MAX_SLAVES],
+    /// How many entries of `tx_slaves` are valid.
+    pub tx_count: u8,
+    /// The active slave, in modes that have one.
+    pub active: Option<u8>,
+    /// Bit `i` set: frames received on slave `i` are delivered to the host.
+    pub rx_mask: u32,
+}
+
+impl TxPlan {
+    /// A plan that transmits nothing and delivers nothing.
+    pub fn empty(mode: Mode) -> TxPlan {
+        TxPlan {
+            version: 0,
+            mode,
+            policy: HashPolicy::Layer2,
+            function: HashFunction::Xxh3,
+            packets_per_slave: 1,
+            tx_slaves: [0; MAX_SLAVES],
+            tx_count: 0,
+            active: None,
+            rx_mask: 0,
+        }
+    }
+
+    /// The usable transmit slaves.
+    pub fn tx_slaves(&self) -> &[u8] {
+        &self.tx_slaves[..usize::from(self.tx_count)]
+    }
+
+    /// Whether a frame received on `slave` reaches the host.
+    #[inline]
+    pub fn delivers_from(&self, slave: usize) -> bool {
+        slave < 32 && self.rx_mask & (1 << slave) != 0
+    }
+}
+
+/// Where one frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Choice {
+    /// No slave can carry it: drop and count.
+    #[default]
+    Drop,
+    /// Send on this slave (index into the bond's slaves).
+    Slave(u8),
+    /// Send a copy on every slave of the plan (broadcast mode).
+    All,
+}
+
+/// Per-worker selection state (the balance-rr position).
+#[derive(Debug, Clone)]
+pub struct Selector {
+    rr_next: u32,
+    rr_sent: u32,
+    rng: u64,
+}
+
+impl Default for Selector {
+    fn default() -> Self {
+        Self::new(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+impl Selector {
+    /// A selector whose random choices (balance-rr with packets_per_slave 0)
+    /// start from `seed`.
+    pub fn new(seed: u64) -> Selector {
+        Selector {
+            rr_next: 0,
+            rr_sent: 0,
+            rng: seed | 1,
+        }
+    }
+
+    /// Chooses a slave for each frame of a batch; `out[i]` is the choice for
+    /// `frames[i]`. `out` must be at least as long as `frames`.
+    #[inline]
+    pub fn select_batch(&mut self, plan: &TxPlan, frames: &[&[u8]], out: &mut [Choice]) {
+        let out = &mut out[..frames.len()];
+        let slaves = plan.tx_slaves();
+        if slaves.is_empty() {
+            out.fill(Choice::Drop);
+            return;
+        }
+        match plan.mode {
+            Mode::Broadcast => out.fill(Choice::All),
+            Mode::ActiveBackup | Mode::BalanceTlb | Mode::BalanceAlb => {
+                out.fill(plan.active.map_or(Choice::Drop, Choice::Slave))
+            }
+            Mode::BalanceRr => {
+                let n = slaves.len() as u32;
+                for o in out.iter_mut() {
+                    let idx = if plan.packets_per_slave == 0 {
+                        self.rng ^= self.rng << 13;
+                        self.rng ^= self.rng >> 7;
+                        self.rng ^= self.rng << 17;
+                        (self.rng % u64::from(n)) as u32
+                    } else {
+                        let i = self.rr_next % n;
+                        self.rr_sent += 1;
+                        if self.rr_sent >= plan.packets_per_slave {
+                            self.rr_sent = 0;
+                            self.rr_next = self.rr_next.wrapping_add(1);
+                        }
+                        i
+                    };
+                    *o = Choice::Slave(slaves[idx as usize]);
+                }
+            }
+            Mode::BalanceXor | Mode::Ieee8023ad => {
+                for (o, f) in out.iter_mut().zip(frames) {
+                    let h = frame_hash(f, plan.policy, plan.function);
+                    *o = Choice::Slave(slaves[pick(h, slaves.len())]);
+                }
+            }
+        }
+    }
+}
+
+/// Drops the second copy of a frame that arrives on two slaves (broadcast mode
+/// with a broadcasting partner, or a flooding switch): a frame whose content
+/// hash was last seen on a *different* slave, among recent frames, is a
+/// duplicate. Frames repeated on the same slave are always delivered. The
+/// kernel delivers such duplicates twice; xbond does not.
+///
+/// The memory is a direct-mapped table indexed by the content hash: O(1) per
+/// frame, no allocation after construction.
+#[derive(Debug, Clone)]
+pub struct DupFilter {
+    slots: Box<[(u64, u8)]>,
+}
+
+impl Default for DupFilter {
+    fn default() -> Self {
+        DupFilter {
+            slots: vec![(0, u8::MAX); Self::SLOTS].into_boxed_slice(),
+        }
+    }
+}
+
+impl DupFilter {
+    /// Table size (a power of two).
+    pub const SLOTS: usize = 4096;
+
+    /// Records `frame` received on `slave`; returns true if it is a duplicate
+    /// of a frame recently received on another slave (and must not be
+    /// delivered). A duplicate consumes the record, so a third copy counts as
+    /// new.
+    pub fn is_duplicate(&mut self, frame: &[u8], slave: u8) -> bool {
+        let h = twox_hash::XxHash3_64::oneshot(frame);
+        let slot = &mut self.slots[(h as usize) & (Self::SLOTS - 1)];
+        if slot.0 == h && slot.1 != slave && slot.1 != u8::MAX {
+            *slot = (0, u8::MAX);
+            return true;
+        }
+        *slot = (h, slave);
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(mode: Mode, slaves: &[u8]) -> TxPlan {
+        let mut p = TxPlan::empty(mode);
+        p.tx_slaves[..slaves.len()].copy_from_slice(slaves);
+        p.tx_count = slaves.len() as u8;
+        p.active = slaves.first().copied();
+        p.policy = HashPolicy::Layer34;
+        p
+    }
+
+    fn frames(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                let mut f = Vec::new();
+                etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                    .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                    .udp(1000 + i as u16, 80)
+                    .write(&mut f, &[0; 18])
+                    .unwrap();
+                f
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_alternates_and_honours_packets_per_slave() {
+        let fs = frames(8);
+        let refs: Vec<&[u8]> = fs.iter().map(|f| f.as_slice()).collect();
+        let mut out = [Choice::Drop; 8];
+        let mut p = plan(Mode::BalanceRr, &[0, 2]);
+        Selector::default().select_batch(&p, &refs, &mut out);
+        let s = |c: Choice| match c {
+            Choice::Slave(s) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(out.map(s), [0, 2, 0, 2, 0, 2, 0, 2]);
+        p.packets_per_slave = 3;
+        Selector::default().select_batch(&p, &refs, &mut out);
+        assert_eq!(out.map(s), [0, 0, 0, 2, 2, 2, 0, 0]);
+    }
+
+    #[test]
+    fn round_robin_continues_across_batches() {
+        let fs = frames(3);
+        let refs: Vec<&[u8]> = fs.iter().map(|f| f.as_slice()).collect();
+        let p = plan(Mode::BalanceRr, &[0, 1]);
+        let mut sel = Selector::default();
+        let mut a = [Choice::Drop; 3];
+        let mut b = [Choice::Drop; 3];
+        sel.select_batch(&p, &refs, &mut a);
+        sel.select_batch(&p, &refs, &mut b);
+        assert_eq!(a[2], Choice::Slave(0));
+        assert_eq!(b[0], Choice::Slave(1));
+    }
+
+    #[test]
+    fn active_backup_uses_only_the_active_slave() {
+        let fs = frames(4);
+        let refs: Vec<&[u8]> = fs.iter().map(|f| f.as_slice()).collect();
+        let mut p = plan(Mode::ActiveBackup, &[1]);
+        p.active = Some(1);
+        let mut out = [Choice::Drop; 4];
+        Selector::default().select_batch(&p, &refs, &mut out);
+        assert!(out.iter().all(|c| *c == Choice::Slave(1)));
+    }
+
+    #[test]
+    fn xor_keeps_a_flow_on_one_slave_and_spreads_flows() {
+        let fs = frames(64);
+        let refs: Vec<&[u8]> = fs.iter().map(|f| f.as_slice()).collect();
+        let p = plan(Mode::BalanceXor, &[0, 1]);
+        let mut a = [Choice::Drop; 64];
+        let mut b = [Choice::Drop; 64];
+        Selector::default().select_batch(&p, &refs, &mut a);
+        Selector::new(7).select_batch(&p, &refs, &mut b);
+        assert_eq!(a, b, "same flow, same slave, whatever the worker");
+        let on0 = a.iter().filter(|c| **c == Choice::Slave(0)).count();
+        assert!((16..=48).contains(&on0), "{on0} of 64 on slave 0");
+    }
+
+    #[test]
+    fn broadcast_copies_and_no_slave_drops() {
+        let fs = frames(2);
+        let refs: Vec<&[u8]> = fs.iter().map(|f| f.as_slice()).collect();
+        let mut out = [Choice::Drop; 2];
+        Selector::default().select_batch(&plan(Mode::Broadcast, &[0, 1]), &refs, &mut out);
+        assert_eq!(out, [Choice::All; 2]);
+        for mode in Mode::ALL {
+            Selector::default().select_batch(&plan(*mode, &[]), &refs, &mut out);
+            assert_eq!(out, [Choice::Drop; 2], "{mode}");
+        }
+    }
+
+    #[test]
+    fn duplicate_from_another_slave_is_dropped_once() {
+        let fs = frames(2);
+        let mut d = DupFilter::default();
+        assert!(!d.is_duplicate(&fs[0], 0));
+        assert!(d.is_duplicate(&fs[0], 1), "same frame via slave 1");
+        assert!(!d.is_duplicate(&fs[0], 0), "a repeat on the same slave is real");
+        assert!(!d.is_duplicate(&fs[1], 1));
+    }
+}

@@ -1,0 +1,331 @@
+//! The bond's status in the shape of `/proc/net/bonding/bondX`, and the same
+//! data as JSON.
+//!
+//! [`Status`] is built by the runtime from the [`Bond`] state and its own
+//! counters, sent over the control socket as JSON, and rendered as the kernel's
+//! text by [`Status::proc_text`] so that scripts written for a kernel bond read
+//! it unchanged. xbond's own lines (AF_XDP bind mode, frame counters) come
+//! after the kernel's fields of each block.
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bond::{Bond, LinkState};
+use crate::options::{FailOverMac, HashFunction, HashPolicy, MacAddr, Mode, PrimaryReselect};
+
+/// Per-slave figures only the runtime knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaveRuntime {
+    /// AF_XDP bind mode of the slave's sockets ("zero-copy" or "copy").
+    pub xdp_bind: String,
+    /// XDP attach mode ("native" or "generic").
+    pub xdp_attach: String,
+    /// Frames received from the slave and delivered to the host.
+    pub rx_frames: u64,
+    /// Frames transmitted on the slave.
+    pub tx_frames: u64,
+    /// Frames dropped because the mode does not deliver from this slave now
+    /// (counted in XDP and in the worker).
+    pub rx_dropped_inactive: u64,
+    /// Frames dropped as duplicates of a copy received on another slave.
+    pub rx_dropped_duplicate: u64,
+    /// Frames that could not be sent (ring full).
+    pub tx_dropped: u64,
+}
+
+/// Bond-wide figures only the runtime knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BondRuntime {
+    /// The data-plane side of the upper port.
+    pub peer_name: String,
+    /// AF_XDP bind mode of the upper port's sockets.
+    pub upper_xdp_bind: String,
+    /// Worker threads.
+    pub workers: u32,
+    /// Frames from the host with no usable slave.
+    pub tx_no_slave: u64,
+    /// Malformed or oversized frames dropped.
+    pub malformed: u64,
+    /// Frames currently owned by the frame pools (free), and in total.
+    pub pool_free: u64,
+    /// Total frames in all UMEMs.
+    pub pool_total: u64,
+}
+
+/// One slave's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaveStatus {
+    /// Interface name.
+    pub name: String,
+    /// "up", "going down", "down" or "going back".
+    pub mii_status: String,
+    /// Carrier as last read.
+    pub carrier: bool,
+    /// Speed in Mb/s, if known.
+    pub speed_mbps: Option<u32>,
+    /// Full duplex, if known.
+    pub full_duplex: Option<bool>,
+    /// Times the link went down.
+    pub link_failure_count: u32,
+    /// The interface's own MAC.
+    pub perm_hwaddr: MacAddr,
+    /// The MAC it carries now.
+    pub hwaddr: MacAddr,
+    /// Queue id (`queue_id`).
+    pub queue_id: u16,
+    /// Priority (`prio`).
+    pub prio: i32,
+    /// Runtime figures.
+    pub runtime: SlaveRuntime,
+}
+
+/// The whole status of a bond.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// xbond version.
+    pub version: String,
+    /// Bond (upper port) name.
+    pub name: String,
+    /// Mode.
+    pub mode: Mode,
+    /// Transmit hash policy.
+    pub xmit_hash_policy: HashPolicy,
+    /// Hash function.
+    pub xmit_hash_function: HashFunction,
+    /// Primary slave.
+    pub primary: Option<String>,
+    /// primary_reselect.
+    pub primary_reselect: PrimaryReselect,
+    /// fail_over_mac.
+    pub fail_over_mac: FailOverMac,
+    /// Currently active slave.
+    pub active: Option<String>,
+    /// Bond carrier.
+    pub mii_status: bool,
+    /// miimon, ms.
+    pub miimon: u32,
+    /// updelay, ms.
+    pub updelay: u32,
+    /// downdelay, ms.
+    pub downdelay: u32,
+    /// peer_notif_delay, ms.
+    pub peer_notif_delay: u32,
+    /// min_links.
+    pub min_links: u32,
+    /// Bond MAC.
+    pub hwaddr: MacAddr,
+    /// True when every link monitor was turned off on purpose.
+    pub monitoring_off: bool,
+    /// Version of the plan the workers use.
+    pub plan_version: u64,
+    /// Runtime figures.
+    pub runtime: BondRuntime,
+    /// Slaves in configuration order.
+    pub slaves: Vec<SlaveStatus>,
+}
+
+impl Status {
+    /// Builds the status from the bond state and the runtime's figures
+    /// (`slaves` in slave order; missing entries read as zero).
+    pub fn new(bond: &Bond, runtime: BondRuntime, slaves: &[SlaveRuntime]) -> Status {
+        let cfg = bond.config();
+        let name_of = |i: Option<usize>| i.map(|i| bond.slaves()[i].spec.name.clone());
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            name: cfg.name.clone(),
+            mode: cfg.mode,
+            xmit_hash_policy: cfg.xmit_hash_policy,
+            xmit_hash_function: cfg.xmit_hash_function,
+            primary: name_of(bond.primary()),
+            primary_reselect: cfg.primary_reselect,
+            fail_over_mac: cfg.fail_over_mac,
+            active: name_of(bond.active()),
+            mii_status: bond.carrier(),
+            miimon: cfg.miimon,
+            updelay: cfg.updelay,
+            downdelay: cfg.downdelay,
+            peer_notif_delay: cfg.peer_notif_delay,
+            min_links: cfg.min_links,
+            hwaddr: bond.bond_mac(),
+            monitoring_off: cfg.monitoring_off(),
+            plan_version: bond.tx_plan().version,
+            runtime,
+            slaves: bond
+                .slaves()
+                .iter()
+                .enumerate()
+                .map(|(i, s)| SlaveStatus {
+                    name: s.spec.name.clone(),
+                    mii_status: s.link.proc_name().to_string(),
+                    carrier: s.carrier,
+                    speed_mbps: s.spec.speed_mbps,
+                    full_duplex: s.spec.full_duplex,
+                    link_failure_count: s.link_failure_count,
+                    perm_hwaddr: s.spec.perm_mac,
+                    hwaddr: s.mac,
+                    queue_id: 0,
+                    prio: s.prio,
+                    runtime: slaves.get(i).cloned().unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether a slave is up (for scripts that only want the boolean).
+    pub fn slave_up(&self, name: &str) -> Option<bool> {
+        self.slaves
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.mii_status == LinkState::Up.proc_name())
+    }
+
+    /// The `/proc/net/bonding/bondX` text.
+    pub fn proc_text(&self) -> String {
+        let mut o = String::new();
+        // Writing to a String cannot fail.
+        let _ = self.write_proc(&mut o);
+        o
+    }
+
+    fn write_proc(&self, o: &mut String) -> std::fmt::Result {
+        writeln!(o, "Ethernet Channel Bonding Driver: xbond v{}", self.version)?;
+        writeln!(o)?;
+        write!(o, "Bonding Mode: {}", self.mode.proc_name())?;
+        if self.mode == Mode::ActiveBackup && self.fail_over_mac != FailOverMac::None {
+            write!(o, " (fail_over_mac {})", self.fail_over_mac)?;
+        }
+        writeln!(o)?;
+        if self.mode.uses_hash() {
+            writeln!(
+                o,
+                "Transmit Hash Policy: {} ({})",
+                self.xmit_hash_policy,
+                self.xmit_hash_policy.number()
+            )?;
+        }
+        if self.mode.has_active_slave() {
+            write!(o, "Primary Slave: {}", self.primary.as_deref().unwrap_or("None"))?;
+            if self.primary.is_some() {
+                write!(o, " (primary_reselect {})", self.primary_reselect)?;
+            }
+            writeln!(o)?;
+            writeln!(
+                o,
+                "Currently Active Slave: {}",
+                self.active.as_deref().unwrap_or("None")
+            )?;
+        }
+        writeln!(o, "MII Status: {}", if self.mii_status { "up" } else { "down" })?;
+        writeln!(o, "MII Polling Interval (ms): {}", self.miimon)?;
+        writeln!(o, "Up Delay (ms): {}", self.updelay)?;
+        writeln!(o, "Down Delay (ms): {}", self.downdelay)?;
+        writeln!(o, "Peer Notification Delay (ms): {}", self.peer_notif_delay)?;
+        if self.monitoring_off {
+            writeln!(o, "Link Monitoring: off (link_watch_policy none: no failover)")?;
+        }
+        let r = &self.runtime;
+        writeln!(
+            o,
+            "Upper Port: {} via {} (AF_XDP {}), {} worker(s)",
+            self.name, r.peer_name, r.upper_xdp_bind, r.workers
+        )?;
+        writeln!(o, "Bond HW addr: {}", self.hwaddr)?;
+        for s in &self.slaves {
+            writeln!(o)?;
+            writeln!(o, "Slave Interface: {}", s.name)?;
+            writeln!(o, "MII Status: {}", s.mii_status)?;
+            match s.speed_mbps {
+                Some(v) => writeln!(o, "Speed: {v} Mbps")?,
+                None => writeln!(o, "Speed: Unknown")?,
+            }
+            match s.full_duplex {
+                Some(true) => writeln!(o, "Duplex: full")?,
+                Some(false) => writeln!(o, "Duplex: half")?,
+                None => writeln!(o, "Duplex: unknown")?,
+            }
+            writeln!(o, "Link Failure Count: {}", s.link_failure_count)?;
+            writeln!(o, "Permanent HW addr: {}", s.perm_hwaddr)?;
+            writeln!(o, "Slave queue ID: {}", s.queue_id)?;
+            let sr = &s.runtime;
+            writeln!(o, "AF_XDP: {} (XDP {})", sr.xdp_bind, sr.xdp_attach)?;
+            writeln!(
+                o,
+                "Frames: rx {} tx {} dropped inactive {} duplicate {} tx-full {}",
+                sr.rx_frames,
+                sr.tx_frames,
+                sr.rx_dropped_inactive,
+                sr.rx_dropped_duplicate,
+                sr.tx_dropped
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bond::SlaveSpec;
+    use crate::config::BondConfig;
+    use std::time::Instant;
+
+    fn status(mode: Mode) -> Status {
+        let mut c = BondConfig::new("bond0", vec!["eno1".into(), "eno2".into()]);
+        c.mode = mode;
+        if mode == Mode::ActiveBackup {
+            c.primary = Some("eno1".into());
+        }
+        let t0 = Instant::now();
+        let specs = ["eno1", "eno2"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| SlaveSpec {
+                name: n.to_string(),
+                perm_mac: MacAddr([2, 0, 0, 0, 0, i as u8 + 1]),
+                speed_mbps: Some(10000),
+                full_duplex: Some(true),
+            })
+            .collect();
+        let mut b = Bond::new(c, specs, t0);
+        b.handle_carrier(0, false, t0);
+        b.handle_carrier(1, true, t0);
+        Status::new(&b, BondRuntime::default(), &[])
+    }
+
+    #[test]
+    fn active_backup_text_has_the_kernel_fields() {
+        let t = status(Mode::ActiveBackup).proc_text();
+        for line in [
+            "Bonding Mode: fault-tolerance (active-backup)\n",
+            "Primary Slave: eno1 (primary_reselect always)\n",
+            "Currently Active Slave: eno2\n",
+            "MII Status: up\n",
+            "MII Polling Interval (ms): 100\n",
+            "Up Delay (ms): 0\n",
+            "Down Delay (ms): 0\n",
+            "Peer Notification Delay (ms): 0\n",
+            "\nSlave Interface: eno1\nMII Status: down\nSpeed: 10000 Mbps\nDuplex: full\nLink Failure Count: 0\nPermanent HW addr: 02:00:00:00:00:01\nSlave queue ID: 0\n",
+            "\nSlave Interface: eno2\nMII Status: up\n",
+        ] {
+            assert!(t.contains(line), "missing {line:?} in\n{t}");
+        }
+        assert!(!t.contains("Transmit Hash Policy"));
+    }
+
+    #[test]
+    fn xor_text_shows_the_hash_policy_and_no_active_slave() {
+        let t = status(Mode::BalanceXor).proc_text();
+        assert!(t.contains("Bonding Mode: load balancing (xor)\nTransmit Hash Policy: layer2 (0)\n"), "{t}");
+        assert!(!t.contains("Currently Active Slave"));
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let s = status(Mode::ActiveBackup);
+        let j = serde_json::to_string(&s).unwrap();
+        let back: Status = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, s);
+        assert!(j.contains("\"mode\":\"active-backup\""), "{j}");
+    }
+}

@@ -1,0 +1,420 @@
+//! Frame headers: the flow fields the hash policies read, and the frames the
+//! bond sends on its own behalf (gratuitous ARP, unsolicited neighbour
+//! advertisement).
+//!
+//! Parsing never panics: every read is bounds-checked, and a frame too short
+//! for a header simply yields fewer fields (a hash policy then falls back the
+//! way the kernel's does). Multi-byte fields on the wire are big-endian
+//! (network order); the comments say where a value is kept in wire order.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub use crate::options::MacAddr;
+
+/// EtherType of IPv4.
+pub const ETH_P_IP: u16 = 0x0800;
+/// EtherType of ARP.
+pub const ETH_P_ARP: u16 = 0x0806;
+/// EtherType of IPv6.
+pub const ETH_P_IPV6: u16 = 0x86dd;
+/// EtherType of an IEEE 802.1Q VLAN tag.
+pub const ETH_P_8021Q: u16 = 0x8100;
+/// EtherType of an IEEE 802.1ad service VLAN tag.
+pub const ETH_P_8021AD: u16 = 0x88a8;
+/// EtherType of the IEEE slow protocols (LACP, Marker).
+pub const ETH_P_SLOW: u16 = 0x8809;
+/// Length of an Ethernet header without VLAN tags.
+pub const ETH_HLEN: usize = 14;
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_IPIP: u8 = 4;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_IPV6: u8 = 41;
+const IPPROTO_GRE: u8 = 47;
+const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_SCTP: u8 = 132;
+const IPPROTO_UDPLITE: u8 = 136;
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+#[inline]
+fn array<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
+    b.get(at..at + N)?.try_into().ok()
+}
+
+/// Layer-2 view of a frame: addresses, the EtherType after any VLAN tags, the
+/// first VLAN id, and where the network header starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EthInfo {
+    /// Destination MAC.
+    pub dst: [u8; 6],
+    /// Source MAC.
+    pub src: [u8; 6],
+    /// EtherType after up to two VLAN tags (what a NIC with VLAN offload reports).
+    pub ethertype: u16,
+    /// VLAN id of the outer tag, 0 if untagged.
+    pub vlan: u16,
+    /// Offset of the network header.
+    pub l3_offset: usize,
+}
+
+impl EthInfo {
+    /// Parses the Ethernet header and up to two VLAN tags; `None` if the frame
+    /// is shorter than an Ethernet header (or a tag it announces).
+    #[inline]
+    pub fn parse(frame: &[u8]) -> Option<EthInfo> {
+        let dst = array::<6>(frame, 0)?;
+        let src = array::<6>(frame, 6)?;
+        let mut ethertype = be16(frame, 12)?;
+        let mut off = ETH_HLEN;
+        let mut vlan = 0;
+        for depth in 0..2 {
+            if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+                break;
+            }
+            let tci = be16(frame, off)?;
+            if depth == 0 {
+                vlan = tci & 0x0fff;
+            }
+            ethertype = be16(frame, off + 2)?;
+            off += 4;
+        }
+        Some(EthInfo {
+            dst,
+            src,
+            ethertype,
+            vlan,
+            l3_offset: off,
+        })
+    }
+}
+
+/// Network addresses of a flow, in wire order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addrs {
+    /// IPv4 source and destination.
+    V4 {
+        /// Source address bytes.
+        src: [u8; 4],
+        /// Destination address bytes.
+        dst: [u8; 4],
+    },
+    /// IPv6 source and destination.
+    V6 {
+        /// Source address bytes.
+        src: [u8; 16],
+        /// Destination address bytes.
+        dst: [u8; 16],
+    },
+}
+
+/// Layer-3/4 fields of a flow as the kernel's flow dissector sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowInfo {
+    /// Addresses of the (outer, or with `decap` innermost) IP header.
+    pub addrs: Addrs,
+    /// Source and destination port bytes in wire order (TCP, UDP, SCTP,
+    /// UDP-Lite, first fragment only), or zero.
+    pub ports: [u8; 4],
+    /// ICMP echo type, code and identifier in wire order, or zero when the
+    /// message carries no identifier.
+    pub icmp: [u8; 4],
+}
+
+/// Parses the IP header at `eth.l3_offset` and the L4 ports. With `decap`,
+/// follows IP-in-IP, IPv6-in-IP and GRE (IPv4/IPv6 payloads) to the innermost
+/// header, as the kernel's encap2+3 / encap3+4 policies do. `None` for non-IP
+/// frames and truncated headers.
+#[inline]
+pub fn parse_flow(frame: &[u8], eth: &EthInfo, decap: bool) -> Option<FlowInfo> {
+    let mut ethertype = eth.ethertype;
+    let mut off = eth.l3_offset;
+    // Bounded: at most 4 nested tunnel headers are followed.
+    for _ in 0..4 {
+        let (addrs, proto, l4, fragmented) = match ethertype {
+            ETH_P_IP => parse_ipv4(frame, off)?,
+            ETH_P_IPV6 => parse_ipv6(frame, off)?,
+            _ => return None,
+        };
+        if decap && !fragmented {
+            match proto {
+                IPPROTO_IPIP => {
+                    ethertype = ETH_P_IP;
+                    off = l4;
+                    continue;
+                }
+                IPPROTO_IPV6 => {
+                    ethertype = ETH_P_IPV6;
+                    off = l4;
+                    continue;
+                }
+                IPPROTO_GRE => {
+                    if let Some((inner, inner_off)) = parse_gre(frame, l4) {
+                        ethertype = inner;
+                        off = inner_off;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut info = FlowInfo {
+            addrs,
+            ports: [0; 4],
+            icmp: [0; 4],
+        };
+        if !fragmented {
+            match proto {
+                IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE => {
+                    info.ports = array::<4>(frame, l4).unwrap_or([0; 4]);
+                }
+                IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+                    if let Some(h) = array::<6>(frame, l4) {
+                        let echo = matches!(
+                            (proto, h[0]),
+                            (IPPROTO_ICMP, 0 | 8) | (IPPROTO_ICMPV6, 128 | 129)
+                        );
+                        if echo {
+                            info.icmp = [h[0], h[1], h[4], h[5]];
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        return Some(info);
+    }
+    None
+}
+
+/// Returns (addrs, protocol, L4 offset, fragmented-not-first-or-more).
+#[inline]
+fn parse_ipv4(frame: &[u8], off: usize) -> Option<(Addrs, u8, usize, bool)> {
+    let vihl = *frame.get(off)?;
+    if vihl >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    if ihl < 20 {
+        return None;
+    }
+    let frag = be16(frame, off + 6)?;
+    let proto = *frame.get(off + 9)?;
+    let src = array::<4>(frame, off + 12)?;
+    let dst = array::<4>(frame, off + 16)?;
+    // More-fragments flag or a non-zero offset: no L4 header to trust.
+    let fragmented = frag & 0x3fff != 0;
+    Some((Addrs::V4 { src, dst }, proto, off + ihl, fragmented))
+}
+
+#[inline]
+fn parse_ipv6(frame: &[u8], off: usize) -> Option<(Addrs, u8, usize, bool)> {
+    if *frame.get(off)? >> 4 != 6 {
+        return None;
+    }
+    let mut next = *frame.get(off + 6)?;
+    let src = array::<16>(frame, off + 8)?;
+    let dst = array::<16>(frame, off + 24)?;
+    let mut l4 = off + 40;
+    let mut fragmented = false;
+    // Skip up to 8 extension headers.
+    for _ in 0..8 {
+        match next {
+            0 | 43 | 60 => {
+                let nh = *frame.get(l4)?;
+                let len = (usize::from(*frame.get(l4 + 1)?) + 1) * 8;
+                next = nh;
+                l4 += len;
+            }
+            44 => {
+                let nh = *frame.get(l4)?;
+                let frag = be16(frame, l4 + 2)?;
+                fragmented = frag & 0xfff9 != 0;
+                next = nh;
+                l4 += 8;
+            }
+            _ => break,
+        }
+    }
+    Some((Addrs::V6 { src, dst }, next, l4, fragmented))
+}
+
+/// GRE (RFC 2784/2890) carrying IPv4 or IPv6: returns the inner EtherType and
+/// offset.
+#[inline]
+fn parse_gre(frame: &[u8], off: usize) -> Option<(u16, usize)> {
+    let flags = be16(frame, off)?;
+    if flags & 0x0007 != 0 {
+        return None; // only version 0
+    }
+    let proto = be16(frame, off + 2)?;
+    let mut len = 4;
+    if flags & 0x8000 != 0 {
+        len += 4; // checksum + reserved
+    }
+    if flags & 0x2000 != 0 {
+        len += 4; // key
+    }
+    if flags & 0x1000 != 0 {
+        len += 4; // sequence
+    }
+    match proto {
+        ETH_P_IP | ETH_P_IPV6 => Some((proto, off + len)),
+        _ => None,
+    }
+}
+
+/// A gratuitous ARP announcing `ip` at `mac`: an ARP request (as the kernel
+/// bond sends) with sender and target address both `ip`, to broadcast. With
+/// `vlan` non-zero, the frame carries an 802.1Q tag.
+pub fn gratuitous_arp(mac: MacAddr, ip: Ipv4Addr, vlan: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&MacAddr::BROADCAST.0);
+    f.extend_from_slice(&mac.0);
+    push_vlan(&mut f, vlan);
+    f.extend_from_slice(&ETH_P_ARP.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]); // Ethernet, IPv4, request
+    f.extend_from_slice(&mac.0);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&ip.octets());
+    f.resize(f.len().max(60), 0);
+    f
+}
+
+fn push_vlan(f: &mut Vec<u8>, vlan: u16) {
+    if vlan != 0 {
+        f.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
+        f.extend_from_slice(&(vlan & 0x0fff).to_be_bytes());
+    }
+}
+
+/// An unsolicited neighbour advertisement (RFC 4861 7.2.6) for `ip` at `mac`,
+/// to the all-nodes group, with the override flag and a target link-layer
+/// address option.
+pub fn unsolicited_na(mac: MacAddr, ip: Ipv6Addr, vlan: u16) -> Vec<u8> {
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let mut icmp = Vec::with_capacity(32);
+    icmp.extend_from_slice(&[136, 0, 0, 0]); // type NA, code, checksum (later)
+    icmp.extend_from_slice(&[0x20, 0, 0, 0]); // Override flag
+    icmp.extend_from_slice(&ip.octets());
+    icmp.extend_from_slice(&[2, 1]); // option: target link-layer address, 8 bytes
+    icmp.extend_from_slice(&mac.0);
+    let csum = icmpv6_checksum(&ip, &all_nodes, &icmp);
+    icmp[2..4].copy_from_slice(&csum.to_be_bytes());
+
+    let mut f = Vec::with_capacity(90);
+    f.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+    f.extend_from_slice(&mac.0);
+    push_vlan(&mut f, vlan);
+    f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    f.push(IPPROTO_ICMPV6);
+    f.push(255); // hop limit 255, required for ND
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&all_nodes.octets());
+    f.extend_from_slice(&icmp);
+    f
+}
+
+fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, body: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut add = |bytes: &[u8]| {
+        for c in bytes.chunks(2) {
+            let w = if c.len() == 2 {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from_be_bytes([c[0], 0])
+            };
+            sum += u32::from(w);
+        }
+    };
+    add(&src.octets());
+    add(&dst.octets());
+    add(&(body.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, IPPROTO_ICMPV6]);
+    add(body);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{NetHeaders, PacketBuilder, SlicedPacket, TransportSlice};
+
+    #[test]
+    fn parses_vlan_tagged_ipv4_udp() {
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .single_vlan(42.try_into().unwrap())
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1000, 2000);
+        let mut f = Vec::new();
+        b.write(&mut f, &[1, 2, 3]).unwrap();
+        let eth = EthInfo::parse(&f).unwrap();
+        assert_eq!((eth.vlan, eth.ethertype, eth.l3_offset), (42, ETH_P_IP, 18));
+        let flow = parse_flow(&f, &eth, false).unwrap();
+        assert_eq!(
+            flow.addrs,
+            Addrs::V4 {
+                src: [10, 0, 0, 1],
+                dst: [10, 0, 0, 2]
+            }
+        );
+        assert_eq!(flow.ports, [0x03, 0xe8, 0x07, 0xd0]);
+    }
+
+    #[test]
+    fn truncated_frames_never_panic() {
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([1; 16], [2; 16], 64)
+            .tcp(1, 2, 3, 4);
+        let mut f = Vec::new();
+        b.write(&mut f, &[]).unwrap();
+        for n in 0..f.len() {
+            if let Some(eth) = EthInfo::parse(&f[..n]) {
+                let _ = parse_flow(&f[..n], &eth, true);
+            }
+        }
+        let eth = EthInfo::parse(&f).unwrap();
+        assert!(parse_flow(&f, &eth, false).is_some());
+    }
+
+    #[test]
+    fn gratuitous_arp_dissects_as_arp_request_for_itself() {
+        let mac: MacAddr = "02:00:00:00:00:07".parse().unwrap();
+        let f = gratuitous_arp(mac, Ipv4Addr::new(10, 1, 2, 3), 0);
+        let eth = etherparse::Ethernet2Header::from_slice(&f).unwrap().0;
+        assert_eq!(eth.ether_type, etherparse::EtherType::ARP);
+        assert_eq!(eth.source, mac.0);
+        assert_eq!(&f[28..32], &[10, 1, 2, 3]);
+        assert_eq!(&f[38..42], &[10, 1, 2, 3]);
+    }
+
+    #[test]
+    fn unsolicited_na_has_a_valid_checksum() {
+        let mac: MacAddr = "02:00:00:00:00:07".parse().unwrap();
+        let ip: Ipv6Addr = "fd00::7".parse().unwrap();
+        let f = unsolicited_na(mac, ip, 0);
+        let p = SlicedPacket::from_ethernet(&f).unwrap();
+        let Some(NetHeaders::Ipv6(h, _)) = p.net.map(|n| n.headers()) else {
+            panic!("not ipv6")
+        };
+        let Some(TransportSlice::Icmpv6(icmp)) = p.transport else {
+            panic!("not icmpv6")
+        };
+        let expect = icmp
+            .icmp_type()
+            .calc_checksum(h.source(), h.destination(), icmp.payload())
+            .unwrap();
+        assert_eq!(icmp.checksum(), expect);
+        assert_eq!(icmp.type_u8(), 136);
+    }
+}

@@ -1,0 +1,13 @@
+//! Kernel I/O for xbond, and the only crate of the project with `unsafe`:
+//! the XDP program (load, attach through bpf_link, maps), AF_XDP sockets on
+//! one shared UMEM per worker (xsk-rs), the frame pool, rtnetlink, raw
+//! AF_PACKET sockets for the control plane, and the worker loop.
+
+pub mod bpf;
+pub mod error;
+pub mod netlink;
+pub mod packet;
+pub mod pool;
+pub mod worker;
+
+pub use error::{Error, Result};

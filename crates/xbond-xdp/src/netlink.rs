@@ -1,0 +1,354 @@
+//! Links and addresses over rtnetlink (netlink-packet-route), synchronously:
+//! look-ups, the upper veth pair, MAC and admin state changes, and a socket
+//! that receives link events (carrier changes) as they happen.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_EXCL, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use xbond_core::options::MacAddr;
+
+use crate::error::{Error, Result};
+
+/// What xbond needs to know about a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// Current MAC address.
+    pub mac: MacAddr,
+    /// Permanent MAC, where the driver reports one.
+    pub perm_mac: Option<MacAddr>,
+    /// Carrier (IFLA_CARRIER, or operstate up when absent).
+    pub carrier: bool,
+    /// Administratively up.
+    pub admin_up: bool,
+    /// Number of RX queues.
+    pub rx_queues: u32,
+    /// Number of TX queues.
+    pub tx_queues: u32,
+}
+
+impl Link {
+    fn from_message(m: &LinkMessage) -> Link {
+        let mut l = Link {
+            index: m.header.index,
+            name: String::new(),
+            mac: MacAddr::default(),
+            perm_mac: None,
+            carrier: false,
+            admin_up: m.header.flags.contains(LinkFlags::Up),
+            rx_queues: 1,
+            tx_queues: 1,
+        };
+        let mut carrier = None;
+        let mut oper_up = false;
+        for a in &m.attributes {
+            match a {
+                LinkAttribute::IfName(n) => l.name = n.clone(),
+                LinkAttribute::Address(b) => l.mac = mac_from(b).unwrap_or_default(),
+                LinkAttribute::PermAddress(b) => l.perm_mac = mac_from(b),
+                LinkAttribute::Carrier(c) => carrier = Some(*c != 0),
+                LinkAttribute::OperState(s) => oper_up = matches!(s, State::Up),
+                LinkAttribute::NumRxQueues(n) => l.rx_queues = *n,
+                LinkAttribute::NumTxQueues(n) => l.tx_queues = *n,
+                _ => {}
+            }
+        }
+        l.carrier = carrier.unwrap_or(oper_up) && l.admin_up;
+        l
+    }
+}
+
+fn mac_from(b: &[u8]) -> Option<MacAddr> {
+    let a: [u8; 6] = b.try_into().ok()?;
+    Some(MacAddr(a))
+}
+
+/// A request/response rtnetlink socket.
+#[derive(Debug)]
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+}
+
+impl Netlink {
+    /// Opens a NETLINK_ROUTE socket in the current network namespace.
+    pub fn open() -> Result<Netlink> {
+        let mut sock =
+            Socket::new(NETLINK_ROUTE).map_err(|e| Error::sys("socket(NETLINK_ROUTE)", "-", e))?;
+        sock.bind_auto()
+            .map_err(|e| Error::sys("bind(NETLINK_ROUTE)", "-", e))?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(|e| Error::sys("connect(NETLINK_ROUTE)", "-", e))?;
+        Ok(Netlink { sock, seq: 1 })
+    }
+
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: &'static str,
+        iface: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        self.seq = self.seq.wrapping_add(1);
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        packet.finalize();
+        let mut buf = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.sock
+            .send(&buf, 0)
+            .map_err(|e| Error::sys(op, iface, e))?;
+        let mut out = Vec::new();
+        let mut rbuf = vec![0u8; 1 << 16];
+        loop {
+            let n = self
+                .sock
+                .recv(&mut &mut rbuf[..], 0)
+                .map_err(|e| Error::sys(op, iface, e))?;
+            let mut off = 0;
+            while off < n {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..n])
+                    .map_err(|e| {
+                        Error::sys(op, iface, io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+                    })?;
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    return Ok(out);
+                }
+                off += (len + 3) & !3;
+                if msg.header.sequence_number != self.seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(out),
+                            Some(code) => {
+                                let err = io::Error::from_raw_os_error(-code.get());
+                                if err.raw_os_error() == Some(libc::ENODEV) {
+                                    Err(Error::NoSuchInterface(iface.to_string()))
+                                } else {
+                                    Err(Error::sys(op, iface, err))
+                                }
+                            }
+                        };
+                    }
+                    NetlinkPayload::InnerMessage(m) => {
+                        out.push(m);
+                        if flags & NLM_F_DUMP == 0 && flags & NLM_F_ACK == 0 {
+                            return Ok(out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Looks a link up by name.
+    pub fn link(&mut self, name: &str) -> Result<Link> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let r = self.request(RouteNetlinkMessage::GetLink(m), 0, "RTM_GETLINK", name)?;
+        match r.first() {
+            Some(RouteNetlinkMessage::NewLink(l)) => Ok(Link::from_message(l)),
+            _ => Err(Error::NoSuchInterface(name.to_string())),
+        }
+    }
+
+    /// Looks a link up by index.
+    pub fn link_by_index(&mut self, index: u32) -> Result<Link> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        let r = self.request(RouteNetlinkMessage::GetLink(m), 0, "RTM_GETLINK", "-")?;
+        match r.first() {
+            Some(RouteNetlinkMessage::NewLink(l)) => Ok(Link::from_message(l)),
+            _ => Err(Error::NoSuchInterface(format!("ifindex {index}"))),
+        }
+    }
+
+    /// Whether a link with this name exists.
+    pub fn exists(&mut self, name: &str) -> Result<bool> {
+        match self.link(name) {
+            Ok(_) => Ok(true),
+            Err(Error::NoSuchInterface(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a veth pair `name` <-> `peer` with `queues` RX and TX queues on
+    /// each side.
+    pub fn create_veth(&mut self, name: &str, peer: &str, queues: u32) -> Result<()> {
+        let mut p = LinkMessage::default();
+        p.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        p.attributes.push(LinkAttribute::NumRxQueues(queues));
+        p.attributes.push(LinkAttribute::NumTxQueues(queues));
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::NumRxQueues(queues));
+        m.attributes.push(LinkAttribute::NumTxQueues(queues));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
+            "RTM_NEWLINK veth",
+            name,
+        )
+        .map(drop)
+    }
+
+    /// Deletes a link (for a veth, both ends go).
+    pub fn delete(&mut self, name: &str) -> Result<()> {
+        let link = self.link(name)?;
+        let mut m = LinkMessage::default();
+        m.header.index = link.index;
+        self.request(RouteNetlinkMessage::DelLink(m), NLM_F_ACK, "RTM_DELLINK", name)
+            .map(drop)
+    }
+
+    /// Sets a link's MAC address.
+    pub fn set_mac(&mut self, name: &str, mac: MacAddr) -> Result<()> {
+        let link = self.link(name)?;
+        let mut m = LinkMessage::default();
+        m.header.index = link.index;
+        m.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+        self.request(RouteNetlinkMessage::SetLink(m), NLM_F_ACK, "RTM_SETLINK address", name)
+            .map(drop)
+    }
+
+    /// Sets a link administratively up or down.
+    pub fn set_up(&mut self, name: &str, up: bool) -> Result<()> {
+        let link = self.link(name)?;
+        let mut m = LinkMessage::default();
+        m.header.index = link.index;
+        m.header.change_mask = LinkFlags::Up;
+        if up {
+            m.header.flags = LinkFlags::Up;
+        }
+        self.request(RouteNetlinkMessage::SetLink(m), NLM_F_ACK, "RTM_SETLINK up/down", name)
+            .map(drop)
+    }
+
+    /// The IPv4 and IPv6 addresses on a link (IPv6 link-local included).
+    pub fn addresses(&mut self, name: &str) -> Result<(Vec<Ipv4Addr>, Vec<Ipv6Addr>)> {
+        let link = self.link(name)?;
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Unspec;
+        let r = self.request(
+            RouteNetlinkMessage::GetAddress(m),
+            NLM_F_DUMP,
+            "RTM_GETADDR",
+            name,
+        )?;
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for msg in r {
+            let RouteNetlinkMessage::NewAddress(a) = msg else {
+                continue;
+            };
+            if a.header.index != link.index {
+                continue;
+            }
+            for attr in &a.attributes {
+                match attr {
+                    AddressAttribute::Local(IpAddr::V4(ip)) => v4.push(*ip),
+                    AddressAttribute::Address(IpAddr::V6(ip)) => v6.push(*ip),
+                    _ => {}
+                }
+            }
+        }
+        Ok((v4, v6))
+    }
+}
+
+/// A socket subscribed to link events (RTNLGRP_LINK): carrier and admin
+/// changes arrive as they happen.
+#[derive(Debug)]
+pub struct LinkEvents {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+const RTNLGRP_LINK: u32 = 1;
+
+impl LinkEvents {
+    /// Subscribes to link events in the current network namespace.
+    pub fn open() -> Result<LinkEvents> {
+        let mut sock =
+            Socket::new(NETLINK_ROUTE).map_err(|e| Error::sys("socket(NETLINK_ROUTE)", "-", e))?;
+        sock.bind(&SocketAddr::new(0, 1 << (RTNLGRP_LINK - 1)))
+            .map_err(|e| Error::sys("bind(RTNLGRP_LINK)", "-", e))?;
+        sock.set_non_blocking(true)
+            .map_err(|e| Error::sys("fcntl(O_NONBLOCK)", "-", e))?;
+        Ok(LinkEvents {
+            sock,
+            buf: vec![0u8; 1 << 16],
+        })
+    }
+
+    /// The socket's file descriptor, to wait on with poll().
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.sock.as_raw_fd()
+    }
+
+    /// Reads every pending event; returns the links they describe (new state).
+    /// Never blocks.
+    pub fn drain(&mut self) -> Vec<Link> {
+        let mut out = Vec::new();
+        loop {
+            let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(_) => return out,
+            };
+            let mut off = 0;
+            while off < n {
+                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
+                else {
+                    break;
+                };
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                off += (len + 3) & !3;
+                if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) = msg.payload {
+                    out.push(Link::from_message(&l));
+                }
+            }
+        }
+    }
+}
+
+/// Link speed (Mb/s) and duplex from sysfs, where the driver reports them.
+pub fn speed_duplex(name: &str) -> (Option<u32>, Option<bool>) {
+    let read = |f: &str| std::fs::read_to_string(format!("/sys/class/net/{name}/{f}")).ok();
+    let speed = read("speed")
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .filter(|s| *s > 0)
+        .and_then(|s| u32::try_from(s).ok());
+    let duplex = read("duplex").and_then(|d| match d.trim() {
+        "full" => Some(true),
+        "half" => Some(false),
+        _ => None,
+    });
+    (speed, duplex)
+}

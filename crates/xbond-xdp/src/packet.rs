@@ -1,0 +1,143 @@
+//! Raw AF_PACKET sockets bound to one interface: the control plane's way to
+//! send frames of its own (gratuitous ARP, unsolicited NA, later LACPDUs) and
+//! the test generator's way to send and capture frames.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// EtherType that captures every frame.
+pub const ETH_P_ALL: u16 = 0x0003;
+
+/// An AF_PACKET (SOCK_RAW) socket bound to one interface and EtherType.
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+    iface: String,
+    ifindex: i32,
+}
+
+fn ifindex_of(iface: &str) -> Result<i32> {
+    let name = CString::new(iface).map_err(|_| Error::NoSuchInterface(iface.to_string()))?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if idx == 0 {
+        return Err(Error::NoSuchInterface(iface.to_string()));
+    }
+    i32::try_from(idx).map_err(|_| Error::NoSuchInterface(iface.to_string()))
+}
+
+impl PacketSocket {
+    /// Opens a socket on `iface` that receives frames of `ethertype` (host
+    /// order; [`ETH_P_ALL`] for all) and can send any frame.
+    pub fn open(iface: &str, ethertype: u16) -> Result<PacketSocket> {
+        let ifindex = ifindex_of(iface)?;
+        let proto = ethertype.to_be();
+        // SAFETY: plain socket(2) call with constant arguments.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(proto)) };
+        if raw < 0 {
+            return Err(Error::sys("socket(AF_PACKET)", iface, io::Error::last_os_error()));
+        }
+        // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex;
+        // SAFETY: `sll` is a valid sockaddr_ll and the length passed is its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(Error::sys("bind(AF_PACKET)", iface, io::Error::last_os_error()));
+        }
+        Ok(PacketSocket {
+            fd,
+            iface: iface.to_string(),
+            ifindex,
+        })
+    }
+
+    /// The interface name.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// The interface index.
+    pub fn ifindex(&self) -> i32 {
+        self.ifindex
+    }
+
+    /// Sends one whole Ethernet frame.
+    pub fn send(&self, frame: &[u8]) -> Result<()> {
+        // SAFETY: the pointer and length describe the live slice `frame`.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        if n < 0 {
+            return Err(Error::sys("send(AF_PACKET)", &self.iface, io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Receives one frame into `buf`, waiting at most `timeout`. Returns the
+    /// frame length, or `None` on timeout. Frames this host sent on the
+    /// interface (PACKET_OUTGOING) are skipped.
+    pub fn recv(&self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `pfd` is a valid pollfd array of length 1.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(None);
+            }
+            return Err(Error::sys("poll(AF_PACKET)", &self.iface, e));
+        }
+        if rc == 0 {
+            return Ok(None);
+        }
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `buf` is a live mutable slice; `from`/`len` describe a valid
+        // sockaddr_ll buffer.
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+                (&mut from as *mut libc::sockaddr_ll).cast(),
+                &mut len,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                return Ok(None);
+            }
+            return Err(Error::sys("recvfrom(AF_PACKET)", &self.iface, e));
+        }
+        if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            return Ok(Some(0));
+        }
+        Ok(Some(n as usize))
+    }
+
+    /// The raw descriptor.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
