@@ -73,7 +73,7 @@ impl XdpProgram {
             .map_err(bpf("open BPF object"))?;
         let obj = open.load().map_err(bpf("load BPF object (BPF_PROG_LOAD)"))?;
         let prog = obj
-            .progs()
+            .progs_mut()
             .find(|p| p.name() == "xbond_xdp")
             .ok_or_else(|| Error::Unsupported("BPF object has no program xbond_xdp".into()))?;
         let ifindex_i32 = i32::try_from(ifindex)

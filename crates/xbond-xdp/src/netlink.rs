@@ -310,6 +310,20 @@ impl LinkEvents {
         self.sock.as_raw_fd()
     }
 
+    /// Waits up to `timeout` for events, then reads every pending one.
+    pub fn wait(&mut self, timeout: std::time::Duration) -> Vec<Link> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `pfd` is one valid pollfd. EINTR and timeouts are both fine:
+        // the drain below finds whatever is there.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+        self.drain()
+    }
+
     /// Reads every pending event; returns the links they describe (new state).
     /// Never blocks.
     pub fn drain(&mut self) -> Vec<Link> {

@@ -254,7 +254,7 @@ impl Worker {
             .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
             .bind_flags(bind)
             .build();
-        let mut open = |name: &str, prog: &XdpProgram| -> Result<Port> {
+        let open = |name: &str, prog: &XdpProgram| -> Result<Port> {
             let ifc = iface(name)?;
             // SAFETY: INHIBIT_PROG_LOAD is set, as xsk-rs requires when a UMEM is
             // shared; each (interface, queue) pair is bound once per UMEM.

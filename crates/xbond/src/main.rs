@@ -1,1 +1,228 @@
-fn main() {}
+//! `xbond`: a userspace AF_XDP bond that replaces the kernel bonding driver.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use xbond::{control, daemon, demo, pktgen};
+use xbond_core::config::{self, BondConfig};
+use xbond_core::options::MacAddr;
+use xbond_xdp::worker::ZeroCopy;
+
+#[derive(Parser, Debug)]
+#[command(name = "xbond", version, about = "A userspace AF_XDP NIC bond that replaces the kernel bonding driver")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a bond in the foreground (as root).
+    Run {
+        /// The bond's TOML file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Bind AF_XDP sockets in copy mode without trying zero-copy.
+        #[arg(long)]
+        copy: bool,
+    },
+    /// Print a running bond's status in the /proc/net/bonding format.
+    Status {
+        /// Bond name (e.g. bond0).
+        bond: String,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+        /// Control socket (default /run/xbond/BOND.sock).
+        #[arg(long)]
+        socket: Option<String>,
+    },
+    /// Check a config file and print it with every default filled in.
+    Check {
+        /// The bond's TOML file.
+        config: PathBuf,
+    },
+    /// Turn kernel bond options into an xbond TOML file.
+    Import {
+        /// A kernel option string: mode=active-backup,miimon=100,primary=eno1
+        #[arg(long, conflicts_with = "ifupdown")]
+        options: Option<String>,
+        /// An ifupdown file (/etc/network/interfaces).
+        #[arg(long)]
+        ifupdown: Option<PathBuf>,
+        /// Which iface stanza of the ifupdown file (default: the first bond).
+        #[arg(long)]
+        iface: Option<String>,
+        /// Bond name for an option string.
+        #[arg(long, default_value = "bond0")]
+        name: String,
+        /// Slaves for an option string (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        slaves: Vec<String>,
+    },
+    /// Watch a bond work and fail over on virtual links (builds and removes its own namespaces).
+    Demo,
+    /// Traffic generator and sink for tests and measurements.
+    Pktgen {
+        #[command(subcommand)]
+        cmd: PktgenCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PktgenCmd {
+    /// Send a numbered UDP stream.
+    Send {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        dst_mac: String,
+        #[arg(long)]
+        src_mac: Option<String>,
+        #[arg(long, default_value = "10.0.0.1")]
+        src_ip: Ipv4Addr,
+        #[arg(long, default_value = "10.0.0.2")]
+        dst_ip: Ipv4Addr,
+        #[arg(long, default_value_t = 1)]
+        flows: u32,
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Frames per second (0 = flat out).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value_t = 1)]
+        stream: u32,
+    },
+    /// Count a stream's frames per interface; prints a JSON report.
+    Sink {
+        #[arg(long, required = true)]
+        iface: Vec<String>,
+        #[arg(long, default_value_t = 1)]
+        stream: u32,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Stop this long after the last frame.
+        #[arg(long, default_value_t = 500)]
+        idle_ms: u64,
+        /// Frames expected (for loss).
+        #[arg(long)]
+        expect: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xbond: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &PathBuf) -> Result<BondConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    BondConfig::from_toml_str(&text).with_context(|| format!("in {}", path.display()))
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Run { config, copy } => {
+            let cfg = load(&config)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+            }
+            let opts = daemon::RunOptions {
+                zero_copy: if copy { ZeroCopy::Never } else { ZeroCopy::Try },
+            };
+            daemon::run(cfg, opts, stop)
+        }
+        Cmd::Status { bond, json, socket } => {
+            let path = socket.unwrap_or_else(|| format!("/run/xbond/{bond}.sock"));
+            let s = control::query_status(&path)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", s.proc_text());
+            }
+            Ok(())
+        }
+        Cmd::Check { config } => {
+            let cfg = load(&config)?;
+            println!("{}", toml::to_string(&cfg)?);
+            Ok(())
+        }
+        Cmd::Import { options, ifupdown, iface, name, slaves } => {
+            let mut import = match (options, ifupdown) {
+                (Some(o), None) => config::import_option_string(&o)?,
+                (None, Some(f)) => {
+                    let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+                    config::import_ifupdown_named(&text, iface.as_deref())?
+                }
+                _ => bail!("give --options STRING or --ifupdown FILE"),
+            };
+            if import.config.slaves.is_empty() && !slaves.is_empty() {
+                import.config.slaves = slaves;
+                import.needs.retain(|k| k != "slaves");
+            }
+            if import.config.name.is_empty() || name != "bond0" {
+                import.config.name = name.clone();
+                import.config.peer_name = format!("xb-{name}");
+            }
+            for w in &import.warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", import.to_toml());
+            Ok(())
+        }
+        Cmd::Demo => {
+            let exe = std::env::current_exe().context("finding the xbond binary")?;
+            demo::run(&exe)
+        }
+        Cmd::Pktgen { cmd } => match cmd {
+            PktgenCmd::Send { iface, dst_mac, src_mac, src_ip, dst_ip, flows, count, rate, size, stream } => {
+                let dst_mac: MacAddr = dst_mac.parse()?;
+                let src_mac: MacAddr = match src_mac {
+                    Some(m) => m.parse()?,
+                    None => std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
+                        .with_context(|| format!("reading the MAC of {iface}"))?
+                        .trim()
+                        .parse()?,
+                };
+                let spec = pktgen::SendSpec { iface, dst_mac, src_mac, src_ip, dst_ip, flows, count, rate, size, stream };
+                let r = pktgen::send(&spec)?;
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }
+            PktgenCmd::Sink { iface, stream, duration, idle_ms, expect } => {
+                let r = pktgen::sink(
+                    &iface,
+                    stream,
+                    Duration::from_secs_f64(duration),
+                    Duration::from_millis(idle_ms),
+                    expect,
+                )?;
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }
+        },
+    }
+}

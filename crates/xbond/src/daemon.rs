@@ -1,0 +1,323 @@
+//! `xbond run`: the daemon. Sets up the upper port and the slaves, starts the
+//! data plane, and runs the control loop: link events and polls into the bond
+//! core, the core's decisions out to the workers, the XDP programs, the
+//! interfaces and the wire. On SIGINT/SIGTERM it removes what it created and
+//! restores the slaves.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use crossbeam::channel::{Receiver, TryRecvError};
+use tracing::{info, warn};
+use xbond_core::bond::{Bond, BondEvent, SlaveSpec};
+use xbond_core::config::BondConfig;
+use xbond_core::options::{MacAddr, Mode};
+use xbond_core::status::{BondRuntime, SlaveRuntime, Status};
+use xbond_xdp::netlink::{speed_duplex, LinkEvents, Netlink};
+use xbond_xdp::packet::PacketSocket;
+use xbond_xdp::worker::{Dataplane, DataplaneConfig, ZeroCopy};
+
+use crate::control::{ControlServer, Request};
+
+/// Options of `xbond run` beyond the config file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Try zero-copy AF_XDP binds first.
+    pub zero_copy: ZeroCopy,
+}
+
+/// What the daemon changed on the host, undone on exit (also on error).
+struct HostGuard {
+    nl: Netlink,
+    created_upper: Option<String>,
+    restore_macs: Vec<(String, MacAddr)>,
+}
+
+impl Drop for HostGuard {
+    fn drop(&mut self) {
+        for (name, mac) in self.restore_macs.drain(..) {
+            if let Err(e) = self.nl.set_mac(&name, mac) {
+                warn!("could not restore the MAC of {name}: {e}");
+            }
+        }
+        if let Some(upper) = self.created_upper.take() {
+            match self.nl.delete(&upper) {
+                Ok(()) => info!("removed {upper}"),
+                Err(e) => warn!("could not remove {upper}: {e}"),
+            }
+        }
+    }
+}
+
+/// Modes this build runs; the others are parsed and validated but refused.
+fn check_supported(cfg: &BondConfig) -> Result<()> {
+    match cfg.mode {
+        Mode::BalanceRr | Mode::ActiveBackup | Mode::BalanceXor | Mode::Broadcast => {}
+        m => bail!(
+            "mode {m} is not available in this xbond build yet; available: balance-rr, active-backup, balance-xor, broadcast"
+        ),
+    }
+    if cfg.arp_interval > 0 || !cfg.ns_ip6_target.is_empty() {
+        bail!("the ARP and NS link monitors are not available in this xbond build yet; use miimon");
+    }
+    Ok(())
+}
+
+/// Runs the daemon until `stop` is set (by a signal).
+pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<()> {
+    check_supported(&cfg)?;
+    if cfg.monitoring_off() {
+        warn!(
+            "link monitoring is off (link_watch_policy = \"none\"): {} will never fail over",
+            cfg.name
+        );
+    }
+    let mut nl = Netlink::open()?;
+    let mut guard = HostGuard {
+        nl: Netlink::open()?,
+        created_upper: None,
+        restore_macs: Vec::new(),
+    };
+
+    // Slaves must exist and have a queue per worker.
+    let mut specs = Vec::new();
+    for name in &cfg.slaves {
+        let link = nl
+            .link(name)
+            .with_context(|| format!("slave {name} (key slaves)"))?;
+        if link.rx_queues < cfg.queues || link.tx_queues < cfg.queues {
+            bail!(
+                "slave {name} has {} RX / {} TX queues, but queues = {} needs {} of each (ethtool -L {name} combined {})",
+                link.rx_queues, link.tx_queues, cfg.queues, cfg.queues, cfg.queues
+            );
+        }
+        let (speed, duplex) = speed_duplex(name);
+        let perm = link.perm_mac.filter(|m| !m.is_zero()).unwrap_or(link.mac);
+        guard.restore_macs.push((name.clone(), link.mac));
+        specs.push(SlaveSpec {
+            name: name.clone(),
+            perm_mac: perm,
+            speed_mbps: speed,
+            full_duplex: duplex,
+        });
+    }
+
+    // The upper port.
+    for n in [&cfg.name, &cfg.peer_name] {
+        if nl.exists(n)? {
+            bail!("interface {n} already exists; is another xbond running for {}? (key name / peer_name)", cfg.name);
+        }
+    }
+    nl.create_veth(&cfg.name, &cfg.peer_name, cfg.queues)
+        .context("creating the upper port")?;
+    guard.created_upper = Some(cfg.name.clone());
+    info!("created {} (host side) and {} (data plane)", cfg.name, cfg.peer_name);
+
+    let now = Instant::now();
+    let mut bond = Bond::new(cfg.clone(), specs, now);
+    let mut macs_done = HashMap::new();
+    // Initial MACs, before anything is up.
+    while let Some(ev) = bond.poll_event() {
+        match ev {
+            BondEvent::SetBondMac(mac) => set_mac(&mut nl, &cfg.name, mac, &mut macs_done)?,
+            BondEvent::SetSlaveMac { slave, mac } => {
+                set_mac(&mut nl, &cfg.slaves[slave], mac, &mut macs_done)?
+            }
+            _ => {}
+        }
+    }
+    for s in &cfg.slaves {
+        nl.set_up(s, true)?;
+    }
+    nl.set_up(&cfg.name, true)?;
+    nl.set_up(&cfg.peer_name, true)?;
+
+    let mut ifindexes = vec![nl.link(&cfg.peer_name)?.index];
+    for s in &cfg.slaves {
+        ifindexes.push(nl.link(s)?.index);
+    }
+    let by_index: HashMap<u32, usize> = ifindexes[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, idx)| (*idx, i))
+        .collect();
+    let dp_cfg = DataplaneConfig {
+        upper: cfg.peer_name.clone(),
+        slaves: cfg.slaves.clone(),
+        queues: cfg.queues,
+        zero_copy: opts.zero_copy,
+    };
+    let mut events = LinkEvents::open()?;
+    let mut dp = Dataplane::start(&dp_cfg, &ifindexes, bond.tx_plan())?;
+    for (q, m) in dp.bind_modes().iter().enumerate() {
+        info!(queue = q, "AF_XDP sockets bound in {} mode", m.as_str());
+    }
+    let mut senders: Vec<Option<PacketSocket>> = cfg.slaves.iter().map(|_| None).collect();
+
+    // Carrier as it is now.
+    for (i, s) in cfg.slaves.iter().enumerate() {
+        let l = nl.link(s)?;
+        bond.handle_carrier(i, l.carrier, Instant::now());
+    }
+    refresh_addresses(&mut nl, &cfg.name, &mut bond);
+
+    let server = ControlServer::bind(&cfg.socket_path())?;
+    info!("{} running in mode {} with slaves {}; status: xbond status {}", cfg.name, cfg.mode, cfg.slaves.join(", "), cfg.name);
+    let requests = server.requests();
+    let mut upper_carrier = None;
+    let mut last_addr_refresh = Instant::now();
+
+    while !stop.load(Ordering::Relaxed) {
+        // Apply everything the core decided.
+        while let Some(ev) = bond.poll_event() {
+            match ev {
+                BondEvent::PlanChanged => dp.publish(bond.tx_plan())?,
+                BondEvent::Carrier(up) => {
+                    if upper_carrier != Some(up) {
+                        upper_carrier = Some(up);
+                        // A veth's carrier follows its peer's admin state.
+                        nl.set_up(&cfg.peer_name, up)?;
+                        info!("{} carrier {}", cfg.name, if up { "up" } else { "down" });
+                    }
+                }
+                BondEvent::ActiveChanged { old, new } => {
+                    let name = |i: Option<usize>| i.map_or("none".to_string(), |i| cfg.slaves[i].clone());
+                    info!("active slave {} -> {}", name(old), name(new));
+                    refresh_addresses(&mut nl, &cfg.name, &mut bond);
+                }
+                BondEvent::Link { slave, up } => {
+                    let s = &cfg.slaves[slave];
+                    if up {
+                        info!("link status definitely up for interface {s}");
+                    } else {
+                        warn!("link status definitely down for interface {s}, disabling it");
+                    }
+                }
+                BondEvent::SetSlaveMac { slave, mac } => {
+                    set_mac(&mut nl, &cfg.slaves[slave], mac, &mut macs_done)?
+                }
+                BondEvent::SetBondMac(mac) => set_mac(&mut nl, &cfg.name, mac, &mut macs_done)?,
+                BondEvent::PollLinks => {
+                    for (i, s) in cfg.slaves.iter().enumerate() {
+                        match nl.link(s) {
+                            Ok(l) => bond.handle_carrier(i, l.carrier, Instant::now()),
+                            Err(e) => {
+                                warn!("polling {s}: {e}");
+                                bond.handle_carrier(i, false, Instant::now());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        while let Some(t) = bond.poll_transmit() {
+            let name = &cfg.slaves[t.slave];
+            if senders[t.slave].is_none() {
+                senders[t.slave] = PacketSocket::open(name, 0).ok();
+            }
+            if let Some(sock) = &senders[t.slave] {
+                if let Err(e) = sock.send(&t.frame) {
+                    warn!("peer notification on {name}: {e}");
+                }
+            }
+        }
+        serve(&requests, &bond, &dp, &cfg)?;
+
+        let now = Instant::now();
+        let wait = bond
+            .poll_timeout()
+            .map_or(Duration::from_millis(50), |t| t.saturating_duration_since(now))
+            .min(Duration::from_millis(50));
+        for link in events.wait(wait) {
+            if let Some(&i) = by_index.get(&link.index) {
+                bond.handle_carrier(i, link.carrier, Instant::now());
+            }
+        }
+        let now = Instant::now();
+        if bond.poll_timeout().is_some_and(|t| t <= now) {
+            bond.handle_timeout(now);
+        }
+        if now.duration_since(last_addr_refresh) > Duration::from_secs(1) {
+            refresh_addresses(&mut nl, &cfg.name, &mut bond);
+            last_addr_refresh = now;
+        }
+    }
+    info!("stopping {}", cfg.name);
+    dp.stop();
+    drop(dp);
+    drop(server);
+    drop(guard);
+    Ok(())
+}
+
+fn set_mac(nl: &mut Netlink, name: &str, mac: MacAddr, done: &mut HashMap<String, MacAddr>) -> Result<()> {
+    if done.get(name) == Some(&mac) {
+        return Ok(());
+    }
+    nl.set_mac(name, mac)
+        .with_context(|| format!("setting the MAC of {name} to {mac}"))?;
+    done.insert(name.to_string(), mac);
+    Ok(())
+}
+
+fn refresh_addresses(nl: &mut Netlink, name: &str, bond: &mut Bond) {
+    if let Ok((v4, v6)) = nl.addresses(name) {
+        bond.set_addresses(v4, v6);
+    }
+}
+
+/// Builds the full status: the core's view plus the data plane's counters.
+pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
+    let mut runtime = BondRuntime {
+        peer_name: cfg.peer_name.clone(),
+        upper_xdp_bind: dp
+            .bind_modes()
+            .first()
+            .map_or("none", |m| m.as_str())
+            .to_string(),
+        workers: dp.stats().len() as u32,
+        ..BondRuntime::default()
+    };
+    let mut slaves = vec![SlaveRuntime::default(); cfg.slaves.len()];
+    for (i, s) in slaves.iter_mut().enumerate() {
+        s.xdp_bind = runtime.upper_xdp_bind.clone();
+        if let Some(p) = dp.programs().get(i + 1) {
+            s.xdp_attach = p.mode().as_str().to_string();
+            s.rx_dropped_inactive = p.counters().dropped_inactive;
+        }
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    for w in dp.stats() {
+        runtime.tx_no_slave += w.tx_no_slave.load(Relaxed);
+        runtime.malformed += w.malformed.load(Relaxed);
+        let pool = w.pool();
+        runtime.pool_free += pool.free as u64;
+        runtime.pool_in_fill += pool.in_fill as u64;
+        runtime.pool_in_tx += pool.in_tx as u64;
+        runtime.pool_total += pool.total as u64;
+        for (s, c) in slaves.iter_mut().zip(&w.slaves) {
+            s.rx_frames += c.rx.load(Relaxed);
+            s.tx_frames += c.tx.load(Relaxed);
+            s.rx_dropped_inactive += c.rx_inactive.load(Relaxed);
+            s.rx_dropped_duplicate += c.rx_duplicate.load(Relaxed);
+            s.tx_dropped += c.tx_dropped.load(Relaxed);
+        }
+    }
+    Status::new(bond, runtime, &slaves)
+}
+
+fn serve(requests: &Receiver<Request>, bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Result<()> {
+    loop {
+        match requests.try_recv() {
+            Ok(req) => {
+                let s = status(bond, dp, cfg);
+                req.reply(&s);
+            }
+            Err(TryRecvError::Empty) => return Ok(()),
+            Err(TryRecvError::Disconnected) => bail!("control socket thread ended"),
+        }
+    }
+}
