@@ -150,24 +150,30 @@ impl Selector {
 /// duplicate. Frames repeated on the same slave are always delivered. The
 /// kernel delivers such duplicates twice; xbond does not.
 ///
-/// The memory is a direct-mapped table indexed by the content hash: O(1) per
-/// frame, no allocation after construction.
+/// The memory is a 4-way set-associative table indexed by the content hash,
+/// so that the copies still waiting for their twin (a batch or two of
+/// frames) do not evict each other: O(1) per frame, no allocation after
+/// construction.
 #[derive(Debug, Clone)]
 pub struct DupFilter {
-    slots: Box<[(u64, u8)]>,
+    sets: Box<[[(u64, u8); DupFilter::WAYS]]>,
+    victim: Box<[u8]>,
 }
 
 impl Default for DupFilter {
     fn default() -> Self {
         DupFilter {
-            slots: vec![(0, u8::MAX); Self::SLOTS].into_boxed_slice(),
+            sets: vec![[(0, u8::MAX); Self::WAYS]; Self::SETS].into_boxed_slice(),
+            victim: vec![0; Self::SETS].into_boxed_slice(),
         }
     }
 }
 
 impl DupFilter {
-    /// Table size (a power of two).
-    pub const SLOTS: usize = 4096;
+    /// Number of sets (a power of two).
+    pub const SETS: usize = 2048;
+    /// Entries per set.
+    pub const WAYS: usize = 4;
 
     /// Records `frame` received on `slave`; returns true if it is a duplicate
     /// of a frame recently received on another slave (and must not be
@@ -175,12 +181,21 @@ impl DupFilter {
     /// new.
     pub fn is_duplicate(&mut self, frame: &[u8], slave: u8) -> bool {
         let h = twox_hash::XxHash3_64::oneshot(frame);
-        let slot = &mut self.slots[(h as usize) & (Self::SLOTS - 1)];
-        if slot.0 == h && slot.1 != slave && slot.1 != u8::MAX {
-            *slot = (0, u8::MAX);
-            return true;
+        let idx = (h as usize) & (Self::SETS - 1);
+        let set = &mut self.sets[idx];
+        for e in set.iter_mut() {
+            if e.0 == h && e.1 != u8::MAX {
+                if e.1 != slave {
+                    *e = (0, u8::MAX);
+                    return true;
+                }
+                // A repeat on the same slave is a new frame.
+                return false;
+            }
         }
-        *slot = (h, slave);
+        let v = &mut self.victim[idx];
+        set[usize::from(*v)] = (h, slave);
+        *v = (*v + 1) % Self::WAYS as u8;
         false
     }
 }

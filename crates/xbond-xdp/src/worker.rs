@@ -451,6 +451,8 @@ impl Worker {
         // SAFETY: as above; `copy` is not on any ring.
         let mut dst = unsafe { self.umem.data_mut(&mut copy) };
         let mut cur = dst.cursor();
+        // The cursor starts at the frame's previous length; the copy starts at 0.
+        cur.set_pos(0);
         if std::io::Write::write_all(&mut cur, src).is_err() {
             self.pool.free(copy);
             return None;

@@ -1,0 +1,139 @@
+//! Shared pieces of the integration tests: two namespaces joined by two veth
+//! links, xbond started inside them, and the pktgen sender and sink.
+#![allow(dead_code)] // Not every test file uses every helper.
+
+use std::path::Path;
+use std::time::Duration;
+
+use xbond::lab::Lab;
+use xbond::pktgen::SinkReport;
+use xbond_core::status::Status;
+
+pub fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_xbond"))
+}
+
+pub fn require_root() {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_default();
+    assert_eq!(uid, "0", "integration tests build network namespaces and need root");
+}
+
+/// Namespace "host" (slaves a0, a1) and namespace "far" (b0, b1).
+pub struct TwoLinks {
+    pub lab: Lab,
+    pub host: String,
+    pub far: String,
+}
+
+impl TwoLinks {
+    pub fn new(prefix: &str) -> TwoLinks {
+        require_root();
+        let mut lab = Lab::new(prefix).expect("lab");
+        let host = lab.netns("host").expect("netns host");
+        let far = lab.netns("far").expect("netns far");
+        lab.veth(&host, "a0", &far, "b0").expect("veth a0-b0");
+        lab.veth(&host, "a1", &far, "b1").expect("veth a1-b1");
+        TwoLinks { lab, host, far }
+    }
+
+    /// Puts b0 and b1 in a bridge with 10.55.0.2/24: a switch without a LAG,
+    /// and a neighbour behind it.
+    pub fn far_bridge(&self) {
+        let l = &self.lab;
+        l.exec(&self.far, &["ip", "link", "add", "br0", "type", "bridge"]).unwrap();
+        for p in ["b0", "b1"] {
+            l.exec(&self.far, &["ip", "link", "set", p, "master", "br0"]).unwrap();
+        }
+        l.exec(&self.far, &["ip", "link", "set", "br0", "up"]).unwrap();
+        l.exec(&self.far, &["ip", "addr", "add", "10.55.0.2/24", "dev", "br0"]).unwrap();
+    }
+
+    /// Starts xbond in `ns` with `config` (name, slaves and options) and puts
+    /// `addr` on the bond. Returns the control socket.
+    pub fn start(&mut self, ns: &str, name: &str, config: &str, addr: &str) -> String {
+        let ns = ns.to_string();
+        let sock = self.lab.start_xbond(exe(), &ns, name, config).expect("xbond starts");
+        self.lab.exec(&ns, &["ip", "addr", "add", addr, "dev", "bond0"]).unwrap();
+        sock
+    }
+
+    pub fn mac(&self, ns: &str, iface: &str) -> String {
+        self.lab
+            .exec(ns, &["cat", &format!("/sys/class/net/{iface}/address")])
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Starts a sink (process `name`) on `ifaces` in `ns`.
+    pub fn sink(&mut self, ns: &str, name: &str, ifaces: &[&str], stream: u32, expect: u64) {
+        let exe = exe().display().to_string();
+        let stream = stream.to_string();
+        let expect = expect.to_string();
+        let mut args = vec![exe.as_str(), "pktgen", "sink", "--stream", &stream, "--expect", &expect, "--duration", "20", "--idle-ms", "700"];
+        for i in ifaces {
+            args.push("--iface");
+            args.push(i);
+        }
+        self.lab.spawn(ns, name, &args).unwrap();
+        // Let the sockets open before traffic starts.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    pub fn sink_report(&mut self, name: &str) -> SinkReport {
+        let out = self.lab.wait(name, Duration::from_secs(30)).unwrap();
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("sink output {out:?}: {e}"))
+    }
+
+    /// Sends `count` frames of `flows` flows from `iface` in `ns`, at `rate`
+    /// frames/s, and waits for the sender to finish.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send(&self, ns: &str, iface: &str, dst_mac: &str, flows: u32, count: u64, rate: u64, stream: u32) {
+        let exe = exe().display().to_string();
+        let (f, c, r, s) = (flows.to_string(), count.to_string(), rate.to_string(), stream.to_string());
+        self.lab
+            .exec(ns, &[&exe, "pktgen", "send", "--iface", iface, "--dst-mac", dst_mac, "--flows", &f, "--count", &c, "--rate", &r, "--stream", &s])
+            .unwrap();
+    }
+
+    pub fn ping(&self, ns: &str, dst: &str) -> String {
+        // One ping to resolve ARP, then the measured ones.
+        let _ = self.lab.exec(ns, &["ping", "-c", "1", "-W", "2", dst]);
+        self.lab
+            .exec(ns, &["ping", "-c", "5", "-i", "0.1", "-W", "2", dst])
+            .unwrap_or_else(|e| panic!("ping {dst} from {ns} failed: {e}"))
+    }
+}
+
+pub fn status(sock: &str) -> Status {
+    xbond::control::query_status(sock).expect("status")
+}
+
+/// Waits until the status satisfies `f`.
+pub fn wait_status(sock: &str, timeout: Duration, f: impl Fn(&Status) -> bool) -> Status {
+    let mut last = None;
+    let ok = xbond::lab::wait_for(timeout, || {
+        let s = status(sock);
+        let hit = f(&s);
+        last = Some(s.clone());
+        hit.then_some(s)
+    });
+    ok.unwrap_or_else(|| panic!("status never matched; last:\n{}", last.map(|s| s.proc_text()).unwrap_or_default()))
+}
+
+/// The pool books of every worker close: each frame is free, in a fill ring
+/// or on a TX ring.
+pub fn assert_pool_balanced(sock: &str) {
+    let s = wait_status(sock, Duration::from_secs(3), |s| {
+        let r = &s.runtime;
+        r.pool_free + r.pool_in_fill + r.pool_in_tx == r.pool_total && r.pool_in_tx == 0
+    });
+    assert!(s.runtime.pool_total > 0);
+}
