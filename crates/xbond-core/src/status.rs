@@ -47,8 +47,12 @@ pub struct BondRuntime {
     pub tx_no_slave: u64,
     /// Malformed or oversized frames dropped.
     pub malformed: u64,
-    /// Frames currently owned by the frame pools (free), and in total.
+    /// Frames in the frame pools (free).
     pub pool_free: u64,
+    /// Frames in fill rings.
+    pub pool_in_fill: u64,
+    /// Frames on TX rings, not yet completed.
+    pub pool_in_tx: u64,
     /// Total frames in all UMEMs.
     pub pool_total: u64,
 }
