@@ -13,7 +13,7 @@ fn cfg(mode: &str, extra: &str) -> String {
 #[test]
 fn active_backup_uses_only_the_active_link_and_delivers_once() {
     let mut t = TwoLinks::new("ab");
-    t.far_bridge();
+    t.far_bridge("10.55.0.2/24");
     let host = t.host.clone();
     let far = t.far.clone();
     let sock = t.start(&host, "xa", &cfg("active-backup", "primary = \"a1\""), "10.55.0.1/24");

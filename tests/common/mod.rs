@@ -43,16 +43,16 @@ impl TwoLinks {
         TwoLinks { lab, host, far }
     }
 
-    /// Puts b0 and b1 in a bridge with 10.55.0.2/24: a switch without a LAG,
-    /// and a neighbour behind it.
-    pub fn far_bridge(&self) {
+    /// Puts b0 and b1 in a bridge with address `addr`: a switch without a
+    /// LAG, and a neighbour behind it.
+    pub fn far_bridge(&self, addr: &str) {
         let l = &self.lab;
         l.exec(&self.far, &["ip", "link", "add", "br0", "type", "bridge"]).unwrap();
         for p in ["b0", "b1"] {
             l.exec(&self.far, &["ip", "link", "set", p, "master", "br0"]).unwrap();
         }
         l.exec(&self.far, &["ip", "link", "set", "br0", "up"]).unwrap();
-        l.exec(&self.far, &["ip", "addr", "add", "10.55.0.2/24", "dev", "br0"]).unwrap();
+        l.exec(&self.far, &["ip", "addr", "add", addr, "dev", "br0"]).unwrap();
     }
 
     /// Starts xbond in `ns` with `config` (name, slaves and options) and puts

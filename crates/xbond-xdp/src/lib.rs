@@ -8,6 +8,7 @@ pub mod error;
 pub mod netlink;
 pub mod packet;
 pub mod pool;
+pub mod sys;
 pub mod worker;
 
 pub use error::{Error, Result};

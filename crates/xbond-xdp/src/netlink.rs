@@ -310,17 +310,26 @@ impl LinkEvents {
         self.sock.as_raw_fd()
     }
 
-    /// Waits up to `timeout` for events, then reads every pending one.
-    pub fn wait(&mut self, timeout: std::time::Duration) -> Vec<Link> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+    /// Waits up to `timeout` for events or for `also` (another descriptor,
+    /// e.g. a [`crate::sys::Waker`]) to become readable, then reads every
+    /// pending event.
+    pub fn wait(&mut self, also: std::os::fd::RawFd, timeout: std::time::Duration) -> Vec<Link> {
+        let mut pfd = [
+            libc::pollfd {
+                fd: self.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: also,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: `pfd` is one valid pollfd. EINTR and timeouts are both fine:
-        // the drain below finds whatever is there.
-        unsafe { libc::poll(&mut pfd, 1, ms) };
+        // SAFETY: `pfd` is a valid array of two pollfds. EINTR and timeouts
+        // are both fine: the drain below finds whatever is there.
+        unsafe { libc::poll(pfd.as_mut_ptr(), 2, ms) };
         self.drain()
     }
 

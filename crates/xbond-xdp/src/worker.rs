@@ -25,6 +25,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 use crate::bpf::XdpProgram;
 use crate::error::{Error, Result};
 use crate::pool::{FramePool, PoolCounts};
+use crate::sys::{kick_tx, Waker};
 
 /// Frames per batch.
 pub const BATCH: usize = 64;
@@ -89,6 +90,9 @@ pub struct SlaveCounters {
     pub rx_duplicate: AtomicU64,
     /// Frames dropped because the TX ring was full.
     pub tx_dropped: AtomicU64,
+    /// TX kicks the kernel refused (EBUSY, ENETDOWN): a hint that the
+    /// slave's carrier is gone, passed to the control loop at once.
+    pub tx_errors: AtomicU64,
 }
 
 /// Counters of one worker, written once per batch and summed on read.
@@ -301,7 +305,7 @@ impl Worker {
     }
 
     /// Runs until `stop` is set.
-    pub fn run(mut self, plans: Arc<PlanCell>, stop: Arc<AtomicBool>) {
+    pub fn run(mut self, plans: Arc<PlanCell>, stop: Arc<AtomicBool>, waker: Arc<Waker>) {
         let mut plan = plans.load();
         let mut sel = Selector::new(0x5eed ^ u64::from(self.queue));
         let mut dups = DupFilter::default();
@@ -317,7 +321,7 @@ impl Worker {
             for s in 0..self.slaves.len() {
                 work += self.deliver_slave(s, &plan, &mut dups, &mut descs);
             }
-            self.kick();
+            self.kick(&waker);
             self.publish_pool();
             if work > 0 {
                 idle_since = None;
@@ -522,13 +526,22 @@ impl Worker {
         n
     }
 
-    fn kick(&mut self) {
-        for port in std::iter::once(&mut self.upper).chain(self.slaves.iter_mut()) {
+    fn kick(&mut self, waker: &Waker) {
+        if self.upper.tx_pending {
+            self.upper.tx_pending = false;
+            if self.upper.tx.needs_wakeup() {
+                // Errors here (ENOBUFS, EAGAIN) are retried with the next kick.
+                let _ = kick_tx(self.upper.tx.fd().as_raw_fd());
+            }
+        }
+        for (i, port) in self.slaves.iter_mut().enumerate() {
             if port.tx_pending {
                 port.tx_pending = false;
-                if port.tx.needs_wakeup() {
-                    // Errors here (ENOBUFS, EAGAIN) are retried with the next kick.
-                    let _ = port.tx.wakeup();
+                if port.tx.needs_wakeup() && kick_tx(port.tx.fd().as_raw_fd()).is_some() {
+                    // The device dropped a frame: most likely its carrier went
+                    // away. Let the control loop look now, not at the next poll.
+                    self.stats.slaves[i].tx_errors.fetch_add(1, Relaxed);
+                    waker.wake();
                 }
             }
         }
@@ -577,7 +590,7 @@ pub struct DataplaneConfig {
 
 impl Dataplane {
     /// Attaches the programs, creates the workers and starts them with `plan`.
-    pub fn start(cfg: &DataplaneConfig, ifindexes: &[u32], plan: TxPlan) -> Result<Dataplane> {
+    pub fn start(cfg: &DataplaneConfig, ifindexes: &[u32], plan: TxPlan, waker: Arc<Waker>) -> Result<Dataplane> {
         let names: Vec<&str> = std::iter::once(cfg.upper.as_str())
             .chain(cfg.slaves.iter().map(String::as_str))
             .collect();
@@ -611,9 +624,10 @@ impl Dataplane {
             let plans = dp.plans.clone();
             let stop = dp.stop.clone();
             let q = w.queue;
+            let waker = waker.clone();
             let t = std::thread::Builder::new()
                 .name(format!("xbond-q{q}"))
-                .spawn(move || w.run(plans, stop))
+                .spawn(move || w.run(plans, stop, waker))
                 .map_err(|e| Error::sys("spawn worker thread", &cfg.upper, e))?;
             dp.threads.push(t);
         }

@@ -18,6 +18,7 @@ use xbond_core::options::{MacAddr, Mode};
 use xbond_core::status::{BondRuntime, SlaveRuntime, Status};
 use xbond_xdp::netlink::{speed_duplex, LinkEvents, Netlink};
 use xbond_xdp::packet::PacketSocket;
+use xbond_xdp::sys::Waker;
 use xbond_xdp::worker::{Dataplane, DataplaneConfig, ZeroCopy};
 
 use crate::control::{ControlServer, Request};
@@ -151,7 +152,8 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         zero_copy: opts.zero_copy,
     };
     let mut events = LinkEvents::open()?;
-    let mut dp = Dataplane::start(&dp_cfg, &ifindexes, bond.tx_plan())?;
+    let waker = Arc::new(Waker::new().context("eventfd")?);
+    let mut dp = Dataplane::start(&dp_cfg, &ifindexes, bond.tx_plan(), waker.clone())?;
     for (q, m) in dp.bind_modes().iter().enumerate() {
         info!(queue = q, "AF_XDP sockets bound in {} mode", m.as_str());
     }
@@ -164,6 +166,11 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     }
     refresh_addresses(&mut nl, &cfg.name, &mut bond);
 
+    // The control loop must win the CPU over busy-polling workers when a link
+    // event arrives; the workers keep normal priority.
+    if let Err(e) = xbond_xdp::sys::set_realtime(10) {
+        warn!("control thread keeps normal priority (SCHED_FIFO: {e}); failover may wait for CPU");
+    }
     let server = ControlServer::bind(&cfg.socket_path())?;
     info!("{} running in mode {} with slaves {}; status: xbond status {}", cfg.name, cfg.mode, cfg.slaves.join(", "), cfg.name);
     let requests = server.requests();
@@ -200,17 +207,7 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
                     set_mac(&mut nl, &cfg.slaves[slave], mac, &mut macs_done)?
                 }
                 BondEvent::SetBondMac(mac) => set_mac(&mut nl, &cfg.name, mac, &mut macs_done)?,
-                BondEvent::PollLinks => {
-                    for (i, s) in cfg.slaves.iter().enumerate() {
-                        match nl.link(s) {
-                            Ok(l) => bond.handle_carrier(i, l.carrier, Instant::now()),
-                            Err(e) => {
-                                warn!("polling {s}: {e}");
-                                bond.handle_carrier(i, false, Instant::now());
-                            }
-                        }
-                    }
-                }
+                BondEvent::PollLinks => poll_links(&mut nl, &cfg, &mut bond),
             }
         }
         while let Some(t) = bond.poll_transmit() {
@@ -231,10 +228,16 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
             .poll_timeout()
             .map_or(Duration::from_millis(50), |t| t.saturating_duration_since(now))
             .min(Duration::from_millis(50));
-        for link in events.wait(wait) {
+        for link in events.wait(waker.fd(), wait) {
             if let Some(&i) = by_index.get(&link.index) {
                 bond.handle_carrier(i, link.carrier, Instant::now());
             }
+        }
+        if waker.clear() {
+            // A worker's TX to a slave failed: read the carriers now. Netlink
+            // carrier events can be held back by the kernel's linkwatch (up to
+            // a second when links change often), the reading is not.
+            poll_links(&mut nl, &cfg, &mut bond);
         }
         let now = Instant::now();
         if bond.poll_timeout().is_some_and(|t| t <= now) {
@@ -251,6 +254,18 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     drop(server);
     drop(guard);
     Ok(())
+}
+
+fn poll_links(nl: &mut Netlink, cfg: &BondConfig, bond: &mut Bond) {
+    for (i, s) in cfg.slaves.iter().enumerate() {
+        match nl.link(s) {
+            Ok(l) => bond.handle_carrier(i, l.carrier, Instant::now()),
+            Err(e) => {
+                warn!("polling {s}: {e}");
+                bond.handle_carrier(i, false, Instant::now());
+            }
+        }
+    }
 }
 
 fn set_mac(nl: &mut Netlink, name: &str, mac: MacAddr, done: &mut HashMap<String, MacAddr>) -> Result<()> {

@@ -30,8 +30,10 @@ pub fn cmd(args: &[&str]) -> Result<String> {
         .with_context(|| format!("running {}", args.join(" ")))?;
     if !out.status.success() {
         bail!(
-            "`{}` failed: {}",
+            "`{}` failed ({}): {} {}",
             args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
