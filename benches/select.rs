@@ -1,1 +1,103 @@
-fn main() {}
+//! Per-frame costs of the hot path: slave selection per mode and hash policy
+//! on batches of 64 realistic frames (IPv4/IPv6, VLAN-tagged, TCP/UDP/ICMP).
+//!
+//! Run: `cargo bench -p xbond-core --bench select`. Figures are per batch;
+//! divide by 64 for per frame.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use xbond_core::options::{HashFunction, HashPolicy, Mode};
+use xbond_core::plan::{Choice, Selector, TxPlan};
+
+fn frames() -> Vec<Vec<u8>> {
+    use etherparse::PacketBuilder;
+    let mut out = Vec::new();
+    for i in 0..64u16 {
+        let mut f = Vec::new();
+        let src = [2, 0, 0, 0, (i >> 8) as u8, i as u8];
+        let dst = [2, 0, 0, 0, 0xff, 1];
+        let payload = [0u8; 18];
+        let res = match i % 4 {
+            0 => PacketBuilder::ethernet2(src, dst)
+                .ipv4([10, 0, (i >> 8) as u8, i as u8], [10, 1, 0, 1], 64)
+                .udp(1024 + i, 53)
+                .write(&mut f, &payload),
+            1 => PacketBuilder::ethernet2(src, dst)
+                .ipv4([10, 0, 0, i as u8], [10, 1, 0, 2], 64)
+                .tcp(40000 + i, 443, 1, 64000)
+                .write(&mut f, &payload),
+            2 => PacketBuilder::ethernet2(src, dst)
+                .single_vlan(100.try_into().expect("vlan id"))
+                .ipv4([10, 0, 1, i as u8], [10, 1, 0, 3], 64)
+                .udp(5000 + i, 4789)
+                .write(&mut f, &payload),
+            _ => PacketBuilder::ethernet2(src, dst)
+                .ipv6(
+                    [0xfd; 16],
+                    [
+                        0xfe,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        (i >> 8) as u8,
+                        i as u8,
+                    ],
+                    64,
+                )
+                .tcp(30000 + i, 80, 1, 64000)
+                .write(&mut f, &payload),
+        };
+        res.expect("build frame");
+        out.push(f);
+    }
+    out
+}
+
+fn plan(mode: Mode, policy: HashPolicy, function: HashFunction) -> TxPlan {
+    let mut p = TxPlan::empty(mode);
+    p.tx_slaves[..2].copy_from_slice(&[0, 1]);
+    p.tx_count = 2;
+    p.active = Some(0);
+    p.policy = policy;
+    p.function = function;
+    p
+}
+
+fn bench(c: &mut Criterion) {
+    let fs = frames();
+    let refs: Vec<&[u8]> = fs.iter().map(|f| f.as_slice()).collect();
+    let mut out = [Choice::Drop; 64];
+    let mut g = c.benchmark_group("select_batch_64");
+    g.throughput(Throughput::Elements(64));
+    for function in [HashFunction::Xxh3, HashFunction::Kernel] {
+        for policy in HashPolicy::ALL {
+            let p = plan(Mode::BalanceXor, *policy, function);
+            let mut sel = Selector::default();
+            g.bench_function(format!("balance-xor/{policy}/{function}"), |b| {
+                b.iter(|| sel.select_batch(black_box(&p), black_box(&refs), &mut out))
+            });
+        }
+    }
+    for mode in [Mode::BalanceRr, Mode::ActiveBackup, Mode::Broadcast] {
+        let p = plan(mode, HashPolicy::Layer2, HashFunction::Xxh3);
+        let mut sel = Selector::default();
+        g.bench_function(format!("{mode}"), |b| {
+            b.iter(|| sel.select_batch(black_box(&p), black_box(&refs), &mut out))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

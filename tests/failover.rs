@@ -31,29 +31,64 @@ fn failover_under_a_stream_loses_few_frames_and_primary_returns() {
     let exe = common::exe().display().to_string();
     let (c, r) = (COUNT.to_string(), RATE.to_string());
     t.lab
-        .spawn(&host, "sender", &[&exe, "pktgen", "send", "--iface", "bond0", "--dst-mac", &br, "--count", &c, "--rate", &r])
+        .spawn(
+            &host,
+            "sender",
+            &[
+                &exe,
+                "pktgen",
+                "send",
+                "--iface",
+                "bond0",
+                "--dst-mac",
+                &br,
+                "--count",
+                &c,
+                "--rate",
+                &r,
+            ],
+        )
         .unwrap();
     std::thread::sleep(Duration::from_millis(1000));
-    t.lab.exec(&far, &["ip", "link", "set", "b0", "down"]).unwrap();
+    t.lab
+        .exec(&far, &["ip", "link", "set", "b0", "down"])
+        .unwrap();
     t.lab.wait("sender", Duration::from_secs(30)).unwrap();
     let rep = t.sink_report("sink");
     let ms = rep.lost as f64 * 1000.0 / RATE as f64;
-    println!("failover loss: {} frames = {ms:.2} ms at {RATE} frames/s ({rep:?})", rep.lost);
-    assert!(rep.per_iface["b0"] > 0 && rep.per_iface["b1"] > 0, "traffic moved: {rep:?}");
-    assert!(rep.lost <= MAX_LOST_FRAMES, "lost {} frames ({ms} ms)", rep.lost);
+    println!(
+        "failover loss: {} frames = {ms:.2} ms at {RATE} frames/s ({rep:?})",
+        rep.lost
+    );
+    assert!(
+        rep.per_iface["b0"] > 0 && rep.per_iface["b1"] > 0,
+        "traffic moved: {rep:?}"
+    );
+    assert!(
+        rep.lost <= MAX_LOST_FRAMES,
+        "lost {} frames ({ms} ms)",
+        rep.lost
+    );
 
     let s = status(&sock);
     assert_eq!(s.active.as_deref(), Some("a1"));
     assert_eq!(s.slaves[0].link_failure_count, 1);
     let text = s.proc_text();
     assert!(text.contains("Currently Active Slave: a1\n"), "{text}");
-    assert!(text.contains("Slave Interface: a0\nMII Status: down\n"), "{text}");
+    assert!(
+        text.contains("Slave Interface: a0\nMII Status: down\n"),
+        "{text}"
+    );
     let ping = t.ping(&host, "10.60.0.2");
     assert!(ping.contains(" 0% packet loss"), "after failover: {ping}");
 
     // primary_reselect always: a0 takes over again when it returns.
-    t.lab.exec(&far, &["ip", "link", "set", "b0", "up"]).unwrap();
-    wait_status(&sock, Duration::from_secs(3), |s| s.active.as_deref() == Some("a0"));
+    t.lab
+        .exec(&far, &["ip", "link", "set", "b0", "up"])
+        .unwrap();
+    wait_status(&sock, Duration::from_secs(3), |s| {
+        s.active.as_deref() == Some("a0")
+    });
     let ping = t.ping(&host, "10.60.0.2");
     assert!(ping.contains(" 0% packet loss"), "after recovery: {ping}");
 }
@@ -62,15 +97,36 @@ fn failover_under_a_stream_loses_few_frames_and_primary_returns() {
 fn primary_reselect_failure_keeps_the_backup_active() {
     let mut t = TwoLinks::new("rs");
     let (host, far) = (t.host.clone(), t.far.clone());
-    let sock = t.start(&host, "xa", &ab("primary_reselect = \"failure\""), "10.61.0.1/24");
-    t.lab.exec(&far, &["ip", "link", "set", "b0", "down"]).unwrap();
-    wait_status(&sock, Duration::from_secs(3), |s| s.active.as_deref() == Some("a1"));
-    t.lab.exec(&far, &["ip", "link", "set", "b0", "up"]).unwrap();
-    let s = wait_status(&sock, Duration::from_secs(3), |s| s.slaves[0].mii_status == "up");
-    assert_eq!(s.active.as_deref(), Some("a1"), "failure: the backup stays active");
+    let sock = t.start(
+        &host,
+        "xa",
+        &ab("primary_reselect = \"failure\""),
+        "10.61.0.1/24",
+    );
+    t.lab
+        .exec(&far, &["ip", "link", "set", "b0", "down"])
+        .unwrap();
+    wait_status(&sock, Duration::from_secs(3), |s| {
+        s.active.as_deref() == Some("a1")
+    });
+    t.lab
+        .exec(&far, &["ip", "link", "set", "b0", "up"])
+        .unwrap();
+    let s = wait_status(&sock, Duration::from_secs(3), |s| {
+        s.slaves[0].mii_status == "up"
+    });
+    assert_eq!(
+        s.active.as_deref(),
+        Some("a1"),
+        "failure: the backup stays active"
+    );
     // Only when a1 fails does a0 take over.
-    t.lab.exec(&far, &["ip", "link", "set", "b1", "down"]).unwrap();
-    wait_status(&sock, Duration::from_secs(3), |s| s.active.as_deref() == Some("a0"));
+    t.lab
+        .exec(&far, &["ip", "link", "set", "b1", "down"])
+        .unwrap();
+    wait_status(&sock, Duration::from_secs(3), |s| {
+        s.active.as_deref() == Some("a0")
+    });
 }
 
 #[test]
@@ -78,16 +134,29 @@ fn updelay_is_honoured_before_a_returning_link_is_used() {
     let mut t = TwoLinks::new("ud");
     let (host, far) = (t.host.clone(), t.far.clone());
     let sock = t.start(&host, "xa", &ab("updelay = 600"), "10.62.0.1/24");
-    t.lab.exec(&far, &["ip", "link", "set", "b0", "down"]).unwrap();
-    wait_status(&sock, Duration::from_secs(3), |s| s.active.as_deref() == Some("a1"));
-    t.lab.exec(&far, &["ip", "link", "set", "b0", "up"]).unwrap();
+    t.lab
+        .exec(&far, &["ip", "link", "set", "b0", "down"])
+        .unwrap();
+    wait_status(&sock, Duration::from_secs(3), |s| {
+        s.active.as_deref() == Some("a1")
+    });
+    t.lab
+        .exec(&far, &["ip", "link", "set", "b0", "up"])
+        .unwrap();
     let t0 = Instant::now();
-    let s = wait_status(&sock, Duration::from_secs(1), |s| s.slaves[0].mii_status == "going back");
+    let s = wait_status(&sock, Duration::from_secs(1), |s| {
+        s.slaves[0].mii_status == "going back"
+    });
     assert_eq!(s.active.as_deref(), Some("a1"), "a0 waits for updelay");
     assert!(s.proc_text().contains("Up Delay (ms): 600\n"));
-    wait_status(&sock, Duration::from_secs(3), |s| s.active.as_deref() == Some("a0"));
+    wait_status(&sock, Duration::from_secs(3), |s| {
+        s.active.as_deref() == Some("a0")
+    });
     let waited = t0.elapsed();
-    assert!(waited >= Duration::from_millis(550), "a0 came back after only {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(550),
+        "a0 came back after only {waited:?}"
+    );
 }
 
 #[test]
@@ -97,20 +166,39 @@ fn bond_carrier_follows_the_slaves_and_exit_restores_the_host() {
     let mac_a1 = t.mac(&host, "a1");
     let sock = t.start(&host, "xa", &ab(""), "10.63.0.1/24");
     assert_ne!(t.mac(&host, "a1"), mac_a1, "slaves carry the bond MAC");
-    let carrier = |t: &TwoLinks| t.lab.exec(&host, &["cat", "/sys/class/net/bond0/carrier"]).unwrap().trim() == "1";
+    let carrier = |t: &TwoLinks| {
+        t.lab
+            .exec(&host, &["cat", "/sys/class/net/bond0/carrier"])
+            .unwrap()
+            .trim()
+            == "1"
+    };
     assert!(carrier(&t));
     for p in ["b0", "b1"] {
         t.lab.exec(&far, &["ip", "link", "set", p, "down"]).unwrap();
     }
     let s = wait_status(&sock, Duration::from_secs(3), |s| !s.mii_status);
     assert!(s.proc_text().contains("MII Status: down\n"));
-    assert!(xbond::lab::wait_for(Duration::from_secs(2), || (!carrier(&t)).then_some(())).is_some(), "bond0 lost carrier");
-    t.lab.exec(&far, &["ip", "link", "set", "b1", "up"]).unwrap();
-    wait_status(&sock, Duration::from_secs(3), |s| s.mii_status && s.active.as_deref() == Some("a1"));
-    assert!(xbond::lab::wait_for(Duration::from_secs(2), || carrier(&t).then_some(())).is_some(), "bond0 carrier back");
+    assert!(
+        xbond::lab::wait_for(Duration::from_secs(2), || (!carrier(&t)).then_some(())).is_some(),
+        "bond0 lost carrier"
+    );
+    t.lab
+        .exec(&far, &["ip", "link", "set", "b1", "up"])
+        .unwrap();
+    wait_status(&sock, Duration::from_secs(3), |s| {
+        s.mii_status && s.active.as_deref() == Some("a1")
+    });
+    assert!(
+        xbond::lab::wait_for(Duration::from_secs(2), || carrier(&t).then_some(())).is_some(),
+        "bond0 carrier back"
+    );
 
     assert!(t.lab.stop("xa").unwrap(), "xbond exits cleanly on SIGTERM");
     let links = t.lab.exec(&host, &["ip", "-o", "link"]).unwrap();
-    assert!(!links.contains("bond0") && !links.contains("xb-bond0"), "upper port removed: {links}");
+    assert!(
+        !links.contains("bond0") && !links.contains("xb-bond0"),
+        "upper port removed: {links}"
+    );
     assert_eq!(t.mac(&host, "a1"), mac_a1, "slave MAC restored");
 }

@@ -7,7 +7,9 @@ mod common;
 use common::{assert_pool_balanced, status, TwoLinks};
 
 fn cfg(mode: &str, extra: &str) -> String {
-    format!("name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"{mode}\"\nmiimon = 100\n{extra}\n")
+    format!(
+        "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"{mode}\"\nmiimon = 100\n{extra}\n"
+    )
 }
 
 #[test]
@@ -16,7 +18,12 @@ fn active_backup_uses_only_the_active_link_and_delivers_once() {
     t.far_bridge("10.55.0.2/24");
     let host = t.host.clone();
     let far = t.far.clone();
-    let sock = t.start(&host, "xa", &cfg("active-backup", "primary = \"a1\""), "10.55.0.1/24");
+    let sock = t.start(
+        &host,
+        "xa",
+        &cfg("active-backup", "primary = \"a1\""),
+        "10.55.0.1/24",
+    );
     let s = status(&sock);
     assert_eq!(s.active.as_deref(), Some("a1"), "primary a1 is active");
     assert!(s.proc_text().contains("Currently Active Slave: a1\n"));
@@ -36,7 +43,11 @@ fn active_backup_uses_only_the_active_link_and_delivers_once() {
     let r = t.sink_report("sink2");
     assert_eq!((r.unique, r.duplicates), (1000, 0), "{r:?}");
     let s = status(&sock);
-    assert!(s.slaves[0].runtime.rx_dropped_inactive >= 1000, "a0 drops: {:?}", s.slaves[0].runtime);
+    assert!(
+        s.slaves[0].runtime.rx_dropped_inactive >= 1000,
+        "a0 drops: {:?}",
+        s.slaves[0].runtime
+    );
 
     let ping = t.ping(&host, "10.55.0.2");
     assert!(ping.contains(" 0% packet loss"), "{ping}");
@@ -58,7 +69,14 @@ fn balance_rr_alternates_links_and_carries_traffic_both_ways() {
     assert!(r.alternation > 0.95, "round robin alternates: {r:?}");
 
     // A second xbond in the same mode on the far side: a static LAG partner.
-    let _sock_b = t.start(&far, "xb", &cfg("balance-rr", "").replace("a0", "b0").replace("a1", "b1"), "10.56.0.2/24");
+    let _sock_b = t.start(
+        &far,
+        "xb",
+        &cfg("balance-rr", "")
+            .replace("a0", "b0")
+            .replace("a1", "b1"),
+        "10.56.0.2/24",
+    );
     let ping = t.ping(&host, "10.56.0.2");
     assert!(ping.contains(" 0% packet loss"), "{ping}");
     let mac_a = t.mac(&host, "bond0");
@@ -67,7 +85,10 @@ fn balance_rr_alternates_links_and_carries_traffic_both_ways() {
     let r = t.sink_report("sink2");
     assert_eq!((r.unique, r.duplicates), (1000, 0), "{r:?}");
     let s = status(&sock_a);
-    assert!(s.slaves.iter().all(|sl| sl.runtime.rx_frames >= 400), "both links deliver: {s:?}");
+    assert!(
+        s.slaves.iter().all(|sl| sl.runtime.rx_frames >= 400),
+        "both links deliver: {s:?}"
+    );
     assert_pool_balanced(&sock_a);
 }
 
@@ -76,21 +97,34 @@ fn balance_xor_keeps_each_flow_on_one_link_and_spreads_flows() {
     let mut t = TwoLinks::new("xo");
     let host = t.host.clone();
     let far = t.far.clone();
-    let sock_a = t.start(&host, "xa", &cfg("balance-xor", "xmit_hash_policy = \"layer3+4\""), "10.57.0.1/24");
+    let sock_a = t.start(
+        &host,
+        "xa",
+        &cfg("balance-xor", "xmit_hash_policy = \"layer3+4\""),
+        "10.57.0.1/24",
+    );
 
     t.sink(&far, "sink1", &["b0", "b1"], 1, 2560);
     t.send(&host, "bond0", "02:00:00:00:00:99", 256, 2560, 20_000, 1);
     let r = t.sink_report("sink1");
     assert_eq!(r.unique, 2560, "{r:?}");
     assert_eq!(r.flows, 256);
-    assert_eq!(r.flows_on_several_ifaces, 0, "a flow stays on one link: {r:?}");
+    assert_eq!(
+        r.flows_on_several_ifaces, 0,
+        "a flow stays on one link: {r:?}"
+    );
     let share = r.per_iface["b0"] as f64 / r.unique as f64;
-    assert!((0.35..=0.65).contains(&share), "256 flows spread: b0 share {share}");
+    assert!(
+        (0.35..=0.65).contains(&share),
+        "256 flows spread: b0 share {share}"
+    );
 
     let _sock_b = t.start(
         &far,
         "xb",
-        &cfg("balance-xor", "xmit_hash_policy = \"layer3+4\"").replace("a0", "b0").replace("a1", "b1"),
+        &cfg("balance-xor", "xmit_hash_policy = \"layer3+4\"")
+            .replace("a0", "b0")
+            .replace("a1", "b1"),
         "10.57.0.2/24",
     );
     let ping = t.ping(&host, "10.57.0.2");
@@ -115,15 +149,31 @@ fn broadcast_copies_to_every_link_and_the_partner_delivers_once() {
     let r = t.sink_report("sink1");
     assert_eq!((r.per_iface["b0"], r.per_iface["b1"]), (500, 500), "{r:?}");
 
-    let sock_b = t.start(&far, "xb", &cfg("broadcast", "").replace("a0", "b0").replace("a1", "b1"), "10.58.0.2/24");
+    let sock_b = t.start(
+        &far,
+        "xb",
+        &cfg("broadcast", "").replace("a0", "b0").replace("a1", "b1"),
+        "10.58.0.2/24",
+    );
     let ping = t.ping(&host, "10.58.0.2");
-    assert!(ping.contains(" 0% packet loss") && !ping.contains("DUP!"), "{ping}");
+    assert!(
+        ping.contains(" 0% packet loss") && !ping.contains("DUP!"),
+        "{ping}"
+    );
     let mac_a = t.mac(&host, "bond0");
     t.sink(&host, "sink2", &["bond0"], 2, 500);
     t.send(&far, "bond0", &mac_a, 4, 500, 10_000, 2);
     let r = t.sink_report("sink2");
-    assert_eq!((r.unique, r.duplicates), (500, 0), "each frame delivered once: {r:?}");
-    let dups: u64 = status(&sock_a).slaves.iter().map(|s| s.runtime.rx_dropped_duplicate).sum();
+    assert_eq!(
+        (r.unique, r.duplicates),
+        (500, 0),
+        "each frame delivered once: {r:?}"
+    );
+    let dups: u64 = status(&sock_a)
+        .slaves
+        .iter()
+        .map(|s| s.runtime.rx_dropped_duplicate)
+        .sum();
     assert!(dups >= 500, "the second copies were suppressed: {dups}");
     assert_pool_balanced(&sock_a);
     assert_pool_balanced(&sock_b);

@@ -22,7 +22,10 @@ pub fn require_root() {
                 .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
         })
         .unwrap_or_default();
-    assert_eq!(uid, "0", "integration tests build network namespaces and need root");
+    assert_eq!(
+        uid, "0",
+        "integration tests build network namespaces and need root"
+    );
 }
 
 /// Namespace "host" (slaves a0, a1) and namespace "far" (b0, b1).
@@ -47,20 +50,29 @@ impl TwoLinks {
     /// LAG, and a neighbour behind it.
     pub fn far_bridge(&self, addr: &str) {
         let l = &self.lab;
-        l.exec(&self.far, &["ip", "link", "add", "br0", "type", "bridge"]).unwrap();
+        l.exec(&self.far, &["ip", "link", "add", "br0", "type", "bridge"])
+            .unwrap();
         for p in ["b0", "b1"] {
-            l.exec(&self.far, &["ip", "link", "set", p, "master", "br0"]).unwrap();
+            l.exec(&self.far, &["ip", "link", "set", p, "master", "br0"])
+                .unwrap();
         }
-        l.exec(&self.far, &["ip", "link", "set", "br0", "up"]).unwrap();
-        l.exec(&self.far, &["ip", "addr", "add", addr, "dev", "br0"]).unwrap();
+        l.exec(&self.far, &["ip", "link", "set", "br0", "up"])
+            .unwrap();
+        l.exec(&self.far, &["ip", "addr", "add", addr, "dev", "br0"])
+            .unwrap();
     }
 
     /// Starts xbond in `ns` with `config` (name, slaves and options) and puts
     /// `addr` on the bond. Returns the control socket.
     pub fn start(&mut self, ns: &str, name: &str, config: &str, addr: &str) -> String {
         let ns = ns.to_string();
-        let sock = self.lab.start_xbond(exe(), &ns, name, config).expect("xbond starts");
-        self.lab.exec(&ns, &["ip", "addr", "add", addr, "dev", "bond0"]).unwrap();
+        let sock = self
+            .lab
+            .start_xbond(exe(), &ns, name, config)
+            .expect("xbond starts");
+        self.lab
+            .exec(&ns, &["ip", "addr", "add", addr, "dev", "bond0"])
+            .unwrap();
         sock
     }
 
@@ -77,7 +89,19 @@ impl TwoLinks {
         let exe = exe().display().to_string();
         let stream = stream.to_string();
         let expect = expect.to_string();
-        let mut args = vec![exe.as_str(), "pktgen", "sink", "--stream", &stream, "--expect", &expect, "--duration", "20", "--idle-ms", "700"];
+        let mut args = vec![
+            exe.as_str(),
+            "pktgen",
+            "sink",
+            "--stream",
+            &stream,
+            "--expect",
+            &expect,
+            "--duration",
+            "20",
+            "--idle-ms",
+            "700",
+        ];
         for i in ifaces {
             args.push("--iface");
             args.push(i);
@@ -95,11 +119,44 @@ impl TwoLinks {
     /// Sends `count` frames of `flows` flows from `iface` in `ns`, at `rate`
     /// frames/s, and waits for the sender to finish.
     #[allow(clippy::too_many_arguments)]
-    pub fn send(&self, ns: &str, iface: &str, dst_mac: &str, flows: u32, count: u64, rate: u64, stream: u32) {
+    pub fn send(
+        &self,
+        ns: &str,
+        iface: &str,
+        dst_mac: &str,
+        flows: u32,
+        count: u64,
+        rate: u64,
+        stream: u32,
+    ) {
         let exe = exe().display().to_string();
-        let (f, c, r, s) = (flows.to_string(), count.to_string(), rate.to_string(), stream.to_string());
+        let (f, c, r, s) = (
+            flows.to_string(),
+            count.to_string(),
+            rate.to_string(),
+            stream.to_string(),
+        );
         self.lab
-            .exec(ns, &[&exe, "pktgen", "send", "--iface", iface, "--dst-mac", dst_mac, "--flows", &f, "--count", &c, "--rate", &r, "--stream", &s])
+            .exec(
+                ns,
+                &[
+                    &exe,
+                    "pktgen",
+                    "send",
+                    "--iface",
+                    iface,
+                    "--dst-mac",
+                    dst_mac,
+                    "--flows",
+                    &f,
+                    "--count",
+                    &c,
+                    "--rate",
+                    &r,
+                    "--stream",
+                    &s,
+                ],
+            )
             .unwrap();
     }
 
@@ -125,7 +182,12 @@ pub fn wait_status(sock: &str, timeout: Duration, f: impl Fn(&Status) -> bool) -
         last = Some(s.clone());
         hit.then_some(s)
     });
-    ok.unwrap_or_else(|| panic!("status never matched; last:\n{}", last.map(|s| s.proc_text()).unwrap_or_default()))
+    ok.unwrap_or_else(|| {
+        panic!(
+            "status never matched; last:\n{}",
+            last.map(|s| s.proc_text()).unwrap_or_default()
+        )
+    })
 }
 
 /// The pool books of every worker close: each frame is free, in a fill ring

@@ -58,6 +58,13 @@ pub enum LinkState {
 }
 
 impl LinkState {
+    /// Whether a slave in this state carries traffic: up, or still within its
+    /// downdelay (as the kernel, which keeps using a failing link until the
+    /// delay has run out).
+    pub fn usable(self) -> bool {
+        matches!(self, LinkState::Up | LinkState::Fail { .. })
+    }
+
     /// The kernel's `/proc` spelling of the state.
     pub fn proc_name(self) -> &'static str {
         match self {
@@ -265,7 +272,10 @@ impl Bond {
 
     /// Number of slaves whose link is up.
     pub fn up_count(&self) -> usize {
-        self.slaves.iter().filter(|s| s.link == LinkState::Up).count()
+        self.slaves
+            .iter()
+            .filter(|s| s.link.usable())
+            .count()
     }
 
     fn slaves_take_bond_mac(&self) -> bool {
@@ -322,8 +332,8 @@ impl Bond {
 
     fn commit_link(&mut self, slave: usize, next: LinkState, now: Instant) {
         let s = &mut self.slaves[slave];
-        let was_up = s.link == LinkState::Up || matches!(s.link, LinkState::Fail { .. });
-        let is_up = next == LinkState::Up || matches!(next, LinkState::Fail { .. });
+        let was_up = s.link.usable();
+        let is_up = next.usable();
         s.link = next;
         if was_up && !is_up {
             s.link_failure_count = s.link_failure_count.saturating_add(1);
@@ -342,7 +352,9 @@ impl Bond {
                 LinkState::Fail { until } if until <= now => {
                     self.commit_link(i, LinkState::Down, now)
                 }
-                LinkState::Back { until } if until <= now => self.commit_link(i, LinkState::Up, now),
+                LinkState::Back { until } if until <= now => {
+                    self.commit_link(i, LinkState::Up, now)
+                }
                 _ => {}
             }
         }
@@ -363,10 +375,7 @@ impl Bond {
             _ => None,
         });
         let notify = self.notify.as_ref().and_then(|n| n.timer.deadline());
-        links
-            .chain(self.mii_timer.deadline())
-            .chain(notify)
-            .min()
+        links.chain(self.mii_timer.deadline()).chain(notify).min()
     }
 
     /// The next thing the runtime must do.
@@ -389,7 +398,8 @@ impl Bond {
                     // No slave is up: use one that is coming back at once, as the
                     // kernel does ("making interface the new active one earlier").
                     self.slaves[b].link = LinkState::Up;
-                    self.events.push_back(BondEvent::Link { slave: b, up: true });
+                    self.events
+                        .push_back(BondEvent::Link { slave: b, up: true });
                 }
             }
             if best != self.active {
@@ -406,7 +416,7 @@ impl Bond {
     }
 
     fn is_up(&self, i: usize) -> bool {
-        self.slaves[i].link == LinkState::Up
+        self.slaves[i].link.usable()
     }
 
     fn best_slave(&self) -> Option<usize> {
@@ -435,7 +445,7 @@ impl Bond {
                 .max_by_key(|(i, s)| (s.prio, std::cmp::Reverse(*i)))
                 .map(|(i, _)| i)
         };
-        by_prio(&|s| s.link == LinkState::Up)
+        by_prio(&|s| s.link.usable())
             .or_else(|| by_prio(&|s| matches!(s.link, LinkState::Back { .. })))
     }
 
@@ -549,7 +559,7 @@ impl Bond {
                 .slaves
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.link == LinkState::Up)
+                .filter(|(_, s)| s.link.usable())
             {
                 push(i);
             }
@@ -598,7 +608,10 @@ mod tests {
 
     fn bond(c: BondConfig, t0: Instant) -> Bond {
         let mut b = Bond::new(c, vec![spec("eno1", 1, 1000), spec("eno2", 2, 1000)], t0);
-        b.set_addresses(vec![Ipv4Addr::new(10, 0, 0, 1)], vec!["fd00::1".parse().unwrap()]);
+        b.set_addresses(
+            vec![Ipv4Addr::new(10, 0, 0, 1)],
+            vec!["fd00::1".parse().unwrap()],
+        );
         b
     }
 
@@ -630,7 +643,10 @@ mod tests {
         b.handle_carrier(0, false, t0 + Duration::from_millis(5));
         assert_eq!(b.active(), Some(1));
         let ev = drain(&mut b);
-        assert!(ev.contains(&BondEvent::ActiveChanged { old: Some(0), new: Some(1) }));
+        assert!(ev.contains(&BondEvent::ActiveChanged {
+            old: Some(0),
+            new: Some(1)
+        }));
         assert!(ev.contains(&BondEvent::PlanChanged));
         assert_eq!(b.tx_plan().tx_slaves(), &[1]);
         assert_eq!(b.tx_plan().rx_mask, 0b10);
@@ -742,7 +758,10 @@ mod tests {
         let ev = drain(&mut b);
         let bond_mac = MacAddr([2, 0, 0, 0, 0, 1]);
         assert!(ev.contains(&BondEvent::SetBondMac(bond_mac)));
-        assert!(ev.contains(&BondEvent::SetSlaveMac { slave: 1, mac: bond_mac }));
+        assert!(ev.contains(&BondEvent::SetSlaveMac {
+            slave: 1,
+            mac: bond_mac
+        }));
 
         let mut c = cfg(Mode::ActiveBackup);
         c.fail_over_mac = FailOverMac::Follow;
@@ -752,8 +771,14 @@ mod tests {
         drain(&mut b);
         b.handle_carrier(0, false, t0);
         let ev = drain(&mut b);
-        assert!(ev.contains(&BondEvent::SetSlaveMac { slave: 1, mac: bond_mac }));
-        assert!(ev.contains(&BondEvent::SetSlaveMac { slave: 0, mac: MacAddr([2, 0, 0, 0, 0, 2]) }));
+        assert!(ev.contains(&BondEvent::SetSlaveMac {
+            slave: 1,
+            mac: bond_mac
+        }));
+        assert!(ev.contains(&BondEvent::SetSlaveMac {
+            slave: 0,
+            mac: MacAddr([2, 0, 0, 0, 0, 2])
+        }));
 
         let mut c = cfg(Mode::ActiveBackup);
         c.fail_over_mac = FailOverMac::Active;

@@ -242,7 +242,11 @@ mod tests {
 
     #[test]
     fn vlan_srcmac_is_vlan_xor_mac_halves() {
-        let h = frame_hash(&tcp6(5, 6, Some(7)), HashPolicy::VlanSrcMac, HashFunction::Kernel);
+        let h = frame_hash(
+            &tcp6(5, 6, Some(7)),
+            HashPolicy::VlanSrcMac,
+            HashFunction::Kernel,
+        );
         assert_eq!(h, 7 ^ 0x0002_0000 ^ 0x0000_0001);
     }
 
@@ -250,7 +254,11 @@ mod tests {
     fn non_ip_frames_fall_back_to_layer2() {
         for f in [HashFunction::Kernel, HashFunction::Xxh3] {
             let l2 = frame_hash(&arp(), HashPolicy::Layer2, f);
-            for p in [HashPolicy::Layer23, HashPolicy::Layer34, HashPolicy::Encap34] {
+            for p in [
+                HashPolicy::Layer23,
+                HashPolicy::Layer34,
+                HashPolicy::Encap34,
+            ] {
                 assert_eq!(frame_hash(&arp(), p, f), l2, "{p} {f}");
             }
         }
@@ -310,7 +318,10 @@ mod tests {
     #[test]
     fn short_frames_hash_to_zero() {
         for n in 0..14 {
-            assert_eq!(frame_hash(&[0xab; 14][..n], HashPolicy::Layer34, HashFunction::Xxh3), 0);
+            assert_eq!(
+                frame_hash(&[0xab; 14][..n], HashPolicy::Layer34, HashFunction::Xxh3),
+                0
+            );
         }
     }
 }

@@ -123,7 +123,10 @@ impl Mode {
 
     /// Modes with one active slave (and therefore `primary`).
     pub fn has_active_slave(self) -> bool {
-        matches!(self, Mode::ActiveBackup | Mode::BalanceTlb | Mode::BalanceAlb)
+        matches!(
+            self,
+            Mode::ActiveBackup | Mode::BalanceTlb | Mode::BalanceAlb
+        )
     }
 }
 
@@ -286,7 +289,10 @@ mod tests {
     fn hash_policy_numbers_match_the_kernel() {
         assert_eq!(HashPolicy::Layer34.number(), 1);
         assert_eq!(HashPolicy::Layer23.number(), 2);
-        assert_eq!("vlan+srcmac".parse::<HashPolicy>(), Ok(HashPolicy::VlanSrcMac));
+        assert_eq!(
+            "vlan+srcmac".parse::<HashPolicy>(),
+            Ok(HashPolicy::VlanSrcMac)
+        );
     }
 
     #[test]

@@ -302,7 +302,10 @@ mod tests {
         let mut d = DupFilter::default();
         assert!(!d.is_duplicate(&fs[0], 0));
         assert!(d.is_duplicate(&fs[0], 1), "same frame via slave 1");
-        assert!(!d.is_duplicate(&fs[0], 0), "a repeat on the same slave is real");
+        assert!(
+            !d.is_duplicate(&fs[0], 0),
+            "a repeat on the same slave is real"
+        );
         assert!(!d.is_duplicate(&fs[1], 1));
     }
 }

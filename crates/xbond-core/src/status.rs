@@ -193,7 +193,11 @@ impl Status {
     }
 
     fn write_proc(&self, o: &mut String) -> std::fmt::Result {
-        writeln!(o, "Ethernet Channel Bonding Driver: xbond v{}", self.version)?;
+        writeln!(
+            o,
+            "Ethernet Channel Bonding Driver: xbond v{}",
+            self.version
+        )?;
         writeln!(o)?;
         write!(o, "Bonding Mode: {}", self.mode.proc_name())?;
         if self.mode == Mode::ActiveBackup && self.fail_over_mac != FailOverMac::None {
@@ -209,7 +213,11 @@ impl Status {
             )?;
         }
         if self.mode.has_active_slave() {
-            write!(o, "Primary Slave: {}", self.primary.as_deref().unwrap_or("None"))?;
+            write!(
+                o,
+                "Primary Slave: {}",
+                self.primary.as_deref().unwrap_or("None")
+            )?;
             if self.primary.is_some() {
                 write!(o, " (primary_reselect {})", self.primary_reselect)?;
             }
@@ -220,13 +228,20 @@ impl Status {
                 self.active.as_deref().unwrap_or("None")
             )?;
         }
-        writeln!(o, "MII Status: {}", if self.mii_status { "up" } else { "down" })?;
+        writeln!(
+            o,
+            "MII Status: {}",
+            if self.mii_status { "up" } else { "down" }
+        )?;
         writeln!(o, "MII Polling Interval (ms): {}", self.miimon)?;
         writeln!(o, "Up Delay (ms): {}", self.updelay)?;
         writeln!(o, "Down Delay (ms): {}", self.downdelay)?;
         writeln!(o, "Peer Notification Delay (ms): {}", self.peer_notif_delay)?;
         if self.monitoring_off {
-            writeln!(o, "Link Monitoring: off (link_watch_policy none: no failover)")?;
+            writeln!(
+                o,
+                "Link Monitoring: off (link_watch_policy none: no failover)"
+            )?;
         }
         let r = &self.runtime;
         writeln!(
@@ -320,7 +335,10 @@ mod tests {
     #[test]
     fn xor_text_shows_the_hash_policy_and_no_active_slave() {
         let t = status(Mode::BalanceXor).proc_text();
-        assert!(t.contains("Bonding Mode: load balancing (xor)\nTransmit Hash Policy: layer2 (0)\n"), "{t}");
+        assert!(
+            t.contains("Bonding Mode: load balancing (xor)\nTransmit Hash Policy: layer2 (0)\n"),
+            "{t}"
+        );
         assert!(!t.contains("Currently Active Slave"));
     }
 

@@ -71,7 +71,9 @@ impl XdpProgram {
         let open = ObjectBuilder::default()
             .open_memory(OBJECT)
             .map_err(bpf("open BPF object"))?;
-        let obj = open.load().map_err(bpf("load BPF object (BPF_PROG_LOAD)"))?;
+        let obj = open
+            .load()
+            .map_err(bpf("load BPF object (BPF_PROG_LOAD)"))?;
         let prog = obj
             .progs_mut()
             .find(|p| p.name() == "xbond_xdp")
@@ -81,7 +83,9 @@ impl XdpProgram {
         let link = prog
             .attach_xdp(ifindex_i32)
             .map_err(bpf("attach XDP (BPF_LINK_CREATE)"))?;
-        let mode = match libbpf_rs::Xdp::new(prog.as_fd()).query(ifindex_i32, libbpf_rs::XdpFlags::empty()) {
+        let mode = match libbpf_rs::Xdp::new(prog.as_fd())
+            .query(ifindex_i32, libbpf_rs::XdpFlags::empty())
+        {
             Ok(q) if q.attach_mode == 1 => AttachMode::Native,
             Ok(q) if q.attach_mode == 2 => AttachMode::Generic,
             _ => AttachMode::Unknown,
@@ -141,7 +145,10 @@ impl XdpProgram {
     /// Reads the counters, summed over CPUs.
     pub fn counters(&self) -> XdpCounters {
         let read = |idx: u32| -> u64 {
-            match self.counters.lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY) {
+            match self
+                .counters
+                .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+            {
                 Ok(Some(per_cpu)) => per_cpu
                     .iter()
                     .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))

@@ -6,8 +6,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -124,7 +124,11 @@ impl Netlink {
             while off < n {
                 let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..n])
                     .map_err(|e| {
-                        Error::sys(op, iface, io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+                        Error::sys(
+                            op,
+                            iface,
+                            io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+                        )
                     })?;
                 let len = msg.header.length as usize;
                 if len == 0 {
@@ -221,8 +225,13 @@ impl Netlink {
         let link = self.link(name)?;
         let mut m = LinkMessage::default();
         m.header.index = link.index;
-        self.request(RouteNetlinkMessage::DelLink(m), NLM_F_ACK, "RTM_DELLINK", name)
-            .map(drop)
+        self.request(
+            RouteNetlinkMessage::DelLink(m),
+            NLM_F_ACK,
+            "RTM_DELLINK",
+            name,
+        )
+        .map(drop)
     }
 
     /// Sets a link's MAC address.
@@ -231,8 +240,13 @@ impl Netlink {
         let mut m = LinkMessage::default();
         m.header.index = link.index;
         m.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
-        self.request(RouteNetlinkMessage::SetLink(m), NLM_F_ACK, "RTM_SETLINK address", name)
-            .map(drop)
+        self.request(
+            RouteNetlinkMessage::SetLink(m),
+            NLM_F_ACK,
+            "RTM_SETLINK address",
+            name,
+        )
+        .map(drop)
     }
 
     /// Sets a link administratively up or down.
@@ -244,8 +258,13 @@ impl Netlink {
         if up {
             m.header.flags = LinkFlags::Up;
         }
-        self.request(RouteNetlinkMessage::SetLink(m), NLM_F_ACK, "RTM_SETLINK up/down", name)
-            .map(drop)
+        self.request(
+            RouteNetlinkMessage::SetLink(m),
+            NLM_F_ACK,
+            "RTM_SETLINK up/down",
+            name,
+        )
+        .map(drop)
     }
 
     /// The IPv4 and IPv6 addresses on a link (IPv6 link-local included).

@@ -37,9 +37,19 @@ impl PacketSocket {
         let ifindex = ifindex_of(iface)?;
         let proto = ethertype.to_be();
         // SAFETY: plain socket(2) call with constant arguments.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(proto)) };
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(proto),
+            )
+        };
         if raw < 0 {
-            return Err(Error::sys("socket(AF_PACKET)", iface, io::Error::last_os_error()));
+            return Err(Error::sys(
+                "socket(AF_PACKET)",
+                iface,
+                io::Error::last_os_error(),
+            ));
         }
         // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -57,7 +67,11 @@ impl PacketSocket {
             )
         };
         if rc < 0 {
-            return Err(Error::sys("bind(AF_PACKET)", iface, io::Error::last_os_error()));
+            return Err(Error::sys(
+                "bind(AF_PACKET)",
+                iface,
+                io::Error::last_os_error(),
+            ));
         }
         Ok(PacketSocket {
             fd,
@@ -81,7 +95,11 @@ impl PacketSocket {
         // SAFETY: the pointer and length describe the live slice `frame`.
         let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
         if n < 0 {
-            return Err(Error::sys("send(AF_PACKET)", &self.iface, io::Error::last_os_error()));
+            return Err(Error::sys(
+                "send(AF_PACKET)",
+                &self.iface,
+                io::Error::last_os_error(),
+            ));
         }
         Ok(())
     }
@@ -130,7 +148,7 @@ impl PacketSocket {
             }
             return Err(Error::sys("recvfrom(AF_PACKET)", &self.iface, e));
         }
-        if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
             return Ok(Some(0));
         }
         Ok(Some(n as usize))

@@ -36,9 +36,8 @@ impl Waker {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(Waker {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Waker { fd })
     }
 
     /// Signals the waker. Never blocks.
@@ -70,7 +69,16 @@ impl Waker {
 pub fn kick_tx(fd: RawFd) -> Option<i32> {
     // SAFETY: a zero-length sendto with null buffers is the documented AF_XDP
     // TX kick; no memory is read or written.
-    let rc = unsafe { libc::sendto(fd, std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+    let rc = unsafe {
+        libc::sendto(
+            fd,
+            std::ptr::null(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null(),
+            0,
+        )
+    };
     if rc >= 0 {
         return None;
     }

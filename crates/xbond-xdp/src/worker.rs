@@ -245,9 +245,10 @@ impl Worker {
         let sockets = 1 + slaves.len() as u32;
         // Each socket: a full fill ring plus a full TX ring in flight.
         let frames = sockets * RING_SIZE * 2;
-        let count = std::num::NonZeroU32::new(frames).ok_or_else(|| Error::Unsupported("no frames".into()))?;
-        let (umem, descs) =
-            Umem::new(umem_cfg, count, false).map_err(|e| sock_err("create UMEM (XDP_UMEM_REG)", upper, e))?;
+        let count = std::num::NonZeroU32::new(frames)
+            .ok_or_else(|| Error::Unsupported("no frames".into()))?;
+        let (umem, descs) = Umem::new(umem_cfg, count, false)
+            .map_err(|e| sock_err("create UMEM (XDP_UMEM_REG)", upper, e))?;
         let bind = match mode {
             BindMode::ZeroCopy => BindFlags::XDP_ZEROCOPY | BindFlags::XDP_USE_NEED_WAKEUP,
             BindMode::Copy => BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP,
@@ -265,7 +266,9 @@ impl Worker {
             let (tx, rx, rings) = unsafe { Socket::new(sock_cfg, &umem, &ifc, queue) }
                 .map_err(|e| sock_err("bind AF_XDP socket", name, e))?;
             let (fq, cq) = rings.ok_or_else(|| {
-                Error::Unsupported(format!("{name} queue {queue} is already bound to this UMEM"))
+                Error::Unsupported(format!(
+                    "{name} queue {queue} is already bound to this UMEM"
+                ))
             })?;
             prog.register_socket(queue, rx.fd().as_raw_fd())?;
             Ok(Port {
@@ -367,7 +370,12 @@ impl Worker {
         }
     }
 
-    fn forward_upper(&mut self, plan: &TxPlan, sel: &mut Selector, descs: &mut [FrameDesc; BATCH]) -> usize {
+    fn forward_upper(
+        &mut self,
+        plan: &TxPlan,
+        sel: &mut Selector,
+        descs: &mut [FrameDesc; BATCH],
+    ) -> usize {
         // SAFETY: the RX ring hands over frames of this UMEM that the kernel has
         // finished writing.
         let n = unsafe { self.upper.rx.consume(&mut descs[..]) };
@@ -482,7 +490,13 @@ impl Worker {
         sent
     }
 
-    fn deliver_slave(&mut self, s: usize, plan: &TxPlan, dups: &mut DupFilter, descs: &mut [FrameDesc; BATCH]) -> usize {
+    fn deliver_slave(
+        &mut self,
+        s: usize,
+        plan: &TxPlan,
+        dups: &mut DupFilter,
+        descs: &mut [FrameDesc; BATCH],
+    ) -> usize {
         // SAFETY: as in forward_upper.
         let n = unsafe { self.slaves[s].rx.consume(&mut descs[..]) };
         if n == 0 {
@@ -521,7 +535,9 @@ impl Worker {
         c.rx.fetch_add(sent as u64, Relaxed);
         self.stats.upper_tx.fetch_add(sent as u64, Relaxed);
         if sent < k {
-            self.stats.upper_tx_dropped.fetch_add((k - sent) as u64, Relaxed);
+            self.stats
+                .upper_tx_dropped
+                .fetch_add((k - sent) as u64, Relaxed);
         }
         n
     }
@@ -590,7 +606,12 @@ pub struct DataplaneConfig {
 
 impl Dataplane {
     /// Attaches the programs, creates the workers and starts them with `plan`.
-    pub fn start(cfg: &DataplaneConfig, ifindexes: &[u32], plan: TxPlan, waker: Arc<Waker>) -> Result<Dataplane> {
+    pub fn start(
+        cfg: &DataplaneConfig,
+        ifindexes: &[u32],
+        plan: TxPlan,
+        waker: Arc<Waker>,
+    ) -> Result<Dataplane> {
         let names: Vec<&str> = std::iter::once(cfg.upper.as_str())
             .chain(cfg.slaves.iter().map(String::as_str))
             .collect();
@@ -615,7 +636,13 @@ impl Dataplane {
         {
             let progs: Vec<&XdpProgram> = dp.programs.iter().collect();
             for q in 0..cfg.queues {
-                workers.push(Worker::new(q, &cfg.upper, &cfg.slaves, &progs, cfg.zero_copy)?);
+                workers.push(Worker::new(
+                    q,
+                    &cfg.upper,
+                    &cfg.slaves,
+                    &progs,
+                    cfg.zero_copy,
+                )?);
             }
         }
         for w in workers {

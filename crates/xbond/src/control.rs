@@ -21,7 +21,8 @@ pub struct Request {
 impl Request {
     /// Answers with the status.
     pub fn reply(self, status: &Status) {
-        let text = serde_json::to_string(status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        let text =
+            serde_json::to_string(status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         // The client may have gone; nothing to do then.
         let _ = self.reply.send(text);
     }
@@ -48,7 +49,8 @@ impl ControlServer {
             if UnixStream::connect(&path).is_ok() {
                 bail!("{} is in use by a running xbond", path.display());
             }
-            std::fs::remove_file(&path).with_context(|| format!("removing stale {}", path.display()))?;
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing stale {}", path.display()))?;
         }
         let listener =
             UnixListener::bind(&path).with_context(|| format!("bind({})", path.display()))?;

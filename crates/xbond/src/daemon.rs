@@ -115,7 +115,10 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     nl.create_veth(&cfg.name, &cfg.peer_name, cfg.queues)
         .context("creating the upper port")?;
     guard.created_upper = Some(cfg.name.clone());
-    info!("created {} (host side) and {} (data plane)", cfg.name, cfg.peer_name);
+    info!(
+        "created {} (host side) and {} (data plane)",
+        cfg.name, cfg.peer_name
+    );
 
     let now = Instant::now();
     let mut bond = Bond::new(cfg.clone(), specs, now);
@@ -172,7 +175,13 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         warn!("control thread keeps normal priority (SCHED_FIFO: {e}); failover may wait for CPU");
     }
     let server = ControlServer::bind(&cfg.socket_path())?;
-    info!("{} running in mode {} with slaves {}; status: xbond status {}", cfg.name, cfg.mode, cfg.slaves.join(", "), cfg.name);
+    info!(
+        "{} running in mode {} with slaves {}; status: xbond status {}",
+        cfg.name,
+        cfg.mode,
+        cfg.slaves.join(", "),
+        cfg.name
+    );
     let requests = server.requests();
     let mut upper_carrier = None;
     let mut last_addr_refresh = Instant::now();
@@ -191,7 +200,8 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
                     }
                 }
                 BondEvent::ActiveChanged { old, new } => {
-                    let name = |i: Option<usize>| i.map_or("none".to_string(), |i| cfg.slaves[i].clone());
+                    let name =
+                        |i: Option<usize>| i.map_or("none".to_string(), |i| cfg.slaves[i].clone());
                     info!("active slave {} -> {}", name(old), name(new));
                     refresh_addresses(&mut nl, &cfg.name, &mut bond);
                 }
@@ -226,7 +236,9 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         let now = Instant::now();
         let wait = bond
             .poll_timeout()
-            .map_or(Duration::from_millis(50), |t| t.saturating_duration_since(now))
+            .map_or(Duration::from_millis(50), |t| {
+                t.saturating_duration_since(now)
+            })
             .min(Duration::from_millis(50));
         for link in events.wait(waker.fd(), wait) {
             if let Some(&i) = by_index.get(&link.index) {
@@ -268,7 +280,12 @@ fn poll_links(nl: &mut Netlink, cfg: &BondConfig, bond: &mut Bond) {
     }
 }
 
-fn set_mac(nl: &mut Netlink, name: &str, mac: MacAddr, done: &mut HashMap<String, MacAddr>) -> Result<()> {
+fn set_mac(
+    nl: &mut Netlink,
+    name: &str,
+    mac: MacAddr,
+    done: &mut HashMap<String, MacAddr>,
+) -> Result<()> {
     if done.get(name) == Some(&mac) {
         return Ok(());
     }
@@ -324,7 +341,12 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
     Status::new(bond, runtime, &slaves)
 }
 
-fn serve(requests: &Receiver<Request>, bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Result<()> {
+fn serve(
+    requests: &Receiver<Request>,
+    bond: &Bond,
+    dp: &Dataplane,
+    cfg: &BondConfig,
+) -> Result<()> {
     loop {
         match requests.try_recv() {
             Ok(req) => {

@@ -49,36 +49,85 @@ miimon = 100
 primary = "eth0"
 num_grat_arp = 1
 "#;
-    println!("{}", config.lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n"));
+    println!(
+        "{}",
+        config
+            .lines()
+            .map(|l| format!("  | {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let sock = lab.start_xbond(exe, &host, "xbond", config)?;
-    lab.exec(&host, &["ip", "addr", "add", "10.77.0.1/24", "dev", "bond0"])?;
+    lab.exec(
+        &host,
+        &["ip", "addr", "add", "10.77.0.1/24", "dev", "bond0"],
+    )?;
     println!("  bond0 is up with 10.77.0.1/24; control socket {sock}");
 
     step(3, "Ping across the bond");
     // The first ping may be spent on ARP.
     let _ = lab.exec(&host, &["ping", "-c", "1", "-W", "2", "10.77.0.2"]);
-    let ping = lab.exec(&host, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2"])?;
-    for l in ping.lines().filter(|l| l.contains("bytes from") || l.contains("loss")) {
+    let ping = lab.exec(
+        &host,
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2"],
+    )?;
+    for l in ping
+        .lines()
+        .filter(|l| l.contains("bytes from") || l.contains("loss"))
+    {
         println!("  {l}");
     }
 
     step(4, "xbond status bond0 (the /proc/net/bonding/bond0 format)");
     print_status(&sock)?;
 
-    step(5, &format!("Failover: {COUNT} frames at {RATE} frames/s; sw-p0 goes down after 0.5 s"));
-    let br_mac = lab.exec(&sw, &["cat", "/sys/class/net/br0/address"])?.trim().to_string();
+    step(
+        5,
+        &format!("Failover: {COUNT} frames at {RATE} frames/s; sw-p0 goes down after 0.5 s"),
+    );
+    let br_mac = lab
+        .exec(&sw, &["cat", "/sys/class/net/br0/address"])?
+        .trim()
+        .to_string();
     let sink_args = [
-        exe_s.as_str(), "pktgen", "sink", "--iface", "sw-p0", "--iface", "sw-p1", "--stream", "1",
-        "--duration", "8", "--idle-ms", "600", "--expect", "40000",
+        exe_s.as_str(),
+        "pktgen",
+        "sink",
+        "--iface",
+        "sw-p0",
+        "--iface",
+        "sw-p1",
+        "--stream",
+        "1",
+        "--duration",
+        "8",
+        "--idle-ms",
+        "600",
+        "--expect",
+        "40000",
     ];
     lab.spawn(&sw, "sink", &sink_args)?;
     std::thread::sleep(Duration::from_millis(300));
     let count = COUNT.to_string();
     let rate = RATE.to_string();
     let send_args = [
-        exe_s.as_str(), "pktgen", "send", "--iface", "bond0", "--dst-mac", br_mac.as_str(),
-        "--src-ip", "10.77.0.1", "--dst-ip", "10.77.0.2", "--count", count.as_str(), "--rate",
-        rate.as_str(), "--stream", "1",
+        exe_s.as_str(),
+        "pktgen",
+        "send",
+        "--iface",
+        "bond0",
+        "--dst-mac",
+        br_mac.as_str(),
+        "--src-ip",
+        "10.77.0.1",
+        "--dst-ip",
+        "10.77.0.2",
+        "--count",
+        count.as_str(),
+        "--rate",
+        rate.as_str(),
+        "--stream",
+        "1",
     ];
     lab.spawn(&host, "sender", &send_args)?;
     std::thread::sleep(Duration::from_millis(500));
@@ -86,22 +135,34 @@ num_grat_arp = 1
     println!("  sw-p0 is down: eth0 lost carrier");
     lab.wait("sender", Duration::from_secs(20))?;
     let out = lab.wait("sink", Duration::from_secs(20))?;
-    let r: SinkReport = serde_json::from_str(out.trim()).with_context(|| format!("sink output: {out}"))?;
+    let r: SinkReport =
+        serde_json::from_str(out.trim()).with_context(|| format!("sink output: {out}"))?;
     let ms = r.lost as f64 * 1000.0 / RATE as f64;
     println!(
         "  received {} of {} frames: {} via sw-p0, {} via sw-p1",
-        r.unique, r.expected, r.per_iface.get("sw-p0").unwrap_or(&0), r.per_iface.get("sw-p1").unwrap_or(&0)
+        r.unique,
+        r.expected,
+        r.per_iface.get("sw-p0").unwrap_or(&0),
+        r.per_iface.get("sw-p1").unwrap_or(&0)
     );
-    println!("  frames lost in the failover: {} = {:.2} ms of traffic at {RATE} frames/s", r.lost, ms);
+    println!(
+        "  frames lost in the failover: {} = {:.2} ms of traffic at {RATE} frames/s",
+        r.lost, ms
+    );
     println!("  (a kernel bond with miimon=100 loses up to 100 ms plus downdelay)");
 
     step(6, "Status after the failover");
     print_status(&sock)?;
 
-    step(7, "sw-p0 comes back; primary_reselect always returns eth0 to active");
+    step(
+        7,
+        "sw-p0 comes back; primary_reselect always returns eth0 to active",
+    );
     lab.exec(&sw, &["ip", "link", "set", "sw-p0", "up"])?;
     let back = wait_for(Duration::from_secs(5), || {
-        query_status(&sock).ok().filter(|s| s.active.as_deref() == Some("eth0"))
+        query_status(&sock)
+            .ok()
+            .filter(|s| s.active.as_deref() == Some("eth0"))
     });
     match back {
         Some(s) => println!(
@@ -114,7 +175,10 @@ num_grat_arp = 1
 
     step(8, "Stopping xbond (SIGTERM) and removing the namespaces");
     let clean = lab.stop("xbond")?;
-    println!("  xbond exited {}", if clean { "cleanly" } else { "with an error" });
+    println!(
+        "  xbond exited {}",
+        if clean { "cleanly" } else { "with an error" }
+    );
     drop(lab);
     println!("  done: nothing is left behind");
     Ok(())

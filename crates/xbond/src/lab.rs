@@ -76,7 +76,9 @@ impl Lab {
 
     /// A veth pair `a` (in `ns_a`) <-> `b` (in `ns_b`), both up.
     pub fn veth(&self, ns_a: &str, a: &str, ns_b: &str, b: &str) -> Result<()> {
-        cmd(&["ip", "-n", ns_a, "link", "add", a, "type", "veth", "peer", "name", b, "netns", ns_b])?;
+        cmd(&[
+            "ip", "-n", ns_a, "link", "add", a, "type", "veth", "peer", "name", b, "netns", ns_b,
+        ])?;
         cmd(&["ip", "-n", ns_a, "link", "set", a, "up"])?;
         cmd(&["ip", "-n", ns_b, "link", "set", b, "up"])?;
         Ok(())
@@ -183,16 +185,27 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.children.remove(pos);
-        Ok(std::fs::read_to_string(self.dir.join(format!("{name}.log")))?)
+        Ok(std::fs::read_to_string(
+            self.dir.join(format!("{name}.log")),
+        )?)
     }
 
     /// Writes `config` to the lab folder and starts `xbond run` with it in
     /// `ns` as process `name`; waits until its control socket answers and
     /// returns the socket path. `exe` is the xbond binary.
-    pub fn start_xbond(&mut self, exe: &Path, ns: &str, name: &str, config: &str) -> Result<String> {
+    pub fn start_xbond(
+        &mut self,
+        exe: &Path,
+        ns: &str,
+        name: &str,
+        config: &str,
+    ) -> Result<String> {
         let sock = self.dir.join(format!("{name}.sock")).display().to_string();
         let cfg_path = self.dir.join(format!("{name}.toml"));
-        std::fs::write(&cfg_path, format!("{config}\ncontrol_socket = \"{sock}\"\n"))?;
+        std::fs::write(
+            &cfg_path,
+            format!("{config}\ncontrol_socket = \"{sock}\"\n"),
+        )?;
         let exe = exe.display().to_string();
         let cfg_arg = cfg_path.display().to_string();
         let log = self.spawn(ns, name, &[&exe, "run", "--config", &cfg_arg])?;

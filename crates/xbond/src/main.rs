@@ -15,7 +15,11 @@ use xbond_core::options::MacAddr;
 use xbond_xdp::worker::ZeroCopy;
 
 #[derive(Parser, Debug)]
-#[command(name = "xbond", version, about = "A userspace AF_XDP NIC bond that replaces the kernel bonding driver")]
+#[command(
+    name = "xbond",
+    version,
+    about = "A userspace AF_XDP NIC bond that replaces the kernel bonding driver"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -138,7 +142,8 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &PathBuf) -> Result<BondConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     BondConfig::from_toml_str(&text).with_context(|| format!("in {}", path.display()))
 }
 
@@ -148,7 +153,8 @@ fn real_main(cli: Cli) -> Result<()> {
             let cfg = load(&config)?;
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+                signal_hook::flag::register(sig, stop.clone())
+                    .context("installing signal handlers")?;
             }
             let opts = daemon::RunOptions {
                 zero_copy: if copy { ZeroCopy::Never } else { ZeroCopy::Try },
@@ -170,11 +176,18 @@ fn real_main(cli: Cli) -> Result<()> {
             println!("{}", toml::to_string(&cfg)?);
             Ok(())
         }
-        Cmd::Import { options, ifupdown, iface, name, slaves } => {
+        Cmd::Import {
+            options,
+            ifupdown,
+            iface,
+            name,
+            slaves,
+        } => {
             let mut import = match (options, ifupdown) {
                 (Some(o), None) => config::import_option_string(&o)?,
                 (None, Some(f)) => {
-                    let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+                    let text = std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading {}", f.display()))?;
                     config::import_ifupdown_named(&text, iface.as_deref())?
                 }
                 _ => bail!("give --options STRING or --ifupdown FILE"),
@@ -198,7 +211,18 @@ fn real_main(cli: Cli) -> Result<()> {
             demo::run(&exe)
         }
         Cmd::Pktgen { cmd } => match cmd {
-            PktgenCmd::Send { iface, dst_mac, src_mac, src_ip, dst_ip, flows, count, rate, size, stream } => {
+            PktgenCmd::Send {
+                iface,
+                dst_mac,
+                src_mac,
+                src_ip,
+                dst_ip,
+                flows,
+                count,
+                rate,
+                size,
+                stream,
+            } => {
                 let dst_mac: MacAddr = dst_mac.parse()?;
                 let src_mac: MacAddr = match src_mac {
                     Some(m) => m.parse()?,
@@ -207,12 +231,29 @@ fn real_main(cli: Cli) -> Result<()> {
                         .trim()
                         .parse()?,
                 };
-                let spec = pktgen::SendSpec { iface, dst_mac, src_mac, src_ip, dst_ip, flows, count, rate, size, stream };
+                let spec = pktgen::SendSpec {
+                    iface,
+                    dst_mac,
+                    src_mac,
+                    src_ip,
+                    dst_ip,
+                    flows,
+                    count,
+                    rate,
+                    size,
+                    stream,
+                };
                 let r = pktgen::send(&spec)?;
                 println!("{}", serde_json::to_string(&r)?);
                 Ok(())
             }
-            PktgenCmd::Sink { iface, stream, duration, idle_ms, expect } => {
+            PktgenCmd::Sink {
+                iface,
+                stream,
+                duration,
+                idle_ms,
+                expect,
+            } => {
                 let r = pktgen::sink(
                     &iface,
                     stream,

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what xbond needs to build and test on Debian 12, as root:
+# clang/llvm and libelf/zlib for the BPF program and libxdp/libbpf (built by
+# the xsk-rs and libbpf-sys crates), pkg-config and m4 for their builds,
+# iproute2 and ping for the test topologies.
+set -euo pipefail
+pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config m4 make gcc libc6-dev linux-libc-dev iproute2 iputils-ping kmod)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required; install it with rustup" >&2; exit 1; }
+# BPF maps and programs need locked memory on older kernels.
+ulimit -l unlimited 2>/dev/null || true
+# Network namespaces need /run/netns.
+mkdir -p /run/netns
