@@ -272,10 +272,7 @@ impl Bond {
 
     /// Number of slaves whose link is up.
     pub fn up_count(&self) -> usize {
-        self.slaves
-            .iter()
-            .filter(|s| s.link.usable())
-            .count()
+        self.slaves.iter().filter(|s| s.link.usable()).count()
     }
 
     fn slaves_take_bond_mac(&self) -> bool {

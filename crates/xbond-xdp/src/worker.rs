@@ -36,8 +36,8 @@ pub const FRAME_SIZE: u32 = 2048;
 /// How long a worker keeps polling its rings without finding work before it
 /// sleeps in poll(2).
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(200);
-/// Longest sleep, so that a stop request is seen.
-const SLEEP_MS: i32 = 100;
+/// Longest sleep; a stop request also wakes a sleeping worker at once.
+const SLEEP_MS: i32 = 1000;
 
 /// The plan cell shared by the control thread and the workers. Workers check
 /// the version (one atomic load) per batch and take the lock only when a new
@@ -308,7 +308,13 @@ impl Worker {
     }
 
     /// Runs until `stop` is set.
-    pub fn run(mut self, plans: Arc<PlanCell>, stop: Arc<AtomicBool>, waker: Arc<Waker>) {
+    pub fn run(
+        mut self,
+        plans: Arc<PlanCell>,
+        stop: Arc<AtomicBool>,
+        stop_waker: Arc<Waker>,
+        waker: Arc<Waker>,
+    ) {
         let mut plan = plans.load();
         let mut sel = Selector::new(0x5eed ^ u64::from(self.queue));
         let mut dups = DupFilter::default();
@@ -332,7 +338,7 @@ impl Worker {
             }
             let since = *idle_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= SPIN_BEFORE_SLEEP {
-                self.sleep();
+                self.sleep(&stop_waker);
                 idle_since = None;
             }
         }
@@ -563,11 +569,13 @@ impl Worker {
         }
     }
 
-    fn sleep(&mut self) {
+    fn sleep(&mut self, stop_waker: &Waker) {
         let mut fds: Vec<libc::pollfd> = std::iter::once(&self.upper)
             .chain(self.slaves.iter())
-            .map(|p| libc::pollfd {
-                fd: p.rx.fd().as_raw_fd(),
+            .map(|p| p.rx.fd().as_raw_fd())
+            .chain(std::iter::once(stop_waker.fd()))
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
@@ -587,8 +595,10 @@ pub struct Dataplane {
     stats: Vec<Arc<WorkerStats>>,
     modes: Vec<BindMode>,
     stop: Arc<AtomicBool>,
+    stop_waker: Arc<Waker>,
     threads: Vec<std::thread::JoinHandle<()>>,
     last_rx_mask: Option<u32>,
+    last_tx_errors: u64,
 }
 
 /// Where the data plane runs.
@@ -622,14 +632,17 @@ impl Dataplane {
         }
         let plans = Arc::new(PlanCell::new(plan.clone()));
         let stop = Arc::new(AtomicBool::new(false));
+        let stop_waker = Arc::new(Waker::new().map_err(|e| Error::sys("eventfd", &cfg.upper, e))?);
         let mut dp = Dataplane {
             programs,
             plans,
             stats: Vec::new(),
             modes: Vec::new(),
             stop,
+            stop_waker,
             threads: Vec::new(),
             last_rx_mask: None,
+            last_tx_errors: 0,
         };
         dp.configure_programs(&plan)?;
         let mut workers = Vec::new();
@@ -652,9 +665,10 @@ impl Dataplane {
             let stop = dp.stop.clone();
             let q = w.queue;
             let waker = waker.clone();
+            let stop_waker = dp.stop_waker.clone();
             let t = std::thread::Builder::new()
                 .name(format!("xbond-q{q}"))
-                .spawn(move || w.run(plans, stop, waker))
+                .spawn(move || w.run(plans, stop, stop_waker, waker))
                 .map_err(|e| Error::sys("spawn worker thread", &cfg.upper, e))?;
             dp.threads.push(t);
         }
@@ -680,6 +694,20 @@ impl Dataplane {
         self.configure_programs(&plan)
     }
 
+    /// Whether a worker reported new slave TX failures since the last call
+    /// (a hint that a carrier went away).
+    pub fn take_tx_errors(&mut self) -> bool {
+        let now: u64 = self
+            .stats
+            .iter()
+            .flat_map(|w| w.slaves.iter())
+            .map(|c| c.tx_errors.load(Relaxed))
+            .sum();
+        let new = now != self.last_tx_errors;
+        self.last_tx_errors = now;
+        new
+    }
+
     /// Bind mode of each worker's sockets.
     pub fn bind_modes(&self) -> &[BindMode] {
         &self.modes
@@ -698,6 +726,7 @@ impl Dataplane {
     /// Stops the workers and waits for them; the programs detach on drop.
     pub fn stop(&mut self) {
         self.stop.store(true, Relaxed);
+        self.stop_waker.wake();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -6,11 +6,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use crossbeam::channel::{bounded, Receiver, Sender};
 use xbond_core::status::Status;
+use xbond_xdp::sys::Waker;
 
 /// A request from a client, answered by the control loop.
 #[derive(Debug)]
@@ -37,7 +39,8 @@ pub struct ControlServer {
 
 impl ControlServer {
     /// Binds the socket at `path` and starts accepting clients.
-    pub fn bind(path: &str) -> Result<ControlServer> {
+    /// Each request wakes the control loop through `waker`.
+    pub fn bind(path: &str, waker: Arc<Waker>) -> Result<ControlServer> {
         let path = PathBuf::from(path);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -62,11 +65,12 @@ impl ControlServer {
                 for conn in listener.incoming() {
                     let Ok(conn) = conn else { continue };
                     let tx = tx.clone();
+                    let waker = waker.clone();
                     // One short-lived thread per client keeps a slow client
                     // from holding up others.
                     let _ = std::thread::Builder::new()
                         .name("xbond-client".into())
-                        .spawn(move || handle(conn, tx));
+                        .spawn(move || handle(conn, tx, &waker));
                 }
             })
             .context("spawning the control thread")?;
@@ -85,7 +89,7 @@ impl Drop for ControlServer {
     }
 }
 
-fn handle(conn: UnixStream, tx: Sender<Request>) {
+fn handle(conn: UnixStream, tx: Sender<Request>, waker: &Waker) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
     let mut line = String::new();
     let Ok(reader) = conn.try_clone() else { return };
@@ -98,6 +102,7 @@ fn handle(conn: UnixStream, tx: Sender<Request>) {
             if tx.send(Request { reply: rtx }).is_err() {
                 return;
             }
+            waker.wake();
             rrx.recv_timeout(Duration::from_secs(5))
                 .unwrap_or_else(|_| "{\"error\":\"the daemon did not answer\"}".into())
         }

@@ -174,7 +174,7 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     if let Err(e) = xbond_xdp::sys::set_realtime(10) {
         warn!("control thread keeps normal priority (SCHED_FIFO: {e}); failover may wait for CPU");
     }
-    let server = ControlServer::bind(&cfg.socket_path())?;
+    let server = ControlServer::bind(&cfg.socket_path(), waker.clone())?;
     info!(
         "{} running in mode {} with slaves {}; status: xbond status {}",
         cfg.name,
@@ -245,7 +245,10 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
                 bond.handle_carrier(i, link.carrier, Instant::now());
             }
         }
-        if waker.clear() {
+        // Woken by a control request (served at the top of the loop) or by a
+        // worker hint (checked here).
+        waker.clear();
+        if dp.take_tx_errors() {
             // A worker's TX to a slave failed: read the carriers now. Netlink
             // carrier events can be held back by the kernel's linkwatch (up to
             // a second when links change often), the reading is not.

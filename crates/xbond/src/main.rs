@@ -173,6 +173,10 @@ fn real_main(cli: Cli) -> Result<()> {
         }
         Cmd::Check { config } => {
             let cfg = load(&config)?;
+            println!(
+                "# {} is valid; every option with its value:",
+                config.display()
+            );
             println!("{}", toml::to_string(&cfg)?);
             Ok(())
         }
@@ -196,9 +200,11 @@ fn real_main(cli: Cli) -> Result<()> {
                 import.config.slaves = slaves;
                 import.needs.retain(|k| k != "slaves");
             }
-            if import.config.name.is_empty() || name != "bond0" {
-                import.config.name = name.clone();
-                import.config.peer_name = format!("xb-{name}");
+            if name != "bond0" {
+                import.config.set_name(&name);
+            }
+            if import.needs.is_empty() {
+                import.config.validate()?;
             }
             for w in &import.warnings {
                 eprintln!("warning: {w}");
