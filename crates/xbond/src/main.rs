@@ -209,7 +209,7 @@ fn real_main(cli: Cli) -> Result<()> {
             for w in &import.warnings {
                 eprintln!("warning: {w}");
             }
-            print!("{}", import.to_toml());
+            println!("{}", import.to_toml().trim_end());
             Ok(())
         }
         Cmd::Demo => {
