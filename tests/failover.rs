@@ -94,6 +94,50 @@ fn failover_under_a_stream_loses_few_frames_and_primary_returns() {
 }
 
 #[test]
+fn failover_announces_the_bond_with_a_gratuitous_arp_on_the_new_slave() {
+    let mut t = TwoLinks::new("ga");
+    t.far_bridge("10.64.0.2/24");
+    let (host, far) = (t.host.clone(), t.far.clone());
+    // IPv6 off on bond0, so that nothing but the GARP can teach the bridge.
+    for key in ["all", "default"] {
+        let kv = format!("net.ipv6.conf.{key}.disable_ipv6=1");
+        t.lab.exec(&host, &["sysctl", "-qw", &kv]).unwrap();
+    }
+    let sock = t.start(&host, "xa", &ab(""), "10.64.0.1/24");
+    let bond_mac = t.mac(&host, "bond0");
+    let ping = t.ping(&host, "10.64.0.2");
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    // Let the daemon see the address (refreshed every second).
+    std::thread::sleep(Duration::from_millis(1200));
+    let fdb = |t: &TwoLinks| {
+        t.lab
+            .exec(&far, &["bridge", "fdb", "show", "br", "br0"])
+            .unwrap()
+    };
+    assert!(
+        fdb(&t).contains(&format!("{bond_mac} dev b0")),
+        "{}",
+        fdb(&t)
+    );
+    t.lab
+        .exec(&far, &["ip", "link", "set", "b0", "down"])
+        .unwrap();
+    wait_status(&sock, Duration::from_secs(3), |s| {
+        s.active.as_deref() == Some("a1")
+    });
+    let learned = xbond::lab::wait_for(Duration::from_secs(2), || {
+        fdb(&t)
+            .contains(&format!("{bond_mac} dev b1"))
+            .then_some(())
+    });
+    assert!(
+        learned.is_some(),
+        "the bridge learned the bond on b1 from the GARP: {}",
+        fdb(&t)
+    );
+}
+
+#[test]
 fn primary_reselect_failure_keeps_the_backup_active() {
     let mut t = TwoLinks::new("rs");
     let (host, far) = (t.host.clone(), t.far.clone());

@@ -241,6 +241,16 @@ mod tests {
     }
 
     #[test]
+    fn kernel_layer34_ipv6_picks_the_slave_the_kernel_picks() {
+        // fd..fd and fe..fe fold to 0 (four equal words), so only the ports
+        // count: [0,5,0,6] as LE u32 = 0x06000500 -> fold -> 0x06060303 >> 1.
+        let h = frame_hash(&tcp6(5, 6, None), HashPolicy::Layer34, HashFunction::Kernel);
+        assert_eq!(h, 0x0303_0181);
+        assert_eq!(pick(h, 2), 1);
+        assert_eq!(pick(h, 3), (0x0303_0181u32 % 3) as usize);
+    }
+
+    #[test]
     fn vlan_srcmac_is_vlan_xor_mac_halves() {
         let h = frame_hash(
             &tcp6(5, 6, Some(7)),
