@@ -345,7 +345,8 @@ impl LinkEvents {
                 revents: 0,
             },
         ];
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // Round up: waking before the deadline would make the caller spin.
+        let ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
         // SAFETY: `pfd` is a valid array of two pollfds. EINTR and timeouts
         // are both fine: the drain below finds whatever is there.
         unsafe { libc::poll(pfd.as_mut_ptr(), 2, ms) };
@@ -377,6 +378,46 @@ impl LinkEvents {
                 }
             }
         }
+    }
+}
+
+/// Reads carriers cheaply for the `miimon` poll: from sysfs
+/// (`/sys/class/net/<name>/carrier`, one small read per link) when the sysfs
+/// this process sees belongs to its network namespace (the ifindex there
+/// matches netlink's), otherwise with RTM_GETLINK.
+#[derive(Debug)]
+pub struct CarrierReader {
+    sysfs_ok: bool,
+}
+
+impl CarrierReader {
+    /// Checks whether sysfs can be trusted for `links` (name, ifindex).
+    pub fn new(links: &[(String, u32)]) -> CarrierReader {
+        let sysfs_ok = links.iter().all(|(name, idx)| {
+            std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                == Some(*idx)
+        });
+        CarrierReader { sysfs_ok }
+    }
+
+    /// Whether readings come from sysfs.
+    pub fn uses_sysfs(&self) -> bool {
+        self.sysfs_ok
+    }
+
+    /// The carrier of `name` (false when the link is down or gone).
+    pub fn carrier(&self, nl: &mut Netlink, name: &str) -> Result<bool> {
+        if self.sysfs_ok {
+            // Reading `carrier` of an admin-down link fails with EINVAL: no carrier.
+            return Ok(
+                std::fs::read_to_string(format!("/sys/class/net/{name}/carrier"))
+                    .map(|s| s.trim() == "1")
+                    .unwrap_or(false),
+            );
+        }
+        nl.link(name).map(|l| l.carrier)
     }
 }
 

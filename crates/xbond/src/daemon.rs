@@ -16,7 +16,7 @@ use xbond_core::bond::{Bond, BondEvent, SlaveSpec};
 use xbond_core::config::BondConfig;
 use xbond_core::options::{MacAddr, Mode};
 use xbond_core::status::{BondRuntime, SlaveRuntime, Status};
-use xbond_xdp::netlink::{speed_duplex, LinkEvents, Netlink};
+use xbond_xdp::netlink::{speed_duplex, CarrierReader, LinkEvents, Netlink};
 use xbond_xdp::packet::PacketSocket;
 use xbond_xdp::sys::Waker;
 use xbond_xdp::worker::{Dataplane, DataplaneConfig, ZeroCopy};
@@ -143,6 +143,13 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     for s in &cfg.slaves {
         ifindexes.push(nl.link(s)?.index);
     }
+    let carriers = CarrierReader::new(
+        &cfg.slaves
+            .iter()
+            .cloned()
+            .zip(ifindexes[1..].iter().copied())
+            .collect::<Vec<_>>(),
+    );
     let by_index: HashMap<u32, usize> = ifindexes[1..]
         .iter()
         .enumerate()
@@ -217,7 +224,7 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
                     set_mac(&mut nl, &cfg.slaves[slave], mac, &mut macs_done)?
                 }
                 BondEvent::SetBondMac(mac) => set_mac(&mut nl, &cfg.name, mac, &mut macs_done)?,
-                BondEvent::PollLinks => poll_links(&mut nl, &cfg, &mut bond),
+                BondEvent::PollLinks => poll_links(&mut nl, &carriers, &cfg, &mut bond),
             }
         }
         while let Some(t) = bond.poll_transmit() {
@@ -252,7 +259,7 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
             // A worker's TX to a slave failed: read the carriers now. Netlink
             // carrier events can be held back by the kernel's linkwatch (up to
             // a second when links change often), the reading is not.
-            poll_links(&mut nl, &cfg, &mut bond);
+            poll_links(&mut nl, &carriers, &cfg, &mut bond);
         }
         let now = Instant::now();
         if bond.poll_timeout().is_some_and(|t| t <= now) {
@@ -271,10 +278,10 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     Ok(())
 }
 
-fn poll_links(nl: &mut Netlink, cfg: &BondConfig, bond: &mut Bond) {
+fn poll_links(nl: &mut Netlink, reader: &CarrierReader, cfg: &BondConfig, bond: &mut Bond) {
     for (i, s) in cfg.slaves.iter().enumerate() {
-        match nl.link(s) {
-            Ok(l) => bond.handle_carrier(i, l.carrier, Instant::now()),
+        match reader.carrier(nl, s) {
+            Ok(c) => bond.handle_carrier(i, c, Instant::now()),
             Err(e) => {
                 warn!("polling {s}: {e}");
                 bond.handle_carrier(i, false, Instant::now());
