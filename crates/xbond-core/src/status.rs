@@ -45,7 +45,7 @@ pub struct BondRuntime {
     pub workers: u32,
     /// Frames from the host with no usable slave.
     pub tx_no_slave: u64,
-    /// Malformed or oversized frames dropped.
+    /// Malformed frames (shorter than an Ethernet header) dropped.
     pub malformed: u64,
     /// Frames in the frame pools (free).
     pub pool_free: u64,
@@ -250,6 +250,11 @@ impl Status {
             self.name, r.peer_name, r.upper_xdp_bind, r.workers
         )?;
         writeln!(o, "Bond HW addr: {}", self.hwaddr)?;
+        writeln!(
+            o,
+            "Frames: no usable slave {}, malformed {}",
+            r.tx_no_slave, r.malformed
+        )?;
         for s in &self.slaves {
             writeln!(o)?;
             writeln!(o, "Slave Interface: {}", s.name)?;

@@ -108,8 +108,6 @@ pub struct WorkerStats {
     pub upper_tx: AtomicU64,
     /// Frames dropped because the upper TX ring was full.
     pub upper_tx_dropped: AtomicU64,
-    /// Malformed frames dropped.
-    pub malformed: AtomicU64,
     /// Pool: free frames.
     pub pool_free: AtomicU64,
     /// Pool: frames in fill rings.

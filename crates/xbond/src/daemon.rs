@@ -323,6 +323,9 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
         workers: dp.stats().len() as u32,
         ..BondRuntime::default()
     };
+    // Frames shorter than an Ethernet header are dropped and counted in XDP,
+    // on the upper port and on every slave.
+    runtime.malformed = dp.programs().iter().map(|p| p.counters().dropped_runt).sum();
     let mut slaves = vec![SlaveRuntime::default(); cfg.slaves.len()];
     for (i, s) in slaves.iter_mut().enumerate() {
         s.xdp_bind = runtime.upper_xdp_bind.clone();
@@ -334,7 +337,6 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
     use std::sync::atomic::Ordering::Relaxed;
     for w in dp.stats() {
         runtime.tx_no_slave += w.tx_no_slave.load(Relaxed);
-        runtime.malformed += w.malformed.load(Relaxed);
         let pool = w.pool();
         runtime.pool_free += pool.free as u64;
         runtime.pool_in_fill += pool.in_fill as u64;
