@@ -81,6 +81,7 @@ pub const KEYS: &[&str] = &[
     "mac",
     "queues",
     "prio",
+    "ad_actor_port_prio",
     "lacp_rate",
     "lacp_active",
     "ad_select",
@@ -333,6 +334,9 @@ pub struct BondConfig {
     pub queues: u32,
     /// Per-slave priority (`prio`) by slave name; higher wins. TOML: `[prio]` table.
     pub prio: BTreeMap<String, i32>,
+    /// LACP port priority per slave (`ad_actor_port_prio`, 802.3ad; lower is
+    /// preferred, default 255). TOML: `[ad_actor_port_prio]` table.
+    pub ad_actor_port_prio: BTreeMap<String, u16>,
     /// Rate at which the partner is asked to send LACPDUs (802.3ad).
     pub lacp_rate: LacpRate,
     /// Send LACPDUs unprompted (`lacp_active on`); off = passive (802.3ad).
@@ -583,6 +587,7 @@ impl BondConfig {
             mac: None,
             queues: 1,
             prio: BTreeMap::new(),
+            ad_actor_port_prio: BTreeMap::new(),
             lacp_rate: LacpRate::Slow,
             lacp_active: true,
             ad_select: AdSelect::Stable,
@@ -794,7 +799,7 @@ impl BondConfig {
 
     fn check_modes(&self) -> Result<(), ConfigError> {
         let d = BondConfig::new(&self.name, Vec::new());
-        let rules: [(&str, bool, String, &'static [Mode]); 20] = [
+        let rules: [(&str, bool, String, &'static [Mode]); 21] = [
             (
                 "primary",
                 self.primary.is_some(),
@@ -867,6 +872,12 @@ impl BondConfig {
                 "coupled_control",
                 self.coupled_control != d.coupled_control,
                 self.coupled_control.to_string(),
+                LACP_MODES,
+            ),
+            (
+                "ad_actor_port_prio",
+                !self.ad_actor_port_prio.is_empty(),
+                render_prio(&self.ad_actor_port_prio),
                 LACP_MODES,
             ),
             (
@@ -946,7 +957,12 @@ impl BondConfig {
             .primary
             .iter()
             .map(|p| ("primary", p))
-            .chain(self.prio.keys().map(|k| ("prio", k)));
+            .chain(self.prio.keys().map(|k| ("prio", k)))
+            .chain(
+                self.ad_actor_port_prio
+                    .keys()
+                    .map(|k| ("ad_actor_port_prio", k)),
+            );
         for (key, slave) in names {
             if self.slaves.is_empty() {
                 // An import that still needs its slaves: check the name only.
@@ -1142,10 +1158,12 @@ impl BondConfig {
         if let Some(p) = &self.control_socket {
             w.line("control_socket", toml_str(p));
         }
-        if !self.prio.is_empty() {
-            w.out.push_str("\n[prio]\n");
-            for (slave, prio) in &self.prio {
-                w.out.push_str(&format!("{} = {prio}\n", toml_key(slave)));
+        for (table, entries) in [
+            ("prio", render_table(&self.prio)),
+            ("ad_actor_port_prio", render_table(&self.ad_actor_port_prio)),
+        ] {
+            if !entries.is_empty() {
+                w.out.push_str(&format!("\n[{table}]\n{entries}"));
             }
         }
         w.out
@@ -1257,6 +1275,9 @@ fn valid_for(key: &str) -> String {
             "an absolute path of at most {MAX_SOCKET_PATH} bytes, e.g. \"/run/xbond/bond0.sock\""
         ),
         "prio" => "a table of slave = integer priority, e.g. [prio] then eno1 = 10".into(),
+        "ad_actor_port_prio" => {
+            "a table of slave = LACP port priority 0-65535 (lower is preferred), e.g. [ad_actor_port_prio] then eno1 = 100".into()
+        }
         _ => format!("one of the keys: {}", KEYS.join(", ")),
     }
 }
@@ -1386,7 +1407,13 @@ fn render_display_list<T: fmt::Display>(items: &[T]) -> String {
     )
 }
 
-fn render_prio(prio: &BTreeMap<String, i32>) -> String {
+fn render_table<V: std::fmt::Display>(t: &BTreeMap<String, V>) -> String {
+    t.iter()
+        .map(|(k, v)| format!("{} = {v}\n", toml_key(k)))
+        .collect()
+}
+
+fn render_prio<V: std::fmt::Display>(prio: &BTreeMap<String, V>) -> String {
     format!(
         "{{ {} }}",
         prio.iter()
@@ -1590,6 +1617,20 @@ fn set_key(c: &mut BondConfig, key: &str, v: &toml::Value) -> Result<(), ConfigE
         "mac" => c.mac = Some(get_mac(key, v)?),
         "queues" => c.queues = get_int(key, v)?,
         "prio" => c.prio = get_prio(key, v)?,
+        "ad_actor_port_prio" => {
+            c.ad_actor_port_prio = get_prio(key, v)?
+                .into_iter()
+                .map(|(slave, p)| {
+                    u16::try_from(p).map(|p| (slave.clone(), p)).map_err(|_| {
+                        bad_with(
+                            &format!("ad_actor_port_prio.{slave}"),
+                            p.to_string(),
+                            "an integer from 0 to 65535".to_string(),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        }
         "lacp_rate" => c.lacp_rate = get_enum(key, v)?,
         "lacp_active" => c.lacp_active = get_bool(key, v)?,
         "ad_select" => c.ad_select = get_enum(key, v)?,

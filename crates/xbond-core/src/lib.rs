@@ -22,6 +22,7 @@
 pub mod bond;
 pub mod config;
 pub mod hash;
+pub mod lacp;
 pub mod options;
 pub mod plan;
 pub mod status;

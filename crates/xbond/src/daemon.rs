@@ -325,7 +325,11 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
     };
     // Frames shorter than an Ethernet header are dropped and counted in XDP,
     // on the upper port and on every slave.
-    runtime.malformed = dp.programs().iter().map(|p| p.counters().dropped_runt).sum();
+    runtime.malformed = dp
+        .programs()
+        .iter()
+        .map(|p| p.counters().dropped_runt)
+        .sum();
     let mut slaves = vec![SlaveRuntime::default(); cfg.slaves.len()];
     for (i, s) in slaves.iter_mut().enumerate() {
         s.xdp_bind = runtime.upper_xdp_bind.clone();
