@@ -4,7 +4,7 @@
 # the xsk-rs and libbpf-sys crates), pkg-config and m4 for their builds,
 # iproute2 and ping for the test topologies.
 set -euo pipefail
-pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config m4 make gcc libc6-dev linux-libc-dev iproute2 iputils-ping kmod)
+pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config m4 make gcc libc6-dev linux-libc-dev iproute2 iputils-ping kmod tshark)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -199,3 +199,8 @@ pub fn assert_pool_balanced(sock: &str) {
     });
     assert!(s.runtime.pool_total > 0);
 }
+
+/// Runs a command in the root namespace and returns its stdout.
+pub fn run(args: &[&str]) -> String {
+    xbond::lab::cmd(args).unwrap_or_else(|e| panic!("{e}"))
+}

@@ -19,7 +19,8 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use crate::config::BondConfig;
+use crate::config::{BondConfig, LacpRate};
+use crate::lacp::{wire::SlowError, Lacp, LacpConfig, PortSpec};
 use crate::options::{FailOverMac, MacAddr, Mode, PrimaryReselect};
 use crate::plan::TxPlan;
 use crate::wire;
@@ -180,6 +181,7 @@ pub struct Bond {
     ipv6: Vec<Ipv6Addr>,
     events: VecDeque<BondEvent>,
     transmits: VecDeque<Transmit>,
+    lacp: Option<Lacp>,
 }
 
 impl Bond {
@@ -214,6 +216,34 @@ impl Bond {
         } else {
             Timer::Stopped
         };
+        let lacp = (cfg.mode == Mode::Ieee8023ad).then(|| {
+            let lcfg = LacpConfig {
+                fast: cfg.lacp_rate == LacpRate::Fast,
+                active: cfg.lacp_active,
+                ad_select: cfg.ad_select,
+                system: cfg.ad_actor_system.unwrap_or(bond_mac),
+                system_priority: cfg.ad_actor_sys_prio,
+                user_port_key: cfg.ad_user_port_key,
+                coupled: cfg.coupled_control,
+                min_links: cfg.min_links,
+                fallback: cfg.lacp_fallback == Some(Mode::ActiveBackup),
+            };
+            let ports = slaves
+                .iter()
+                .map(|s| PortSpec {
+                    mac: s.spec.perm_mac,
+                    speed_mbps: s.spec.speed_mbps,
+                    full_duplex: s.spec.full_duplex,
+                    port_priority: cfg
+                        .ad_actor_port_prio
+                        .get(&s.spec.name)
+                        .copied()
+                        .unwrap_or(255),
+                    name: s.spec.name.clone(),
+                })
+                .collect();
+            Lacp::new(lcfg, ports, now)
+        });
         let mut bond = Bond {
             cfg,
             slaves,
@@ -228,6 +258,7 @@ impl Bond {
             ipv6: Vec::new(),
             events: VecDeque::new(),
             transmits: VecDeque::new(),
+            lacp,
         };
         bond.events.push_back(BondEvent::SetBondMac(bond_mac));
         if bond.slaves_take_bond_mac() {
@@ -299,6 +330,31 @@ impl Bond {
         self.ipv6 = ipv6;
     }
 
+    /// The speed and duplex of `slave`, read by the runtime when its link
+    /// comes up (a link that was down at start reports none).
+    pub fn set_speed(
+        &mut self,
+        slave: usize,
+        speed_mbps: Option<u32>,
+        full_duplex: Option<bool>,
+        now: Instant,
+    ) {
+        let Some(s) = self.slaves.get_mut(slave) else {
+            return;
+        };
+        if (s.spec.speed_mbps, s.spec.full_duplex) == (speed_mbps, full_duplex) {
+            return;
+        }
+        s.spec.speed_mbps = speed_mbps;
+        s.spec.full_duplex = full_duplex;
+        if let Some(l) = self.lacp.as_mut() {
+            l.set_port_speed(slave, speed_mbps, full_duplex, now);
+            if l.take_changed() {
+                self.reselect(now);
+            }
+        }
+    }
+
     /// A carrier reading for `slave` (from a netlink event or a poll). Readings
     /// that change nothing are ignored.
     pub fn handle_carrier(&mut self, slave: usize, carrier: bool, now: Instant) {
@@ -338,6 +394,10 @@ impl Bond {
         if was_up != is_up {
             self.events.push_back(BondEvent::Link { slave, up: is_up });
         }
+        // LACP sees the link after up/down delays, as in the kernel.
+        if let Some(l) = self.lacp.as_mut() {
+            l.set_port_enabled(slave, is_up, now);
+        }
         self.reselect(now);
     }
 
@@ -353,6 +413,12 @@ impl Bond {
                     self.commit_link(i, LinkState::Up, now)
                 }
                 _ => {}
+            }
+        }
+        if let Some(l) = self.lacp.as_mut() {
+            l.handle_timeout(now);
+            if l.take_changed() {
+                self.reselect(now);
             }
         }
         if self.mii_timer.due(now) {
@@ -372,7 +438,12 @@ impl Bond {
             _ => None,
         });
         let notify = self.notify.as_ref().and_then(|n| n.timer.deadline());
-        links.chain(self.mii_timer.deadline()).chain(notify).min()
+        let lacp = self.lacp.as_ref().and_then(|l| l.poll_timeout());
+        links
+            .chain(self.mii_timer.deadline())
+            .chain(notify)
+            .chain(lacp)
+            .min()
     }
 
     /// The next thing the runtime must do.
@@ -382,7 +453,35 @@ impl Bond {
 
     /// The next frame to send on a slave.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        let (slave, frame) = self.lacp.as_mut()?.poll_transmit()?;
+        Some(Transmit { slave, frame })
+    }
+
+    /// A slow-protocol frame (EtherType 0x8809) received on `slave`. In modes
+    /// other than 802.3ad it is ignored. A malformed frame is counted and
+    /// changes nothing; the error says why it was rejected.
+    pub fn handle_slow_frame(
+        &mut self,
+        slave: usize,
+        frame: &[u8],
+        now: Instant,
+    ) -> Result<(), SlowError> {
+        let Some(l) = self.lacp.as_mut() else {
+            return Ok(());
+        };
+        let r = l.handle_frame(slave, frame, now);
+        if l.take_changed() {
+            self.reselect(now);
+        }
+        r
+    }
+
+    /// The LACP state, in 802.3ad mode.
+    pub fn lacp(&self) -> Option<&Lacp> {
+        self.lacp.as_ref()
     }
 
     /// Chooses the active slave as `bond_find_best_slave()` does, and updates
@@ -404,7 +503,10 @@ impl Bond {
             }
         }
         let usable = self.up_count();
-        let carrier = usable > 0 && usable >= self.cfg.min_links as usize;
+        let carrier = match &self.lacp {
+            Some(l) => l.carrier(),
+            None => usable > 0 && usable >= self.cfg.min_links as usize,
+        };
         if carrier != self.carrier {
             self.carrier = carrier;
             self.events.push_back(BondEvent::Carrier(carrier));
@@ -547,7 +649,11 @@ impl Bond {
             plan.tx_slaves[usize::from(plan.tx_count)] = i as u8;
             plan.tx_count += 1;
         };
-        if self.cfg.mode.has_active_slave() {
+        if let Some(l) = &self.lacp {
+            for p in l.tx_ports() {
+                push(p);
+            }
+        } else if self.cfg.mode.has_active_slave() {
             if let Some(a) = self.active {
                 push(a);
             }
@@ -566,13 +672,19 @@ impl Bond {
         } else {
             (1u32 << self.slaves.len()) - 1
         };
+        let collecting = |l: &Lacp| {
+            (0..self.slaves.len().min(32))
+                .filter(|&i| l.collecting(i))
+                .fold(0u32, |m, i| m | 1 << i)
+        };
         plan.rx_mask = match (self.cfg.mode, self.active) {
+            (Mode::Ieee8023ad, _) => self.lacp.as_ref().map_or(0, collecting),
             (Mode::ActiveBackup, _) if self.cfg.all_slaves_active => all,
             (Mode::ActiveBackup, Some(a)) => 1 << a,
             (Mode::ActiveBackup, None) => 0,
             _ => all,
         };
-        if !self.carrier && self.cfg.min_links > 0 {
+        if !self.carrier && (self.cfg.min_links > 0 || self.lacp.is_some()) {
             plan.tx_count = 0;
         }
         plan

@@ -12,6 +12,7 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::bond::{Bond, LinkState};
+use crate::lacp::{AggregatorInfo, PortStatus};
 use crate::options::{FailOverMac, HashFunction, HashPolicy, MacAddr, Mode, PrimaryReselect};
 
 /// Per-slave figures only the runtime knows.
@@ -82,6 +83,29 @@ pub struct SlaveStatus {
     pub prio: i32,
     /// Runtime figures.
     pub runtime: SlaveRuntime,
+    /// LACP port state (802.3ad).
+    pub lacp: Option<PortStatus>,
+}
+
+/// The bond's 802.3ad information.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LacpInfo {
+    /// `lacp_active`.
+    pub active: bool,
+    /// `lacp_rate` ("slow" or "fast").
+    pub rate: String,
+    /// `min_links`.
+    pub min_links: u32,
+    /// `ad_select`.
+    pub ad_select: String,
+    /// System priority.
+    pub system_priority: u16,
+    /// System MAC address.
+    pub system_mac: MacAddr,
+    /// The active aggregator.
+    pub active_aggregator: Option<AggregatorInfo>,
+    /// The slave carrying traffic under `lacp_fallback`, if any.
+    pub fallback_slave: Option<String>,
 }
 
 /// The whole status of a bond.
@@ -125,6 +149,8 @@ pub struct Status {
     pub plan_version: u64,
     /// Runtime figures.
     pub runtime: BondRuntime,
+    /// 802.3ad information.
+    pub lacp: Option<LacpInfo>,
     /// Slaves in configuration order.
     pub slaves: Vec<SlaveStatus>,
 }
@@ -155,6 +181,21 @@ impl Status {
             monitoring_off: cfg.monitoring_off(),
             plan_version: bond.tx_plan().version,
             runtime,
+            lacp: bond.lacp().map(|l| {
+                let c = l.config();
+                LacpInfo {
+                    active: c.active,
+                    rate: if c.fast { "fast" } else { "slow" }.to_string(),
+                    min_links: c.min_links,
+                    ad_select: c.ad_select.to_string(),
+                    system_priority: c.system_priority,
+                    system_mac: c.system,
+                    active_aggregator: l.active_aggregator(),
+                    fallback_slave: l
+                        .fallback_port()
+                        .map(|p| bond.slaves()[p].spec.name.clone()),
+                }
+            }),
             slaves: bond
                 .slaves()
                 .iter()
@@ -171,6 +212,7 @@ impl Status {
                     queue_id: 0,
                     prio: s.prio,
                     runtime: slaves.get(i).cloned().unwrap_or_default(),
+                    lacp: bond.lacp().and_then(|l| l.port_status(i)),
                 })
                 .collect(),
         }
@@ -237,6 +279,34 @@ impl Status {
         writeln!(o, "Up Delay (ms): {}", self.updelay)?;
         writeln!(o, "Down Delay (ms): {}", self.downdelay)?;
         writeln!(o, "Peer Notification Delay (ms): {}", self.peer_notif_delay)?;
+        if let Some(l) = &self.lacp {
+            writeln!(o)?;
+            writeln!(o, "802.3ad info")?;
+            writeln!(o, "LACP active: {}", if l.active { "on" } else { "off" })?;
+            writeln!(o, "LACP rate: {}", l.rate)?;
+            writeln!(o, "Min links: {}", l.min_links)?;
+            writeln!(
+                o,
+                "Aggregator selection policy (ad_select): {}",
+                l.ad_select
+            )?;
+            writeln!(o, "System priority: {}", l.system_priority)?;
+            writeln!(o, "System MAC address: {}", l.system_mac)?;
+            match &l.active_aggregator {
+                None => writeln!(o, "bond {} has no active aggregator", self.name)?,
+                Some(a) => {
+                    writeln!(o, "Active Aggregator Info:")?;
+                    writeln!(o, "\tAggregator ID: {}", a.id)?;
+                    writeln!(o, "\tNumber of ports: {}", a.ports)?;
+                    writeln!(o, "\tActor Key: {}", a.actor_key)?;
+                    writeln!(o, "\tPartner Key: {}", a.partner_key)?;
+                    writeln!(o, "\tPartner Mac Address: {}", a.partner_mac)?;
+                }
+            }
+            if let Some(f) = &l.fallback_slave {
+                writeln!(o, "LACP fallback: active-backup on {f} (no partner)")?;
+            }
+        }
         if self.monitoring_off {
             writeln!(
                 o,
@@ -271,6 +341,11 @@ impl Status {
             writeln!(o, "Link Failure Count: {}", s.link_failure_count)?;
             writeln!(o, "Permanent HW addr: {}", s.perm_hwaddr)?;
             writeln!(o, "Slave queue ID: {}", s.queue_id)?;
+            if let Some(p) = &s.lacp {
+                write_lacp_port(o, p)?;
+            } else if self.mode == Mode::Ieee8023ad {
+                writeln!(o, "Aggregator ID: N/A")?;
+            }
             let sr = &s.runtime;
             writeln!(o, "AF_XDP: {} (XDP {})", sr.xdp_bind, sr.xdp_attach)?;
             writeln!(
@@ -285,6 +360,44 @@ impl Status {
         }
         Ok(())
     }
+}
+
+fn write_lacp_port(o: &mut String, p: &PortStatus) -> std::fmt::Result {
+    match p.aggregator_id {
+        Some(id) => writeln!(o, "Aggregator ID: {id}")?,
+        None => writeln!(o, "Aggregator ID: N/A")?,
+    }
+    writeln!(o, "Actor Churn State: {}", p.actor_churn.proc_name())?;
+    writeln!(o, "Partner Churn State: {}", p.partner_churn.proc_name())?;
+    writeln!(o, "Actor Churned Count: {}", p.actor_churned)?;
+    writeln!(o, "Partner Churned Count: {}", p.partner_churned)?;
+    writeln!(o, "details actor lacp pdu:")?;
+    writeln!(o, "    system priority: {}", p.actor_system_priority)?;
+    writeln!(o, "    system mac address: {}", p.actor_system)?;
+    writeln!(o, "    port key: {}", p.actor_key)?;
+    writeln!(o, "    port priority: {}", p.actor_port_priority)?;
+    writeln!(o, "    port number: {}", p.actor_port)?;
+    writeln!(o, "    port state: {}", p.actor_state)?;
+    writeln!(o, "details partner lacp pdu:")?;
+    writeln!(o, "    system priority: {}", p.partner_system_priority)?;
+    writeln!(o, "    system mac address: {}", p.partner_system)?;
+    writeln!(o, "    oper key: {}", p.partner_key)?;
+    writeln!(o, "    port priority: {}", p.partner_port_priority)?;
+    writeln!(o, "    port number: {}", p.partner_port)?;
+    writeln!(o, "    port state: {}", p.partner_state)?;
+    let c = &p.counters;
+    writeln!(
+        o,
+        "LACPDUs: rx {} tx {}; Marker: rx {} tx {} responses rx {} tx {}; unknown rx {}; illegal rx {}",
+        c.lacpdu_rx,
+        c.lacpdu_tx,
+        c.marker_rx,
+        c.marker_tx,
+        c.marker_response_rx,
+        c.marker_response_tx,
+        c.unknown_rx,
+        c.illegal_rx
+    )
 }
 
 #[cfg(test)]
@@ -345,6 +458,25 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("Currently Active Slave"));
+    }
+
+    #[test]
+    fn lacp_text_has_the_kernel_802_3ad_fields() {
+        let t = status(Mode::Ieee8023ad).proc_text();
+        for line in [
+            "Bonding Mode: IEEE 802.3ad Dynamic link aggregation\nTransmit Hash Policy: layer2 (0)\n",
+            "\n802.3ad info\nLACP active: on\nLACP rate: slow\nMin links: 0\nAggregator selection policy (ad_select): stable\nSystem priority: 65535\nSystem MAC address: 02:00:00:00:00:01\n",
+            "Slave queue ID: 0\nAggregator ID: 2\nActor Churn State: monitoring\n",
+            "details actor lacp pdu:\n    system priority: 65535\n    system mac address: 02:00:00:00:00:01\n    port key: 15\n    port priority: 255\n    port number: 2\n",
+            "details partner lacp pdu:\n    system priority: 65535\n    system mac address: 00:00:00:00:00:00\n    oper key: 1\n",
+        ] {
+            assert!(t.contains(line), "missing {line:?} in\n{t}");
+        }
+        // A partner never answered: no carrier (unlike the kernel).
+        assert!(t.contains("MII Status: down\n"), "{t}");
+        let j = serde_json::to_string(&status(Mode::Ieee8023ad)).unwrap();
+        let back: Status = serde_json::from_str(&j).unwrap();
+        assert!(back.lacp.is_some() && back.slaves[1].lacp.is_some());
     }
 
     #[test]

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use crossbeam::channel::{Receiver, TryRecvError};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use xbond_core::bond::{Bond, BondEvent, SlaveSpec};
 use xbond_core::config::BondConfig;
 use xbond_core::options::{MacAddr, Mode};
 use xbond_core::status::{BondRuntime, SlaveRuntime, Status};
+use xbond_core::wire::ETH_P_SLOW;
 use xbond_xdp::netlink::{speed_duplex, CarrierReader, LinkEvents, Netlink};
 use xbond_xdp::packet::PacketSocket;
 use xbond_xdp::sys::Waker;
@@ -56,9 +57,9 @@ impl Drop for HostGuard {
 /// Modes this build runs; the others are parsed and validated but refused.
 fn check_supported(cfg: &BondConfig) -> Result<()> {
     match cfg.mode {
-        Mode::BalanceRr | Mode::ActiveBackup | Mode::BalanceXor | Mode::Broadcast => {}
+        Mode::BalanceRr | Mode::ActiveBackup | Mode::BalanceXor | Mode::Broadcast | Mode::Ieee8023ad => {}
         m => bail!(
-            "mode {m} is not available in this xbond build yet; available: balance-rr, active-backup, balance-xor, broadcast"
+            "mode {m} is not available in this xbond build yet; available: balance-rr, active-backup, balance-xor, broadcast, 802.3ad"
         ),
     }
     if cfg.arp_interval > 0 || !cfg.ns_ip6_target.is_empty() {
@@ -168,11 +169,27 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         info!(queue = q, "AF_XDP sockets bound in {} mode", m.as_str());
     }
     let mut senders: Vec<Option<PacketSocket>> = cfg.slaves.iter().map(|_| None).collect();
+    // The slow path: LACPDUs and Marker PDUs, passed to the kernel by XDP,
+    // read here on one AF_PACKET socket per slave (802.3ad only).
+    let slow: Vec<PacketSocket> = if cfg.mode == Mode::Ieee8023ad {
+        cfg.slaves
+            .iter()
+            .map(|s| {
+                PacketSocket::open(s, ETH_P_SLOW)
+                    .with_context(|| format!("slow-protocol socket on {s}"))
+            })
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let mut wait_fds: Vec<std::os::fd::RawFd> = vec![waker.fd()];
+    wait_fds.extend(slow.iter().map(|s| s.raw_fd()));
+    let mut slow_buf = vec![0u8; 2048];
 
     // Carrier as it is now.
     for (i, s) in cfg.slaves.iter().enumerate() {
         let l = nl.link(s)?;
-        bond.handle_carrier(i, l.carrier, Instant::now());
+        feed_carrier(&mut bond, &cfg, i, l.carrier);
     }
     refresh_addresses(&mut nl, &cfg.name, &mut bond);
 
@@ -247,9 +264,20 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
                 t.saturating_duration_since(now)
             })
             .min(Duration::from_millis(50));
-        for link in events.wait(waker.fd(), wait) {
+        for link in events.wait(&wait_fds, wait) {
             if let Some(&i) = by_index.get(&link.index) {
-                bond.handle_carrier(i, link.carrier, Instant::now());
+                feed_carrier(&mut bond, &cfg, i, link.carrier);
+            }
+        }
+        for (i, sock) in slow.iter().enumerate() {
+            // Frames this host sent come back as length 0 and are skipped.
+            while let Ok(Some(n)) = sock.recv(&mut slow_buf, Duration::ZERO) {
+                if n == 0 {
+                    continue;
+                }
+                if let Err(e) = bond.handle_slow_frame(i, &slow_buf[..n], Instant::now()) {
+                    debug!("{}: dropped a slow-protocol frame: {e}", cfg.slaves[i]);
+                }
             }
         }
         // Woken by a control request (served at the top of the loop) or by a
@@ -278,10 +306,21 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     Ok(())
 }
 
+/// Feeds a carrier reading to the bond; a link that comes up has its speed
+/// and duplex read again first (they are unknown while it is down).
+fn feed_carrier(bond: &mut Bond, cfg: &BondConfig, i: usize, carrier: bool) {
+    let now = Instant::now();
+    if carrier && !bond.slaves()[i].carrier {
+        let (speed, duplex) = speed_duplex(&cfg.slaves[i]);
+        bond.set_speed(i, speed, duplex, now);
+    }
+    bond.handle_carrier(i, carrier, now);
+}
+
 fn poll_links(nl: &mut Netlink, reader: &CarrierReader, cfg: &BondConfig, bond: &mut Bond) {
     for (i, s) in cfg.slaves.iter().enumerate() {
         match reader.carrier(nl, s) {
-            Ok(c) => bond.handle_carrier(i, c, Instant::now()),
+            Ok(c) => feed_carrier(bond, cfg, i, c),
             Err(e) => {
                 warn!("polling {s}: {e}");
                 bond.handle_carrier(i, false, Instant::now());

@@ -248,6 +248,13 @@ fn speed_code(mbps: Option<u32>) -> u16 {
     }
 }
 
+/// The operational key: `ad_user_port_key` in the upper 10 bits, then the
+/// kernel's speed code and the duplex bit.
+fn port_key(cfg: &LacpConfig, speed_mbps: Option<u32>, full_duplex: Option<bool>) -> u16 {
+    let full = u16::from(full_duplex.unwrap_or(true));
+    (cfg.user_port_key << 6) | (speed_code(speed_mbps) << 1) | full
+}
+
 /// The default partner: passive, long timeout, individual.
 fn default_partner() -> PortInfo {
     PortInfo {
@@ -343,8 +350,7 @@ impl Lacp {
                 state.set(PortState::ACTIVITY, cfg.active);
                 state.set(PortState::TIMEOUT, cfg.fast);
                 state.set(PortState::AGGREGATION, true);
-                let full = u16::from(spec.full_duplex.unwrap_or(true));
-                let key = (cfg.user_port_key << 6) | (speed_code(spec.speed_mbps) << 1) | full;
+                let key = port_key(&cfg, spec.speed_mbps, spec.full_duplex);
                 Port {
                     actor: PortInfo {
                         system_priority: cfg.system_priority,
@@ -417,6 +423,30 @@ impl Lacp {
             self.rx_enter(p, RxState::PortDisabled, now);
         }
         self.run(now);
+    }
+
+    /// The link speed or duplex of port `p` changed (read when the link
+    /// comes up): the key follows, and a port whose key changed is selected
+    /// again, as the kernel's `ad_update_actor_keys` does.
+    pub fn set_port_speed(
+        &mut self,
+        p: usize,
+        speed_mbps: Option<u32>,
+        full_duplex: Option<bool>,
+        now: Instant,
+    ) {
+        let key = port_key(&self.cfg, speed_mbps, full_duplex);
+        let Some(port) = self.ports.get_mut(p) else {
+            return;
+        };
+        port.spec.speed_mbps = speed_mbps;
+        port.spec.full_duplex = full_duplex;
+        if port.actor.key != key {
+            port.actor.key = key;
+            port.selected = Selected::Unselected;
+            port.ntt = true;
+            self.run(now);
+        }
     }
 
     fn cfg_lacp_enabled(&self) -> bool {
@@ -545,7 +575,11 @@ impl Lacp {
     }
 
     fn agg_info(&self, a: usize) -> AggregatorInfo {
-        let members: Vec<&Port> = self.ports.iter().filter(|p| p.aggregator == Some(a)).collect();
+        let members: Vec<&Port> = self
+            .ports
+            .iter()
+            .filter(|p| p.aggregator == Some(a))
+            .collect();
         let first = members.first();
         AggregatorInfo {
             id: a as u16 + 1,
@@ -687,7 +721,10 @@ impl Lacp {
     /// update_NTT, recordPDU).
     fn rx_pdu(&mut self, p: usize, pdu: &Lacpdu, now: Instant) {
         let port = &mut self.ports[p];
-        if matches!(port.rx, RxState::PortDisabled | RxState::Initialize | RxState::LacpDisabled) {
+        if matches!(
+            port.rx,
+            RxState::PortDisabled | RxState::Initialize | RxState::LacpDisabled
+        ) {
             return;
         }
         // update_Selected: a different partner means reselection.
@@ -773,7 +810,10 @@ impl Lacp {
         // Ports that must leave their aggregator.
         for p in 0..self.ports.len() {
             let port = &self.ports[p];
-            if port.selected == Selected::Unselected && port.aggregator.is_some() && port.mux == MuxState::Detached {
+            if port.selected == Selected::Unselected
+                && port.aggregator.is_some()
+                && port.mux == MuxState::Detached
+            {
                 self.ports[p].aggregator = None;
             }
         }
@@ -781,7 +821,10 @@ impl Lacp {
             let port = &self.ports[p];
             if port.selected == Selected::Selected
                 || !port.enabled
-                || !matches!(port.rx, RxState::Current | RxState::Defaulted | RxState::Expired)
+                || !matches!(
+                    port.rx,
+                    RxState::Current | RxState::Defaulted | RxState::Expired
+                )
             {
                 continue;
             }
@@ -851,7 +894,9 @@ impl Lacp {
 
     fn agg_prio(&self, a: usize) -> u64 {
         // actor_port_prio: the kernel sums port priorities; higher wins.
-        self.agg_ports(a).map(|p| u64::from(p.actor.port_priority)).sum()
+        self.agg_ports(a)
+            .map(|p| u64::from(p.actor.port_priority))
+            .sum()
     }
 
     /// `ad_agg_selection_test`: is `cur` better than `best`?
@@ -872,7 +917,9 @@ impl Lacp {
                 }
                 self.agg_bandwidth(cur) > self.agg_bandwidth(best)
             }
-            AdSelect::Stable | AdSelect::Bandwidth => self.agg_bandwidth(cur) > self.agg_bandwidth(best),
+            AdSelect::Stable | AdSelect::Bandwidth => {
+                self.agg_bandwidth(cur) > self.agg_bandwidth(best)
+            }
             AdSelect::ActorPortPrio => self.agg_prio(cur) > self.agg_prio(best),
         }
     }
@@ -928,7 +975,8 @@ impl Lacp {
                 MuxState::Waiting if !selected => Some(MuxState::Detached),
                 MuxState::Waiting => {
                     let a = port.aggregator;
-                    let ready = a.is_some_and(|a| self.agg_ready(a, now)) && port.wait_while.expired(now);
+                    let ready =
+                        a.is_some_and(|a| self.agg_ready(a, now)) && port.wait_while.expired(now);
                     ready.then_some(MuxState::Attached)
                 }
                 MuxState::Attached if !selected => Some(MuxState::Detached),
@@ -940,7 +988,9 @@ impl Lacp {
                 MuxState::CollectingDistributing if !selected || !partner_sync || !active => {
                     Some(MuxState::Attached)
                 }
-                MuxState::Collecting if !selected || !partner_sync || !active => Some(MuxState::Attached),
+                MuxState::Collecting if !selected || !partner_sync || !active => {
+                    Some(MuxState::Attached)
+                }
                 MuxState::Collecting if partner_collecting => Some(MuxState::Distributing),
                 MuxState::Distributing if !selected || !partner_sync || !active => {
                     Some(MuxState::Attached)

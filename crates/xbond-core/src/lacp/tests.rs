@@ -159,9 +159,17 @@ fn fast_and_slow_negotiation_reach_collecting_distributing() {
         });
         assert!(s.a.carrier() && s.b.carrier());
         // Aggregate wait (2 s) dominates.
-        assert!(t >= AGGREGATE_WAIT && t < Duration::from_secs(4), "fast={fast}: {t:?}");
+        assert!(
+            t >= AGGREGATE_WAIT && t < Duration::from_secs(4),
+            "fast={fast}: {t:?}"
+        );
         let st = s.a.port_status(0).unwrap();
-        assert_eq!(st.actor_state & 0x3c, 0x3c, "aggr, sync, coll, dist: {:#x}", st.actor_state);
+        assert_eq!(
+            st.actor_state & 0x3c,
+            0x3c,
+            "aggr, sync, coll, dist: {:#x}",
+            st.actor_state
+        );
         assert_eq!(st.partner_system, MacAddr([2, 0, 0, 0, 0, 2]));
         assert_eq!(s.a.active_aggregator().unwrap().ports, 2);
         // Steady state: the partner's timeout bit sets our rate.
@@ -169,7 +177,10 @@ fn fast_and_slow_negotiation_reach_collecting_distributing() {
         s.run_for(Duration::from_secs(60));
         let sent = s.a.port_status(0).unwrap().counters.lacpdu_tx - before;
         if fast {
-            assert!((58..=62).contains(&sent), "fast: one per second, got {sent}");
+            assert!(
+                (58..=62).contains(&sent),
+                "fast: one per second, got {sent}"
+            );
         } else {
             assert!((2..=3).contains(&sent), "slow: one per 30 s, got {sent}");
         }
@@ -186,15 +197,32 @@ fn silent_partner_expires_after_3s_and_defaults_3s_later_then_recovers() {
     s.wires[0].drop_b = true;
     let silent_at = s.now;
     // B's last PDU may have just arrived; expiry is 3 s after the last one.
-    s.until(Duration::from_secs(5), |s| s.a.port_status(0).unwrap().rx == RxState::Expired);
+    s.until(Duration::from_secs(5), |s| {
+        s.a.port_status(0).unwrap().rx == RxState::Expired
+    });
     let expired = s.now - silent_at;
-    assert!(expired <= SHORT_TIMEOUT + Duration::from_millis(1200), "expired after {expired:?}");
-    assert!(expired >= SHORT_TIMEOUT - Duration::from_millis(1100), "expired after {expired:?}");
-    assert_eq!(distributing(&s.a), [1], "the silent link leaves the aggregator");
+    assert!(
+        expired <= SHORT_TIMEOUT + Duration::from_millis(1200),
+        "expired after {expired:?}"
+    );
+    assert!(
+        expired >= SHORT_TIMEOUT - Duration::from_millis(1100),
+        "expired after {expired:?}"
+    );
+    assert_eq!(
+        distributing(&s.a),
+        [1],
+        "the silent link leaves the aggregator"
+    );
     let e_at = s.now;
-    s.until(Duration::from_secs(5), |s| s.a.port_status(0).unwrap().rx == RxState::Defaulted);
+    s.until(Duration::from_secs(5), |s| {
+        s.a.port_status(0).unwrap().rx == RxState::Defaulted
+    });
     let d = s.now - e_at;
-    assert!(d >= SHORT_TIMEOUT - TICK && d <= SHORT_TIMEOUT + TICK + STEP, "defaulted {d:?} after expiry");
+    assert!(
+        d >= SHORT_TIMEOUT - TICK && d <= SHORT_TIMEOUT + TICK + STEP,
+        "defaulted {d:?} after expiry"
+    );
     assert!(s.a.carrier(), "the other link keeps the bond up");
     // B speaks again: the link renegotiates.
     s.wires[0].drop_b = false;
@@ -211,12 +239,17 @@ fn passive_and_passive_send_nothing_passive_and_active_negotiate() {
     let mut s = Sim::new(ca.clone(), cb, &[1000]);
     s.all_up();
     s.run_for(Duration::from_secs(40));
-    assert!(s.sent.iter().all(|t| t.is_empty()), "passive ports stay silent");
+    assert!(
+        s.sent.iter().all(|t| t.is_empty()),
+        "passive ports stay silent"
+    );
     assert!(!s.a.carrier());
 
     let mut s = Sim::new(ca, cfg(2), &[1000]);
     s.all_up();
-    s.until(Duration::from_secs(10), |s| distributing(&s.a) == [0] && distributing(&s.b) == [0]);
+    s.until(Duration::from_secs(10), |s| {
+        distributing(&s.a) == [0] && distributing(&s.b) == [0]
+    });
     // The passive side keeps sending once its partner is active.
     let before = s.a.port_status(0).unwrap().counters.lacpdu_tx;
     s.run_for(Duration::from_secs(10));
@@ -236,11 +269,18 @@ fn differing_keys_form_separate_aggregators_and_ad_select_chooses() {
         ca.ad_select = policy;
         let mut s = Sim::new(ca, cfg(2), &[1000, 1000, 10000]);
         s.all_up();
-        s.until(Duration::from_secs(10), |s| distributing(&s.a) == want_ports);
-        let aggs: Vec<Option<u16>> = (0..3).map(|p| s.a.port_status(p).unwrap().aggregator_id).collect();
+        s.until(Duration::from_secs(10), |s| {
+            distributing(&s.a) == want_ports
+        });
+        let aggs: Vec<Option<u16>> = (0..3)
+            .map(|p| s.a.port_status(p).unwrap().aggregator_id)
+            .collect();
         assert_eq!(aggs[0], aggs[1], "{policy}: same key, same aggregator");
         assert_ne!(aggs[0], aggs[2], "{policy}: other key, other aggregator");
-        assert_ne!(s.a.port_status(0).unwrap().actor_key, s.a.port_status(2).unwrap().actor_key);
+        assert_ne!(
+            s.a.port_status(0).unwrap().actor_key,
+            s.a.port_status(2).unwrap().actor_key
+        );
     }
 }
 
@@ -255,7 +295,11 @@ fn stable_keeps_the_active_aggregator_until_it_loses_its_ports() {
     s.until(Duration::from_secs(10), |s| distributing(&s.a) == [0, 1]);
     s.carrier(2, true);
     s.run_for(Duration::from_secs(5));
-    assert_eq!(distributing(&s.a), [0, 1], "stable: a better aggregator does not take over");
+    assert_eq!(
+        distributing(&s.a),
+        [0, 1],
+        "stable: a better aggregator does not take over"
+    );
     s.carrier(0, false);
     s.carrier(1, false);
     s.until(Duration::from_secs(10), |s| distributing(&s.a) == [2]);
@@ -284,7 +328,10 @@ fn no_partner_means_no_carrier_unless_fallback() {
     s.wires[1].drop_b = true;
     s.all_up();
     s.run_for(Duration::from_secs(10));
-    assert!(!s.a.carrier(), "kernel bonds report carrier here; xbond does not");
+    assert!(
+        !s.a.carrier(),
+        "kernel bonds report carrier here; xbond does not"
+    );
     assert!(distributing(&s.a).is_empty());
 
     let mut ca = cfg(1);
@@ -323,10 +370,14 @@ fn carrier_loss_removes_a_port_within_a_tick_and_ignores_pdus() {
         collector_max_delay: 0,
     };
     let before = s.a.port_status(0).unwrap();
-    s.a.handle_frame(0, &pdu.emit(MacAddr([2, 9, 9, 9, 9, 9])), s.now).unwrap();
+    s.a.handle_frame(0, &pdu.emit(MacAddr([2, 9, 9, 9, 9, 9])), s.now)
+        .unwrap();
     let after = s.a.port_status(0).unwrap();
     assert_eq!(after.counters.ignored_rx, before.counters.ignored_rx + 1);
-    assert_eq!((after.rx, after.partner_system), (before.rx, before.partner_system));
+    assert_eq!(
+        (after.rx, after.partner_system),
+        (before.rx, before.partner_system)
+    );
 }
 
 #[test]
@@ -340,7 +391,8 @@ fn marker_information_gets_a_response() {
         requester_system: MacAddr([2, 7, 7, 7, 7, 7]),
         transaction_id: 42,
     };
-    s.a.handle_frame(0, &m.emit(MacAddr([2, 7, 7, 7, 7, 7])), s.now).unwrap();
+    s.a.handle_frame(0, &m.emit(MacAddr([2, 7, 7, 7, 7, 7])), s.now)
+        .unwrap();
     let (p, f) = s.a.poll_transmit().expect("a response");
     assert_eq!(p, 0);
     match wire::parse(&f) {
@@ -394,7 +446,9 @@ fn independent_control_collects_before_distributing() {
     cb.coupled = false;
     let mut s = Sim::new(ca, cb, &[1000]);
     s.all_up();
-    s.until(Duration::from_secs(10), |s| distributing(&s.a) == [0] && distributing(&s.b) == [0]);
+    s.until(Duration::from_secs(10), |s| {
+        distributing(&s.a) == [0] && distributing(&s.b) == [0]
+    });
     assert_eq!(s.a.port_status(0).unwrap().mux, MuxState::Distributing);
 }
 
@@ -407,4 +461,20 @@ fn churn_is_detected_when_no_partner_syncs() {
     let st = s.a.port_status(0).unwrap();
     assert_eq!(st.partner_churn, ChurnState::Churned);
     assert_eq!(st.partner_churned, 1);
+}
+
+#[test]
+fn a_speed_change_changes_the_key_and_reselects() {
+    let mut s = Sim::new(cfg(1), cfg(2), &[1000, 1000]);
+    s.all_up();
+    s.until(Duration::from_secs(10), |s| distributing(&s.a) == [0, 1]);
+    assert_eq!(s.a.port_status(0).unwrap().actor_key, (4 << 1) | 1);
+    let now = s.now;
+    s.a.set_port_speed(0, Some(10000), Some(true), now);
+    assert_eq!(s.a.port_status(0).unwrap().actor_key, (7 << 1) | 1);
+    // Port 0 now has another key: it leaves port 1's aggregator.
+    s.until(Duration::from_secs(10), |s| {
+        let a0 = s.a.port_status(0).unwrap().aggregator_id;
+        a0.is_some() && a0 != s.a.port_status(1).unwrap().aggregator_id
+    });
 }
