@@ -7,7 +7,9 @@
  *    kernel when pass_slow is set (slaves), so the control thread reads it on
  *    an AF_PACKET socket and LACP never depends on the data path.
  *  - When deliver is 0 (e.g. the inactive slave of active-backup), every other
- *    frame is dropped here and counted.
+ *    frame is dropped here and counted, except IEEE link-local group frames
+ *    (01:80:C2:00:00:0X: LLDP, STP), which go to the slave's own stack as on
+ *    an inactive kernel-bond slave.
  *  - Everything else is redirected to the AF_XDP socket of its RX queue; with
  *    no socket on that queue the frame is dropped and counted, so that a bond
  *    slave never leaks frames into the host stack.
@@ -86,8 +88,14 @@ int xbond_xdp(struct xdp_md *ctx)
 	if (c->pass_slow && eth->h_proto == bpf_htons(ETH_P_SLOW))
 		return count(XB_PASSED_SLOW, XDP_PASS);
 
-	if (!c->deliver)
+	if (!c->deliver) {
+		/* 01:80:C2:00:00:0X, compared byte by byte. */
+		if (eth->h_dest[0] == 0x01 && eth->h_dest[1] == 0x80 &&
+		    eth->h_dest[2] == 0xc2 && eth->h_dest[3] == 0x00 &&
+		    eth->h_dest[4] == 0x00 && (eth->h_dest[5] & 0xf0) == 0x00)
+			return count(XB_PASSED_SLOW, XDP_PASS);
 		return count(XB_DROPPED_INACTIVE, XDP_DROP);
+	}
 
 	q = ctx->rx_queue_index;
 	if (!bpf_map_lookup_elem(&xsks, &q))

@@ -204,6 +204,36 @@ fn updelay_is_honoured_before_a_returning_link_is_used() {
 }
 
 #[test]
+fn a_bond_started_with_every_slave_down_has_no_carrier_until_one_comes_up() {
+    let mut t = TwoLinks::new("sd");
+    let (host, far) = (t.host.clone(), t.far.clone());
+    for p in ["b0", "b1"] {
+        t.lab.exec(&far, &["ip", "link", "set", p, "down"]).unwrap();
+    }
+    let sock = t.start(&host, "xa", &ab(""), "10.65.0.1/24");
+    let carrier = |t: &TwoLinks| {
+        t.lab
+            .exec(&host, &["cat", "/sys/class/net/bond0/carrier"])
+            .unwrap()
+            .trim()
+            == "1"
+    };
+    let s = status(&sock);
+    assert!(!s.mii_status && s.active.is_none(), "{}", s.proc_text());
+    assert!(
+        !carrier(&t),
+        "bond0 must not claim carrier with no usable slave"
+    );
+    t.lab
+        .exec(&far, &["ip", "link", "set", "b1", "up"])
+        .unwrap();
+    wait_status(&sock, Duration::from_secs(3), |s| {
+        s.mii_status && s.active.as_deref() == Some("a1")
+    });
+    assert!(xbond::lab::wait_for(Duration::from_secs(2), || carrier(&t).then_some(())).is_some());
+}
+
+#[test]
 fn bond_carrier_follows_the_slaves_and_exit_restores_the_host() {
     let mut t = TwoLinks::new("cx");
     let (host, far) = (t.host.clone(), t.far.clone());

@@ -574,10 +574,17 @@ impl Bond {
                 }
                 FailOverMac::Follow => {
                     if let Some(n) = new {
+                        // The slave that holds the bond MAC now (the old
+                        // active one, or whichever had it when no slave was
+                        // active) swaps MACs with the new active slave, so two
+                        // slaves never share one (`bond_get_old_active`).
+                        let holder = old
+                            .filter(|&o| self.slaves[o].mac == self.bond_mac)
+                            .or_else(|| self.slaves.iter().position(|s| s.mac == self.bond_mac));
                         let new_mac = self.slaves[n].mac;
                         self.set_slave_mac(n, self.bond_mac);
-                        if let Some(o) = old {
-                            self.set_slave_mac(o, new_mac);
+                        if let Some(h) = holder.filter(|&h| h != n) {
+                            self.set_slave_mac(h, new_mac);
                         }
                     }
                 }
@@ -685,7 +692,10 @@ impl Bond {
             _ => all,
         };
         if !self.carrier && (self.cfg.min_links > 0 || self.lacp.is_some()) {
+            // The upper port has no carrier: neither send nor deliver, so no
+            // stale frames burst out when it comes back.
             plan.tx_count = 0;
+            plan.rx_mask = 0;
         }
         plan
     }
@@ -894,6 +904,20 @@ mod tests {
         let mut b = bond(c, t0);
         b.handle_carrier(1, true, t0);
         assert_eq!(b.bond_mac(), MacAddr([2, 0, 0, 0, 0, 2]));
+    }
+
+    #[test]
+    fn follow_never_leaves_two_slaves_with_the_bond_mac() {
+        let t0 = Instant::now();
+        let mut c = cfg(Mode::ActiveBackup);
+        c.fail_over_mac = FailOverMac::Follow;
+        let mut b = bond(c, t0);
+        // eno1 never comes up: eno2 becomes active with no previous active.
+        b.handle_carrier(1, true, t0);
+        assert_eq!(b.active(), Some(1));
+        let macs: Vec<MacAddr> = b.slaves().iter().map(|s| s.mac).collect();
+        assert_eq!(macs[1], b.bond_mac());
+        assert_ne!(macs[0], macs[1], "{macs:?}");
     }
 
     #[test]

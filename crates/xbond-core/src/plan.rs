@@ -156,15 +156,21 @@ impl Selector {
 /// construction.
 #[derive(Debug, Clone)]
 pub struct DupFilter {
-    sets: Box<[[(u64, u8); DupFilter::WAYS]]>,
+    /// (content hash, slave, generation) per entry.
+    sets: Box<[[(u64, u8, u32); DupFilter::WAYS]]>,
     victim: Box<[u8]>,
+    /// Counts frames seen; entries older than `HORIZON` frames are ignored,
+    /// so a repeat long after the first copy (a retransmission, a periodic
+    /// probe) is delivered.
+    generation: u32,
 }
 
 impl Default for DupFilter {
     fn default() -> Self {
         DupFilter {
-            sets: vec![[(0, u8::MAX); Self::WAYS]; Self::SETS].into_boxed_slice(),
+            sets: vec![[(0, u8::MAX, 0); Self::WAYS]; Self::SETS].into_boxed_slice(),
             victim: vec![0; Self::SETS].into_boxed_slice(),
+            generation: 0,
         }
     }
 }
@@ -174,6 +180,8 @@ impl DupFilter {
     pub const SETS: usize = 2048;
     /// Entries per set.
     pub const WAYS: usize = 4;
+    /// How many frames later a copy still counts as a duplicate.
+    pub const HORIZON: u32 = 1024;
 
     /// Records `frame` received on `slave`; returns true if it is a duplicate
     /// of a frame recently received on another slave (and must not be
@@ -181,20 +189,24 @@ impl DupFilter {
     /// new.
     pub fn is_duplicate(&mut self, frame: &[u8], slave: u8) -> bool {
         let h = twox_hash::XxHash3_64::oneshot(frame);
+        self.generation = self.generation.wrapping_add(1);
+        let now = self.generation;
         let idx = (h as usize) & (Self::SETS - 1);
         let set = &mut self.sets[idx];
         for e in set.iter_mut() {
-            if e.0 == h && e.1 != u8::MAX {
+            let fresh = now.wrapping_sub(e.2) <= Self::HORIZON;
+            if e.0 == h && e.1 != u8::MAX && fresh {
                 if e.1 != slave {
-                    *e = (0, u8::MAX);
+                    *e = (0, u8::MAX, 0);
                     return true;
                 }
                 // A repeat on the same slave is a new frame.
+                e.2 = now;
                 return false;
             }
         }
         let v = &mut self.victim[idx];
-        set[usize::from(*v)] = (h, slave);
+        set[usize::from(*v)] = (h, slave, now);
         *v = (*v + 1) % Self::WAYS as u8;
         false
     }
@@ -307,5 +319,11 @@ mod tests {
             "a repeat on the same slave is real"
         );
         assert!(!d.is_duplicate(&fs[1], 1));
+        // Long after, the same content on another slave is a new frame.
+        assert!(!d.is_duplicate(&fs[0], 0));
+        for i in 0..DupFilter::HORIZON as usize + 1 {
+            d.is_duplicate(&i.to_be_bytes(), 0);
+        }
+        assert!(!d.is_duplicate(&fs[0], 1), "too old to be a copy");
     }
 }

@@ -62,11 +62,21 @@ impl Waker {
     }
 }
 
-/// Kicks an AF_XDP socket's TX ring (sendto with no data). Returns the errno
-/// when the kernel reports that a frame could not be sent: EBUSY (the device
-/// dropped it, e.g. no carrier) or ENETDOWN/ENXIO (device down or gone).
-/// EAGAIN and ENOBUFS (ring busy) are not failures.
-pub fn kick_tx(fd: RawFd) -> Option<i32> {
+/// What a TX kick found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// The kernel took what was on the ring.
+    Done,
+    /// Descriptors remain (copy mode sends at most 32 per call) or the
+    /// device is busy: kick again.
+    Again,
+    /// The device dropped a frame (EBUSY) or is down or gone (ENETDOWN,
+    /// ENXIO): a hint that its carrier went away.
+    Failed(i32),
+}
+
+/// Kicks an AF_XDP socket's TX ring (sendto with no data).
+pub fn kick_tx(fd: RawFd) -> Kick {
     // SAFETY: a zero-length sendto with null buffers is the documented AF_XDP
     // TX kick; no memory is read or written.
     let rc = unsafe {
@@ -80,10 +90,27 @@ pub fn kick_tx(fd: RawFd) -> Option<i32> {
         )
     };
     if rc >= 0 {
-        return None;
+        return Kick::Done;
     }
     match io::Error::last_os_error().raw_os_error() {
-        Some(e @ (libc::EBUSY | libc::ENETDOWN | libc::ENXIO)) => Some(e),
-        _ => None,
+        Some(e @ (libc::EBUSY | libc::ENETDOWN | libc::ENXIO)) => Kick::Failed(e),
+        Some(libc::EAGAIN | libc::ENOBUFS) => Kick::Again,
+        _ => Kick::Done,
     }
+}
+
+/// Waits up to `timeout_ms` for any of `fds` to become readable. EINTR and
+/// errors count as a wake-up; the caller looks at its rings either way.
+pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) {
+    let mut pfd = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; 32];
+    let n = fds.len().min(pfd.len());
+    for (p, fd) in pfd.iter_mut().zip(fds) {
+        p.fd = *fd;
+    }
+    // SAFETY: `pfd[..n]` is a valid array of pollfds of length `n`.
+    unsafe { libc::poll(pfd.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
 }

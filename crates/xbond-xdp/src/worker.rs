@@ -25,7 +25,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 use crate::bpf::XdpProgram;
 use crate::error::{Error, Result};
 use crate::pool::{FramePool, PoolCounts};
-use crate::sys::{kick_tx, Waker};
+use crate::sys::{kick_tx, poll_readable, Kick, Waker};
 
 /// Frames per batch.
 pub const BATCH: usize = 64;
@@ -179,6 +179,12 @@ struct Port {
 /// One worker's sockets and UMEM, ready to run.
 pub struct Worker {
     queue: u32,
+    /// Per-slave output batches of the current upper-port batch, kept here
+    /// so that they are not zeroed on the stack for every batch.
+    tx_out: Box<[[FrameDesc; BATCH]; MAX_SLAVES]>,
+    /// Completions and fill-ring frames of one port (RING_SIZE entries).
+    scratch: Vec<FrameDesc>,
+    fill: Vec<FrameDesc>,
     umem: Umem,
     pool: FramePool<FrameDesc>,
     upper: Port,
@@ -286,6 +292,9 @@ impl Worker {
         stats.pool_total.store(u64::from(frames), Relaxed);
         Ok(Worker {
             queue,
+            tx_out: Box::new([[FrameDesc::default(); BATCH]; MAX_SLAVES]),
+            scratch: vec![FrameDesc::default(); RING_SIZE as usize],
+            fill: Vec::with_capacity(RING_SIZE as usize),
             umem,
             pool: FramePool::new(descs),
             upper: upper_port,
@@ -316,19 +325,19 @@ impl Worker {
         let mut plan = plans.load();
         let mut sel = Selector::new(0x5eed ^ u64::from(self.queue));
         let mut dups = DupFilter::default();
-        let mut scratch = Vec::with_capacity(RING_SIZE as usize);
         let mut descs = [FrameDesc::default(); BATCH];
         let mut idle_since: Option<Instant> = None;
         while !stop.load(Relaxed) {
             if plans.version() != plan.version {
                 plan = plans.load();
             }
-            self.reap_and_refill(&mut scratch);
+            self.reap_and_refill();
             let mut work = self.forward_upper(&plan, &mut sel, &mut descs);
             for s in 0..self.slaves.len() {
                 work += self.deliver_slave(s, &plan, &mut dups, &mut descs);
             }
-            self.kick(&waker);
+            // Frames still waiting on a TX ring count as work: no sleep.
+            work += usize::from(self.kick(&waker));
             self.publish_pool();
             if work > 0 {
                 idle_since = None;
@@ -341,7 +350,7 @@ impl Worker {
             }
         }
         // Take back what completed, so the books close.
-        self.reap_and_refill(&mut scratch);
+        self.reap_and_refill();
         self.publish_pool();
     }
 
@@ -352,24 +361,26 @@ impl Worker {
         self.stats.pool_in_tx.store(c.in_tx as u64, Relaxed);
     }
 
-    fn reap_and_refill(&mut self, scratch: &mut Vec<FrameDesc>) {
+    fn reap_and_refill(&mut self) {
         for port in std::iter::once(&mut self.upper).chain(self.slaves.iter_mut()) {
-            scratch.clear();
-            scratch.resize(RING_SIZE as usize, FrameDesc::default());
             // SAFETY: completed descriptors belong to this worker's UMEM and the
             // kernel is done with them.
-            let n = unsafe { port.cq.consume(scratch) };
-            self.pool.completed(&scratch[..n]);
+            let n = unsafe { port.cq.consume(&mut self.scratch) };
+            self.pool.completed(&self.scratch[..n]);
 
             let want = port.fq.nb_free(RING_SIZE) as usize;
             if want >= BATCH || (want > 0 && self.pool.counts().in_fill == 0) {
-                let room = port.fq.nb_free(want as u32) as usize;
-                scratch.clear();
-                self.pool.take_for_fill(room, scratch);
+                self.fill.clear();
+                self.pool.take_for_fill(want, &mut self.fill);
                 // SAFETY: the frames come from the free pool of this UMEM, so
                 // neither the kernel nor another ring holds them.
-                let placed = unsafe { port.fq.produce(scratch) };
-                self.pool.filled(placed, &scratch[placed..]);
+                let placed = unsafe { port.fq.produce(&self.fill) };
+                self.pool.filled(placed, &self.fill[placed..]);
+                // Zero-copy drivers may sleep until told that the fill ring
+                // has frames again.
+                if placed > 0 && port.fq.needs_wakeup() {
+                    let _ = port.fq.wakeup(port.rx.fd_mut(), 0);
+                }
             }
         }
     }
@@ -397,7 +408,7 @@ impl Worker {
             }
             sel.select_batch(plan, &frames[..n], &mut choices);
         }
-        let mut out: [[FrameDesc; BATCH]; MAX_SLAVES] = [[FrameDesc::default(); BATCH]; MAX_SLAVES];
+        let out = &mut *self.tx_out;
         let mut counts = [0usize; MAX_SLAVES];
         let mut no_slave = 0u64;
         for (d, c) in descs[..n].iter().zip(&choices[..n]) {
@@ -419,9 +430,14 @@ impl Worker {
                         if s >= self.slaves.len() {
                             continue;
                         }
-                        if let Some(copy) = self.copy_frame(d) {
-                            out[s][counts[s]] = copy;
-                            counts[s] += 1;
+                        match Self::copy_frame(&self.umem, &mut self.pool, d) {
+                            Some(copy) => {
+                                out[s][counts[s]] = copy;
+                                counts[s] += 1;
+                            }
+                            None => {
+                                self.stats.slaves[s].tx_dropped.fetch_add(1, Relaxed);
+                            }
                         }
                     }
                     let last = usize::from(last);
@@ -458,19 +474,23 @@ impl Worker {
     }
 
     /// Copies a frame into a fresh frame of the pool (broadcast mode).
-    fn copy_frame(&mut self, d: &FrameDesc) -> Option<FrameDesc> {
-        let mut copy = self.pool.alloc()?;
+    fn copy_frame(
+        umem: &Umem,
+        pool: &mut FramePool<FrameDesc>,
+        d: &FrameDesc,
+    ) -> Option<FrameDesc> {
+        let mut copy = pool.alloc()?;
         // SAFETY: `d` is owned by the worker (received, not yet on a ring) and
         // `copy` comes from the free pool; both are frames of this UMEM and are
         // distinct, so the shared and the mutable view do not overlap.
-        let src = unsafe { self.umem.data(d) }.contents();
+        let src = unsafe { umem.data(d) }.contents();
         // SAFETY: as above; `copy` is not on any ring.
-        let mut dst = unsafe { self.umem.data_mut(&mut copy) };
+        let mut dst = unsafe { umem.data_mut(&mut copy) };
         let mut cur = dst.cursor();
         // The cursor starts at the frame's previous length; the copy starts at 0.
         cur.set_pos(0);
         if std::io::Write::write_all(&mut cur, src).is_err() {
-            self.pool.free(copy);
+            pool.free(copy);
             return None;
         }
         Some(copy)
@@ -546,41 +566,52 @@ impl Worker {
         n
     }
 
-    fn kick(&mut self, waker: &Waker) {
-        if self.upper.tx_pending {
-            self.upper.tx_pending = false;
-            if self.upper.tx.needs_wakeup() {
-                // Errors here (ENOBUFS, EAGAIN) are retried with the next kick.
-                let _ = kick_tx(self.upper.tx.fd().as_raw_fd());
+    /// Kicks every TX ring that got frames; returns whether any ring still
+    /// holds frames the kernel has not taken (kick again next loop).
+    fn kick(&mut self, waker: &Waker) -> bool {
+        let mut again = false;
+        for (i, port) in std::iter::once(&mut self.upper)
+            .chain(self.slaves.iter_mut())
+            .enumerate()
+        {
+            if !port.tx_pending {
+                continue;
             }
-        }
-        for (i, port) in self.slaves.iter_mut().enumerate() {
-            if port.tx_pending {
-                port.tx_pending = false;
-                if port.tx.needs_wakeup() && kick_tx(port.tx.fd().as_raw_fd()).is_some() {
-                    // The device dropped a frame: most likely its carrier went
-                    // away. Let the control loop look now, not at the next poll.
-                    self.stats.slaves[i].tx_errors.fetch_add(1, Relaxed);
+            port.tx_pending = false;
+            if !port.tx.needs_wakeup() {
+                continue;
+            }
+            match kick_tx(port.tx.fd().as_raw_fd()) {
+                Kick::Done => {}
+                Kick::Again => {
+                    port.tx_pending = true;
+                    again = true;
+                }
+                Kick::Failed(_) if i > 0 => {
+                    // A slave's device dropped a frame: most likely its carrier
+                    // went away. Let the control loop look now.
+                    self.stats.slaves[i - 1].tx_errors.fetch_add(1, Relaxed);
                     waker.wake();
                 }
+                Kick::Failed(_) => {}
             }
         }
+        again
     }
 
     fn sleep(&mut self, stop_waker: &Waker) {
-        let mut fds: Vec<libc::pollfd> = std::iter::once(&self.upper)
+        let mut fds = [0; MAX_SLAVES + 2];
+        let mut n = 0;
+        for fd in std::iter::once(&self.upper)
             .chain(self.slaves.iter())
             .map(|p| p.rx.fd().as_raw_fd())
             .chain(std::iter::once(stop_waker.fd()))
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
+        {
+            fds[n] = fd;
+            n += 1;
+        }
         self.stats.sleeps.fetch_add(1, Relaxed);
-        // SAFETY: `fds` is a valid array of pollfd of the given length.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, SLEEP_MS) };
+        poll_readable(&fds[..n], SLEEP_MS);
     }
 }
 

@@ -98,7 +98,12 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         }
         let (speed, duplex) = speed_duplex(name);
         let perm = link.perm_mac.filter(|m| !m.is_zero()).unwrap_or(link.mac);
-        guard.restore_macs.push((name.clone(), link.mac));
+        // Restore the permanent address where the driver reports one (after a
+        // crash the current one may still be the bond's).
+        guard.restore_macs.push((
+            name.clone(),
+            link.perm_mac.filter(|m| !m.is_zero()).unwrap_or(link.mac),
+        ));
         specs.push(SlaveSpec {
             name: name.clone(),
             perm_mac: perm,
@@ -108,9 +113,20 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     }
 
     // The upper port.
-    for n in [&cfg.name, &cfg.peer_name] {
-        if nl.exists(n)? {
-            bail!("interface {n} already exists; is another xbond running for {}? (key name / peer_name)", cfg.name);
+    let (name_exists, peer_exists) = (nl.exists(&cfg.name)?, nl.exists(&cfg.peer_name)?);
+    if name_exists && peer_exists && crate::control::query_status(&cfg.socket_path()).is_err() {
+        // Both ends of our upper port, and no daemon answering for it: left
+        // behind by an xbond that did not exit cleanly.
+        warn!(
+            "removing {} / {} left behind by an earlier xbond",
+            cfg.name, cfg.peer_name
+        );
+        nl.delete(&cfg.name)?;
+    } else {
+        for (n, exists) in [(&cfg.name, name_exists), (&cfg.peer_name, peer_exists)] {
+            if exists {
+                bail!("interface {n} already exists; is another xbond running for {}? (key name / peer_name)", cfg.name);
+            }
         }
     }
     nl.create_veth(&cfg.name, &cfg.peer_name, cfg.queues)
@@ -207,22 +223,24 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         cfg.name
     );
     let requests = server.requests();
-    let mut upper_carrier = None;
+    // The peer is up (AF_XDP is bound on it); the loop below makes bond0's
+    // carrier follow the bond from here on.
+    let mut upper_carrier = true;
+    let mut last_hint_poll = Instant::now();
     let mut last_addr_refresh = Instant::now();
 
     while !stop.load(Ordering::Relaxed) {
         // Apply everything the core decided.
         while let Some(ev) = bond.poll_event() {
             match ev {
-                BondEvent::PlanChanged => dp.publish(bond.tx_plan())?,
-                BondEvent::Carrier(up) => {
-                    if upper_carrier != Some(up) {
-                        upper_carrier = Some(up);
-                        // A veth's carrier follows its peer's admin state.
-                        nl.set_up(&cfg.peer_name, up)?;
-                        info!("{} carrier {}", cfg.name, if up { "up" } else { "down" });
+                BondEvent::PlanChanged => {
+                    if let Err(e) = dp.publish(bond.tx_plan()) {
+                        warn!("publishing the plan to XDP: {e}");
                     }
                 }
+                // Applied below from bond.carrier(), so that the state at
+                // start is applied too.
+                BondEvent::Carrier(_) => {}
                 BondEvent::ActiveChanged { old, new } => {
                     let name =
                         |i: Option<usize>| i.map_or("none".to_string(), |i| cfg.slaves[i].clone());
@@ -238,16 +256,39 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
                     }
                 }
                 BondEvent::SetSlaveMac { slave, mac } => {
-                    set_mac(&mut nl, &cfg.slaves[slave], mac, &mut macs_done)?
+                    if let Err(e) = set_mac(&mut nl, &cfg.slaves[slave], mac, &mut macs_done) {
+                        warn!("{e:#}");
+                    }
                 }
-                BondEvent::SetBondMac(mac) => set_mac(&mut nl, &cfg.name, mac, &mut macs_done)?,
+                BondEvent::SetBondMac(mac) => {
+                    if let Err(e) = set_mac(&mut nl, &cfg.name, mac, &mut macs_done) {
+                        warn!("{e:#}");
+                    }
+                }
                 BondEvent::PollLinks => poll_links(&mut nl, &carriers, &cfg, &mut bond),
+            }
+        }
+        if upper_carrier != bond.carrier() {
+            // A veth's carrier follows its peer's admin state.
+            match nl.set_up(&cfg.peer_name, bond.carrier()) {
+                Ok(()) => {
+                    upper_carrier = bond.carrier();
+                    info!(
+                        "{} carrier {}",
+                        cfg.name,
+                        if upper_carrier { "up" } else { "down" }
+                    );
+                }
+                Err(e) => warn!("setting the carrier of {}: {e}", cfg.name),
             }
         }
         while let Some(t) = bond.poll_transmit() {
             let name = &cfg.slaves[t.slave];
             if senders[t.slave].is_none() {
-                senders[t.slave] = PacketSocket::open(name, 0).ok();
+                match PacketSocket::open(name, 0) {
+                    Ok(s) => senders[t.slave] = Some(s),
+                    Err(e) => warn!("cannot send on {name}: {e}"),
+                }
             }
             if let Some(sock) = &senders[t.slave] {
                 if let Err(e) = sock.send(&t.frame) {
@@ -258,15 +299,23 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         serve(&requests, &bond, &dp, &cfg)?;
 
         let now = Instant::now();
+        // Sleep until the core's next timer; link events, slow-protocol
+        // frames, worker hints and control requests wake the loop earlier.
+        // The cap bounds how late a stop signal is seen.
         let wait = bond
             .poll_timeout()
-            .map_or(Duration::from_millis(50), |t| {
+            .map_or(Duration::from_millis(500), |t| {
                 t.saturating_duration_since(now)
             })
-            .min(Duration::from_millis(50));
-        for link in events.wait(&wait_fds, wait) {
-            if let Some(&i) = by_index.get(&link.index) {
-                feed_carrier(&mut bond, &cfg, i, link.carrier);
+            .min(Duration::from_millis(500));
+        let links = events.wait(&wait_fds, wait);
+        // With link_watch_policy = "none" nothing but the reading at start
+        // counts: the bond never fails over, as the operator asked.
+        if !cfg.monitoring_off() {
+            for link in links {
+                if let Some(&i) = by_index.get(&link.index) {
+                    feed_carrier(&mut bond, &cfg, i, link.carrier);
+                }
             }
         }
         for (i, sock) in slow.iter().enumerate() {
@@ -283,7 +332,11 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         // Woken by a control request (served at the top of the loop) or by a
         // worker hint (checked here).
         waker.clear();
-        if dp.take_tx_errors() {
+        if dp.take_tx_errors()
+            && !cfg.monitoring_off()
+            && last_hint_poll.elapsed() >= Duration::from_millis(1)
+        {
+            last_hint_poll = Instant::now();
             // A worker's TX to a slave failed: read the carriers now. Netlink
             // carrier events can be held back by the kernel's linkwatch (up to
             // a second when links change often), the reading is not.
