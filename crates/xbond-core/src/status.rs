@@ -33,6 +33,11 @@ pub struct SlaveRuntime {
     pub rx_dropped_duplicate: u64,
     /// Frames that could not be sent (ring full).
     pub tx_dropped: u64,
+    /// Frames dropped in XDP because no AF_XDP socket serves their RX queue
+    /// (the slave has more active queues than xbond has workers).
+    pub rx_dropped_no_socket: u64,
+    /// Slow-protocol and link-local frames passed to the slave's own stack.
+    pub rx_passed_to_kernel: u64,
 }
 
 /// Bond-wide figures only the runtime knows.
@@ -350,12 +355,14 @@ impl Status {
             writeln!(o, "AF_XDP: {} (XDP {})", sr.xdp_bind, sr.xdp_attach)?;
             writeln!(
                 o,
-                "Frames: rx {} tx {} dropped inactive {} duplicate {} tx-full {}",
+                "Frames: rx {} tx {} dropped inactive {} duplicate {} no-socket {} tx-full {}; to kernel {}",
                 sr.rx_frames,
                 sr.tx_frames,
                 sr.rx_dropped_inactive,
                 sr.rx_dropped_duplicate,
-                sr.tx_dropped
+                sr.rx_dropped_no_socket,
+                sr.tx_dropped,
+                sr.rx_passed_to_kernel
             )?;
         }
         Ok(())

@@ -322,9 +322,11 @@ pub fn unsolicited_na(mac: MacAddr, ip: Ipv6Addr, vlan: u16) -> Vec<u8> {
     f
 }
 
-fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, body: &[u8]) -> u16 {
+/// The Internet checksum (RFC 1071) over `parts` taken as one byte string
+/// (each part of even length except possibly the last).
+pub fn inet_checksum(parts: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;
-    let mut add = |bytes: &[u8]| {
+    for bytes in parts {
         for c in bytes.chunks(2) {
             let w = if c.len() == 2 {
                 u16::from_be_bytes([c[0], c[1]])
@@ -333,16 +335,21 @@ fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, body: &[u8]) -> u16 {
             };
             sum += u32::from(w);
         }
-    };
-    add(&src.octets());
-    add(&dst.octets());
-    add(&(body.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, IPPROTO_ICMPV6]);
-    add(body);
+    }
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, body: &[u8]) -> u16 {
+    inet_checksum(&[
+        &src.octets(),
+        &dst.octets(),
+        &(body.len() as u32).to_be_bytes(),
+        &[0, 0, 0, IPPROTO_ICMPV6],
+        body,
+    ])
 }
 
 #[cfg(test)]

@@ -427,7 +427,10 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
         s.xdp_bind = runtime.upper_xdp_bind.clone();
         if let Some(p) = dp.programs().get(i + 1) {
             s.xdp_attach = p.mode().as_str().to_string();
-            s.rx_dropped_inactive = p.counters().dropped_inactive;
+            let c = p.counters();
+            s.rx_dropped_inactive = c.dropped_inactive;
+            s.rx_dropped_no_socket = c.dropped_no_socket;
+            s.rx_passed_to_kernel = c.passed_slow;
         }
     }
     use std::sync::atomic::Ordering::Relaxed;

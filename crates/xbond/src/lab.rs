@@ -174,15 +174,13 @@ impl Lab {
         let Some(pos) = self.children.iter().position(|(n, _)| n == name) else {
             bail!("no process {name} in this lab");
         };
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(_)) = self.children[pos].1.try_wait() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                bail!("{name} did not finish within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let child = &mut self.children[pos].1;
+        if wait_for(timeout, || {
+            matches!(child.try_wait(), Ok(Some(_))).then_some(())
+        })
+        .is_none()
+        {
+            bail!("{name} did not finish within {timeout:?}");
         }
         self.children.remove(pos);
         Ok(std::fs::read_to_string(

@@ -63,9 +63,9 @@ enum Cmd {
         /// Which iface stanza of the ifupdown file (default: the first bond).
         #[arg(long)]
         iface: Option<String>,
-        /// Bond name for an option string.
-        #[arg(long, default_value = "bond0")]
-        name: String,
+        /// Bond name (default: the stanza's iface, or bond0 for an option string).
+        #[arg(long)]
+        name: Option<String>,
         /// Slaves for an option string (comma separated).
         #[arg(long, value_delimiter = ',')]
         slaves: Vec<String>,
@@ -83,32 +83,43 @@ enum Cmd {
 enum PktgenCmd {
     /// Send a numbered UDP stream.
     Send {
+        /// Interface to send on (e.g. bond0).
         #[arg(long)]
         iface: String,
+        /// Destination MAC of every frame.
         #[arg(long)]
         dst_mac: String,
+        /// Source MAC (default: the interface's).
         #[arg(long)]
         src_mac: Option<String>,
+        /// Source IPv4 address.
         #[arg(long, default_value = "10.0.0.1")]
         src_ip: Ipv4Addr,
+        /// Destination IPv4 address.
         #[arg(long, default_value = "10.0.0.2")]
         dst_ip: Ipv4Addr,
+        /// Number of flows (UDP source ports), used in turn.
         #[arg(long, default_value_t = 1)]
         flows: u32,
+        /// Frames to send.
         #[arg(long, default_value_t = 1000)]
         count: u64,
         /// Frames per second (0 = flat out).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// Frame size in bytes without FCS (60-1514).
         #[arg(long, default_value_t = 64)]
         size: usize,
+        /// Stream id, matched by the sink.
         #[arg(long, default_value_t = 1)]
         stream: u32,
     },
     /// Count a stream's frames per interface; prints a JSON report.
     Sink {
+        /// Interface to count on (repeat for several).
         #[arg(long, required = true)]
         iface: Vec<String>,
+        /// Stream id to count.
         #[arg(long, default_value_t = 1)]
         stream: u32,
         /// Give up after this many seconds.
@@ -200,7 +211,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 import.config.slaves = slaves;
                 import.needs.retain(|k| k != "slaves");
             }
-            if name != "bond0" {
+            if let Some(name) = name {
                 import.config.set_name(&name);
             }
             if import.needs.is_empty() {

@@ -50,7 +50,8 @@ pub struct SendSpec {
 /// Builds frame `seq` of a stream.
 pub fn build_frame(spec: &SendSpec, seq: u64) -> Vec<u8> {
     let flow = (seq % u64::from(spec.flows.max(1))) as u32;
-    let size = spec.size.max(60);
+    // 60 bytes minimum (Ethernet), 1514 maximum (no jumbo frames).
+    let size = spec.size.clamp(60, 1514);
     let mut f = Vec::with_capacity(size);
     f.extend_from_slice(&spec.dst_mac.0);
     f.extend_from_slice(&spec.src_mac.0);
@@ -80,14 +81,7 @@ pub fn build_frame(spec: &SendSpec, seq: u64) -> Vec<u8> {
 }
 
 fn ipv4_checksum(h: &[u8; 20]) -> u16 {
-    let mut sum: u32 = h
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    xbond_core::wire::inet_checksum(&[h])
 }
 
 /// Parses a generator frame: (stream, flow, seq).
