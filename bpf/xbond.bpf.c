@@ -16,6 +16,8 @@
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/ipv6.h>
+#include <linux/icmpv6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -35,6 +37,8 @@ enum xbond_counter {
 struct xbond_cfg {
 	__u32 deliver;   /* 0: drop data frames (inactive slave) */
 	__u32 pass_slow; /* 1: pass EtherType 0x8809 to the kernel */
+	__u32 tap;       /* 1: ARP and IPv6 NS/NA reach the socket even when
+			  * deliver is 0 (the ARP/NS monitor looks at them) */
 };
 
 struct {
@@ -67,6 +71,26 @@ static __always_inline int count(__u32 idx, int action)
 	return action;
 }
 
+/* ARP, or an IPv6 neighbour solicitation/advertisement without extension
+ * headers (RFC 4861 messages carry none). Untagged frames only. */
+static __always_inline int is_arp_or_nd(struct ethhdr *eth, void *data_end)
+{
+	struct ipv6hdr *ip6;
+	struct icmp6hdr *icmp;
+
+	if (eth->h_proto == bpf_htons(ETH_P_ARP))
+		return 1;
+	if (eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return 0;
+	ip6 = (void *)(eth + 1);
+	if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_ICMPV6)
+		return 0;
+	icmp = (void *)(ip6 + 1);
+	if ((void *)(icmp + 1) > data_end)
+		return 0;
+	return icmp->icmp6_type == 135 || icmp->icmp6_type == 136;
+}
+
 SEC("xdp")
 int xbond_xdp(struct xdp_md *ctx)
 {
@@ -88,7 +112,7 @@ int xbond_xdp(struct xdp_md *ctx)
 	if (c->pass_slow && eth->h_proto == bpf_htons(ETH_P_SLOW))
 		return count(XB_PASSED_SLOW, XDP_PASS);
 
-	if (!c->deliver) {
+	if (!c->deliver && !(c->tap && is_arp_or_nd(eth, data_end))) {
 		/* 01:80:C2:00:00:0X, compared byte by byte. */
 		if (eth->h_dest[0] == 0x01 && eth->h_dest[1] == 0x80 &&
 		    eth->h_dest[2] == 0xc2 && eth->h_dest[3] == 0x00 &&

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{BondConfig, LacpRate};
 use crate::lacp::{wire::SlowError, Lacp, LacpConfig, PortSpec};
-use crate::options::{FailOverMac, MacAddr, Mode, PrimaryReselect};
+use crate::monitor::{ArpMonitor, Role};
+use crate::options::{FailOverMac, LinkWatchPolicy, MacAddr, Mode, PrimaryReselect};
 use crate::plan::TxPlan;
 use crate::wire;
 use crate::MAX_SLAVES;
@@ -182,6 +183,7 @@ pub struct Bond {
     events: VecDeque<BondEvent>,
     transmits: VecDeque<Transmit>,
     lacp: Option<Lacp>,
+    arp: Option<ArpMonitor>,
 }
 
 impl Bond {
@@ -244,6 +246,20 @@ impl Bond {
                 .collect();
             Lacp::new(lcfg, ports, now)
         });
+        let monitored =
+            cfg.arp_interval > 0 && !(cfg.arp_ip_target.is_empty() && cfg.ns_ip6_target.is_empty());
+        let arp = monitored.then(|| {
+            ArpMonitor::new(
+                cfg.arp_interval,
+                cfg.arp_missed_max,
+                cfg.arp_validate,
+                cfg.arp_all_targets,
+                &cfg.arp_ip_target,
+                &cfg.ns_ip6_target,
+                slaves.len(),
+                now,
+            )
+        });
         let mut bond = Bond {
             cfg,
             slaves,
@@ -259,6 +275,7 @@ impl Bond {
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             lacp,
+            arp,
         };
         bond.events.push_back(BondEvent::SetBondMac(bond_mac));
         if bond.slaves_take_bond_mac() {
@@ -362,6 +379,33 @@ impl Bond {
             return;
         };
         s.carrier = carrier;
+        let signal = self.link_signal(slave);
+        self.apply_signal(slave, signal, now);
+    }
+
+    /// What the configured monitors say about a slave's link, combined by
+    /// `link_watch_policy`. Carrier counts when `miimon` is set or no ARP/NS
+    /// monitor runs; with only an ARP/NS monitor, carrier is not consulted
+    /// (as in the kernel).
+    fn link_signal(&self, slave: usize) -> bool {
+        let carrier = self.slaves[slave].carrier;
+        let Some(arp) = &self.arp else {
+            return carrier;
+        };
+        let arp_up = arp.is_up(slave);
+        if self.cfg.miimon == 0 {
+            return arp_up;
+        }
+        match self.cfg.link_watch_policy {
+            Some(LinkWatchPolicy::Any) => carrier || arp_up,
+            _ => carrier && arp_up,
+        }
+    }
+
+    /// Moves a slave's link state toward `signal`, through updelay/downdelay.
+    fn apply_signal(&mut self, slave: usize, signal: bool, now: Instant) {
+        let carrier = signal;
+        let s = &self.slaves[slave];
         let updelay = Duration::from_millis(u64::from(self.cfg.updelay));
         let downdelay = Duration::from_millis(u64::from(self.cfg.downdelay));
         let next = match (s.link, carrier) {
@@ -421,6 +465,9 @@ impl Bond {
                 self.reselect(now);
             }
         }
+        if self.arp.as_ref().is_some_and(|a| a.next_tick() <= now) {
+            self.arp_tick(now);
+        }
         if self.mii_timer.due(now) {
             self.events.push_back(BondEvent::PollLinks);
             self.mii_timer = Timer::Running {
@@ -439,10 +486,12 @@ impl Bond {
         });
         let notify = self.notify.as_ref().and_then(|n| n.timer.deadline());
         let lacp = self.lacp.as_ref().and_then(|l| l.poll_timeout());
+        let arp = self.arp.as_ref().map(|a| a.next_tick());
         links
             .chain(self.mii_timer.deadline())
             .chain(notify)
             .chain(lacp)
+            .chain(arp)
             .min()
     }
 
@@ -477,6 +526,70 @@ impl Bond {
             self.reselect(now);
         }
         r
+    }
+
+    fn role(&self, slave: usize) -> Role {
+        if self.cfg.mode == Mode::ActiveBackup && self.active != Some(slave) {
+            Role::Backup
+        } else {
+            Role::Active
+        }
+    }
+
+    /// One ARP/NS monitor interval: queue the probes, then move every
+    /// slave's link toward what the monitors now say.
+    fn arp_tick(&mut self, now: Instant) {
+        let roles: Vec<Role> = (0..self.slaves.len()).map(|i| self.role(i)).collect();
+        let macs: Vec<MacAddr> = self.slaves.iter().map(|s| s.mac).collect();
+        let src4 = self.ipv4.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        // Prefer a global address as the source of solicitations.
+        let src6 = self
+            .ipv6
+            .iter()
+            .find(|a| a.segments()[0] & 0xffc0 != 0xfe80)
+            .or(self.ipv6.first())
+            .copied()
+            .unwrap_or(Ipv6Addr::UNSPECIFIED);
+        let Some(arp) = self.arp.as_mut() else {
+            return;
+        };
+        for p in arp.tick(&roles, &macs, src4, src6, now) {
+            self.transmits.push_back(Transmit {
+                slave: p.slave,
+                frame: p.frame,
+            });
+        }
+        for i in 0..self.slaves.len() {
+            let signal = self.link_signal(i);
+            self.apply_signal(i, signal, now);
+        }
+    }
+
+    /// An ARP or IPv6 ND frame received on `slave` (tapped by the data path):
+    /// proof of life for the ARP/NS monitor.
+    pub fn handle_arp_frame(&mut self, slave: usize, frame: &[u8], now: Instant) {
+        let role = self.role(slave);
+        if let Some(arp) = self.arp.as_mut() {
+            arp.handle_frame(slave, role, frame, &self.ipv4, &self.ipv6, now);
+        }
+    }
+
+    /// Frames were received on `slave` (from the data path's counters): proof
+    /// of life where `arp_validate` does not validate.
+    pub fn note_rx(&mut self, slave: usize, now: Instant) {
+        if let Some(arp) = self.arp.as_mut() {
+            arp.note_rx(slave, now);
+        }
+    }
+
+    /// Whether an ARP/NS monitor runs (the runtime then taps ARP/ND frames).
+    pub fn arp_monitoring(&self) -> bool {
+        self.arp.is_some()
+    }
+
+    /// What the ARP/NS monitor says about a slave (None without one).
+    pub fn arp_up(&self, slave: usize) -> Option<bool> {
+        self.arp.as_ref().map(|a| a.is_up(slave))
     }
 
     /// The LACP state, in 802.3ad mode.
@@ -652,6 +765,7 @@ impl Bond {
         plan.function = self.cfg.xmit_hash_function;
         plan.packets_per_slave = self.cfg.packets_per_slave;
         plan.active = self.active.map(|a| a as u8);
+        plan.tap_arp = self.arp.is_some();
         let mut push = |i: usize| {
             plan.tx_slaves[usize::from(plan.tx_count)] = i as u8;
             plan.tx_count += 1;
@@ -918,6 +1032,62 @@ mod tests {
         let macs: Vec<MacAddr> = b.slaves().iter().map(|s| s.mac).collect();
         assert_eq!(macs[1], b.bond_mac());
         assert_ne!(macs[0], macs[1], "{macs:?}");
+    }
+
+    #[test]
+    fn arp_monitor_fails_over_when_the_target_stops_answering_despite_carrier() {
+        use crate::wire::{arp_frame, ARPOP_REPLY};
+        let t0 = Instant::now();
+        let mut c = cfg(Mode::ActiveBackup);
+        c.miimon = 0;
+        c.arp_interval = 100;
+        c.arp_ip_target = vec![Ipv4Addr::new(10, 0, 0, 254)];
+        c.arp_validate = crate::config::ArpValidate::None;
+        let mut b = bond(c, t0);
+        b.handle_carrier(0, true, t0);
+        b.handle_carrier(1, true, t0);
+        assert_eq!(
+            b.active(),
+            None,
+            "carrier alone proves nothing to an ARP-only bond"
+        );
+        let reply = arp_frame(
+            ARPOP_REPLY,
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            MacAddr([2, 0, 0, 0, 0, 9]),
+            Ipv4Addr::new(10, 0, 0, 254),
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            Ipv4Addr::new(10, 0, 0, 1),
+            0,
+        );
+        let mut t = t0;
+        for _ in 0..3 {
+            t += Duration::from_millis(100);
+            b.handle_arp_frame(0, &reply, t - Duration::from_millis(10));
+            b.note_rx(1, t - Duration::from_millis(10));
+            b.handle_timeout(t);
+        }
+        assert_eq!(b.active(), Some(0));
+        assert!(
+            transmits(&mut b)
+                .iter()
+                .any(|x| x.slave == 0 && x.frame[12..14] == [8, 6]),
+            "probes on the active slave"
+        );
+        // The target goes quiet on slave 0; slave 1 keeps seeing traffic.
+        let quiet = t;
+        while t < quiet + Duration::from_millis(400) {
+            t += Duration::from_millis(100);
+            b.note_rx(1, t - Duration::from_millis(10));
+            b.handle_timeout(t);
+        }
+        assert_eq!(
+            b.active(),
+            Some(1),
+            "failed over after arp_interval × arp_missed_max"
+        );
+        assert_eq!(b.slaves()[0].link_failure_count, 1);
+        assert!(b.slaves()[0].carrier, "carrier never went away");
     }
 
     #[test]

@@ -19,10 +19,12 @@
 //! - [`status`]: the `/proc/net/bonding/bondX` text and its JSON twin.
 #![forbid(unsafe_code)]
 
+pub mod alb;
 pub mod bond;
 pub mod config;
 pub mod hash;
 pub mod lacp;
+pub mod monitor;
 pub mod options;
 pub mod plan;
 pub mod status;

@@ -32,6 +32,9 @@ pub struct TxPlan {
     pub active: Option<u8>,
     /// Bit `i` set: frames received on slave `i` are delivered to the host.
     pub rx_mask: u32,
+    /// Copy ARP and IPv6 NS/NA frames received on the slaves to the control
+    /// thread (for the ARP/NS monitor), whether delivered or not.
+    pub tap_arp: bool,
 }
 
 impl TxPlan {
@@ -47,6 +50,7 @@ impl TxPlan {
             tx_count: 0,
             active: None,
             rx_mask: 0,
+            tap_arp: false,
         }
     }
 

@@ -90,6 +90,8 @@ pub struct SlaveStatus {
     pub runtime: SlaveRuntime,
     /// LACP port state (802.3ad).
     pub lacp: Option<PortStatus>,
+    /// What the ARP/NS monitor says (None without one).
+    pub arp_up: Option<bool>,
 }
 
 /// The bond's 802.3ad information.
@@ -156,6 +158,18 @@ pub struct Status {
     pub runtime: BondRuntime,
     /// 802.3ad information.
     pub lacp: Option<LacpInfo>,
+    /// arp_interval, ms (0 = no ARP/NS monitor).
+    pub arp_interval: u32,
+    /// arp_missed_max.
+    pub arp_missed_max: u8,
+    /// arp_ip_target.
+    pub arp_ip_target: Vec<std::net::Ipv4Addr>,
+    /// ns_ip6_target.
+    pub ns_ip6_target: Vec<std::net::Ipv6Addr>,
+    /// arp_validate.
+    pub arp_validate: String,
+    /// link_watch_policy, when set.
+    pub link_watch_policy: Option<String>,
     /// Slaves in configuration order.
     pub slaves: Vec<SlaveStatus>,
 }
@@ -186,6 +200,12 @@ impl Status {
             monitoring_off: cfg.monitoring_off(),
             plan_version: bond.tx_plan().version,
             runtime,
+            arp_interval: cfg.arp_interval,
+            arp_missed_max: cfg.arp_missed_max,
+            arp_ip_target: cfg.arp_ip_target.clone(),
+            ns_ip6_target: cfg.ns_ip6_target.clone(),
+            arp_validate: cfg.arp_validate.to_string(),
+            link_watch_policy: cfg.link_watch_policy.map(|p| p.to_string()),
             lacp: bond.lacp().map(|l| {
                 let c = l.config();
                 LacpInfo {
@@ -218,6 +238,7 @@ impl Status {
                     prio: s.prio,
                     runtime: slaves.get(i).cloned().unwrap_or_default(),
                     lacp: bond.lacp().and_then(|l| l.port_status(i)),
+                    arp_up: bond.arp_up(i),
                 })
                 .collect(),
         }
@@ -284,6 +305,18 @@ impl Status {
         writeln!(o, "Up Delay (ms): {}", self.updelay)?;
         writeln!(o, "Down Delay (ms): {}", self.downdelay)?;
         writeln!(o, "Peer Notification Delay (ms): {}", self.peer_notif_delay)?;
+        if self.arp_interval > 0 {
+            writeln!(o, "ARP Polling Interval (ms): {}", self.arp_interval)?;
+            writeln!(o, "ARP Missed Max: {}", self.arp_missed_max)?;
+            let v4: Vec<String> = self.arp_ip_target.iter().map(|a| a.to_string()).collect();
+            writeln!(o, "ARP IP target/s (n.n.n.n form):{}", join_targets(&v4))?;
+            let v6: Vec<String> = self.ns_ip6_target.iter().map(|a| a.to_string()).collect();
+            writeln!(o, "NS IPv6 target/s (xx::xx form):{}", join_targets(&v6))?;
+            writeln!(o, "ARP Validate: {}", self.arp_validate)?;
+            if let Some(p) = &self.link_watch_policy {
+                writeln!(o, "Link Watch Policy: {p}")?;
+            }
+        }
         if let Some(l) = &self.lacp {
             writeln!(o)?;
             writeln!(o, "802.3ad info")?;
@@ -352,6 +385,15 @@ impl Status {
                 writeln!(o, "Aggregator ID: N/A")?;
             }
             let sr = &s.runtime;
+            if let Some(arp) = s.arp_up {
+                let word = |b: bool| if b { "up" } else { "down" };
+                writeln!(
+                    o,
+                    "Monitors: carrier {}, ARP/NS {}",
+                    word(s.carrier),
+                    word(arp)
+                )?;
+            }
             writeln!(o, "AF_XDP: {} (XDP {})", sr.xdp_bind, sr.xdp_attach)?;
             writeln!(
                 o,
@@ -366,6 +408,15 @@ impl Status {
             )?;
         }
         Ok(())
+    }
+}
+
+/// The kernel's target list: " a, b" (empty when none).
+fn join_targets(t: &[String]) -> String {
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", t.join(", "))
     }
 }
 
@@ -484,6 +535,28 @@ mod tests {
         let j = serde_json::to_string(&status(Mode::Ieee8023ad)).unwrap();
         let back: Status = serde_json::from_str(&j).unwrap();
         assert!(back.lacp.is_some() && back.slaves[1].lacp.is_some());
+    }
+
+    #[test]
+    fn arp_fields_appear_with_an_arp_monitor() {
+        let mut c = BondConfig::new("bond0", vec!["eno1".into(), "eno2".into()]);
+        c.mode = Mode::ActiveBackup;
+        c.miimon = 0;
+        c.arp_interval = 1000;
+        c.arp_ip_target = vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+        let specs = ["eno1", "eno2"]
+            .iter()
+            .map(|n| SlaveSpec {
+                name: n.to_string(),
+                perm_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                speed_mbps: None,
+                full_duplex: None,
+            })
+            .collect();
+        let b = Bond::new(c, specs, Instant::now());
+        let t = Status::new(&b, BondRuntime::default(), &[]).proc_text();
+        assert!(t.contains("ARP Polling Interval (ms): 1000\nARP Missed Max: 2\nARP IP target/s (n.n.n.n form): 10.0.0.1, 10.0.0.2\nNS IPv6 target/s (xx::xx form):\n"), "{t}");
+        assert!(t.contains("Monitors: carrier down, ARP/NS down\n"), "{t}");
     }
 
     #[test]

@@ -116,12 +116,15 @@ impl XdpProgram {
         self.mode
     }
 
-    /// Sets whether data frames are delivered to the sockets (`deliver`) and
-    /// whether slow-protocol frames go to the kernel (`pass_slow`).
-    pub fn configure(&self, deliver: bool, pass_slow: bool) -> Result<()> {
-        let mut v = [0u8; 8];
+    /// Sets whether data frames are delivered to the sockets (`deliver`),
+    /// whether slow-protocol frames go to the kernel (`pass_slow`), and
+    /// whether ARP/ND frames reach the socket even when not delivering
+    /// (`tap`, for the ARP/NS monitor).
+    pub fn configure(&self, deliver: bool, pass_slow: bool, tap: bool) -> Result<()> {
+        let mut v = [0u8; 12];
         v[..4].copy_from_slice(&u32::from(deliver).to_ne_bytes());
-        v[4..].copy_from_slice(&u32::from(pass_slow).to_ne_bytes());
+        v[4..8].copy_from_slice(&u32::from(pass_slow).to_ne_bytes());
+        v[8..].copy_from_slice(&u32::from(tap).to_ne_bytes());
         self.cfg
             .update(&0u32.to_ne_bytes(), &v, MapFlags::ANY)
             .map_err(|source| Error::Bpf {

@@ -298,26 +298,34 @@ impl Netlink {
     }
 }
 
-/// A socket subscribed to link events (RTNLGRP_LINK): carrier and admin
-/// changes arrive as they happen.
+/// A socket subscribed to link events (RTNLGRP_LINK: carrier and admin
+/// changes) and address events (RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR), as
+/// they happen.
 #[derive(Debug)]
 pub struct LinkEvents {
     sock: Socket,
     buf: Vec<u8>,
+    addresses_changed: bool,
 }
 
 const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_IPV4_IFADDR: u32 = 5;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
 
 impl LinkEvents {
     /// Subscribes to link events in the current network namespace.
     pub fn open() -> Result<LinkEvents> {
         let mut sock =
             Socket::new(NETLINK_ROUTE).map_err(|e| Error::sys("socket(NETLINK_ROUTE)", "-", e))?;
-        sock.bind(&SocketAddr::new(0, 1 << (RTNLGRP_LINK - 1)))
+        let groups = [RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR]
+            .iter()
+            .fold(0u32, |m, g| m | 1 << (g - 1));
+        sock.bind(&SocketAddr::new(0, groups))
             .map_err(|e| Error::sys("bind(RTNLGRP_LINK)", "-", e))?;
         sock.set_non_blocking(true)
             .map_err(|e| Error::sys("fcntl(O_NONBLOCK)", "-", e))?;
         Ok(LinkEvents {
+            addresses_changed: false,
             sock,
             buf: vec![0u8; 1 << 16],
         })
@@ -349,6 +357,11 @@ impl LinkEvents {
         self.drain()
     }
 
+    /// Whether an address was added or removed since the last call.
+    pub fn take_addresses_changed(&mut self) -> bool {
+        std::mem::take(&mut self.addresses_changed)
+    }
+
     /// Reads every pending event; returns the links they describe (new state).
     /// Never blocks.
     pub fn drain(&mut self) -> Vec<Link> {
@@ -369,8 +382,14 @@ impl LinkEvents {
                     break;
                 }
                 off += (len + 3) & !3;
-                if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) = msg.payload {
-                    out.push(Link::from_message(&l));
+                match msg.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                        out.push(Link::from_message(&l));
+                    }
+                    NetlinkPayload::InnerMessage(
+                        RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),
+                    ) => self.addresses_changed = true,
+                    _ => {}
                 }
             }
         }

@@ -321,6 +321,7 @@ impl Worker {
         stop: Arc<AtomicBool>,
         stop_waker: Arc<Waker>,
         waker: Arc<Waker>,
+        taps: Arc<Taps>,
     ) {
         let mut plan = plans.load();
         let mut sel = Selector::new(0x5eed ^ u64::from(self.queue));
@@ -334,7 +335,7 @@ impl Worker {
             self.reap_and_refill();
             let mut work = self.forward_upper(&plan, &mut sel, &mut descs);
             for s in 0..self.slaves.len() {
-                work += self.deliver_slave(s, &plan, &mut dups, &mut descs);
+                work += self.deliver_slave(s, &plan, &mut dups, &mut descs, &taps, &waker);
             }
             // Frames still waiting on a TX ring count as work: no sleep.
             work += usize::from(self.kick(&waker));
@@ -514,12 +515,15 @@ impl Worker {
         sent
     }
 
+    #[allow(clippy::too_many_arguments)] // The per-batch state of one worker.
     fn deliver_slave(
         &mut self,
         s: usize,
         plan: &TxPlan,
         dups: &mut DupFilter,
         descs: &mut [FrameDesc; BATCH],
+        taps: &Taps,
+        waker: &Waker,
     ) -> usize {
         // SAFETY: as in forward_upper.
         let n = unsafe { self.slaves[s].rx.consume(&mut descs[..]) };
@@ -527,6 +531,20 @@ impl Worker {
             return 0;
         }
         self.pool.received(n);
+        if plan.tap_arp {
+            let mut tapped = false;
+            for d in &descs[..n] {
+                // SAFETY: `d` was just received and is owned by the worker.
+                let data = unsafe { self.umem.data(d) }.contents();
+                if xbond_core::wire::is_arp_or_nd(data) {
+                    taps.push(s as u8, data);
+                    tapped = true;
+                }
+            }
+            if tapped {
+                waker.wake();
+            }
+        }
         let c = &self.stats.slaves[s];
         if !plan.delivers_from(s) {
             for d in &descs[..n] {
@@ -626,8 +644,39 @@ pub struct Dataplane {
     stop: Arc<AtomicBool>,
     stop_waker: Arc<Waker>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    last_rx_mask: Option<u32>,
+    last_rx_mask: Option<(u32, bool)>,
     last_tx_errors: u64,
+    taps: Arc<Taps>,
+}
+
+/// Frames the workers copy to the control thread (ARP and IPv6 ND received
+/// on slaves, for the link monitors and ALB). Bounded: when the control
+/// thread falls behind, copies are dropped and counted, never the traffic.
+#[derive(Debug)]
+pub struct Taps {
+    queue: crossbeam::queue::ArrayQueue<(u8, Vec<u8>)>,
+    /// Copies dropped because the queue was full.
+    pub dropped: AtomicU64,
+}
+
+impl Taps {
+    fn new() -> Taps {
+        Taps {
+            queue: crossbeam::queue::ArrayQueue::new(1024),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn push(&self, slave: u8, frame: &[u8]) {
+        if self.queue.push((slave, frame.to_vec())).is_err() {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Takes the next tapped frame.
+    pub fn pop(&self) -> Option<(u8, Vec<u8>)> {
+        self.queue.pop()
+    }
 }
 
 /// Where the data plane runs.
@@ -672,6 +721,7 @@ impl Dataplane {
             threads: Vec::new(),
             last_rx_mask: None,
             last_tx_errors: 0,
+            taps: Arc::new(Taps::new()),
         };
         dp.configure_programs(&plan)?;
         let mut workers = Vec::new();
@@ -695,9 +745,10 @@ impl Dataplane {
             let q = w.queue;
             let waker = waker.clone();
             let stop_waker = dp.stop_waker.clone();
+            let taps = dp.taps.clone();
             let t = std::thread::Builder::new()
                 .name(format!("xbond-q{q}"))
-                .spawn(move || w.run(plans, stop, stop_waker, waker))
+                .spawn(move || w.run(plans, stop, stop_waker, waker, taps))
                 .map_err(|e| Error::sys("spawn worker thread", &cfg.upper, e))?;
             dp.threads.push(t);
         }
@@ -705,15 +756,21 @@ impl Dataplane {
     }
 
     fn configure_programs(&mut self, plan: &TxPlan) -> Result<()> {
-        if self.last_rx_mask == Some(plan.rx_mask) {
+        let key = (plan.rx_mask, plan.tap_arp);
+        if self.last_rx_mask == Some(key) {
             return Ok(());
         }
-        self.programs[0].configure(true, false)?;
+        self.programs[0].configure(true, false, false)?;
         for (i, p) in self.programs[1..].iter().enumerate() {
-            p.configure(plan.delivers_from(i), true)?;
+            p.configure(plan.delivers_from(i), true, plan.tap_arp)?;
         }
-        self.last_rx_mask = Some(plan.rx_mask);
+        self.last_rx_mask = Some(key);
         Ok(())
+    }
+
+    /// ARP and ND frames tapped by the workers: (slave, frame).
+    pub fn taps(&self) -> &Taps {
+        &self.taps
     }
 
     /// Publishes a new plan to the workers and the XDP programs.
