@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use crate::alb::{self, LearningTimer, Rlb, Tlb};
 use crate::config::{BondConfig, LacpRate};
 use crate::lacp::{wire::SlowError, Lacp, LacpConfig, PortSpec};
 use crate::monitor::{ArpMonitor, Role};
@@ -184,6 +185,12 @@ pub struct Bond {
     transmits: VecDeque<Transmit>,
     lacp: Option<Lacp>,
     arp: Option<ArpMonitor>,
+    /// balance-tlb/alb transmit balancing.
+    tlb: Option<Tlb>,
+    /// balance-alb receive balancing.
+    rlb: Option<Rlb>,
+    /// balance-tlb/alb learning packets.
+    learning: Option<LearningTimer>,
 }
 
 impl Bond {
@@ -260,6 +267,12 @@ impl Bond {
                 now,
             )
         });
+        let balancing = matches!(cfg.mode, Mode::BalanceTlb | Mode::BalanceAlb);
+        let tlb = balancing.then(|| Tlb::new(slaves.len(), cfg.tlb_dynamic_lb, now));
+        let rlb = (cfg.mode == Mode::BalanceAlb)
+            .then(|| Rlb::new(slaves.iter().map(|s| s.mac).collect(), bond_mac, Vec::new()));
+        let learning = balancing
+            .then(|| LearningTimer::new(Duration::from_secs(u64::from(cfg.lp_interval)), now));
         let mut bond = Bond {
             cfg,
             slaves,
@@ -276,6 +289,9 @@ impl Bond {
             transmits: VecDeque::new(),
             lacp,
             arp,
+            tlb,
+            rlb,
+            learning,
         };
         bond.events.push_back(BondEvent::SetBondMac(bond_mac));
         if bond.slaves_take_bond_mac() {
@@ -343,6 +359,9 @@ impl Bond {
     /// The addresses configured on the bond's upper port, announced after a
     /// failover.
     pub fn set_addresses(&mut self, ipv4: Vec<Ipv4Addr>, ipv6: Vec<Ipv6Addr>) {
+        if let Some(r) = self.rlb.as_mut() {
+            r.set_bond_ips(ipv4.clone());
+        }
         self.ipv4 = ipv4;
         self.ipv6 = ipv6;
     }
@@ -465,6 +484,35 @@ impl Bond {
                 self.reselect(now);
             }
         }
+        let mut republish = false;
+        if let Some(t) = self.tlb.as_mut() {
+            t.handle_timeout(now);
+            republish |= t.take_changed();
+        }
+        if let Some(r) = self.rlb.as_mut() {
+            while let Some((slave, frame)) = r.poll_transmit(now) {
+                self.transmits.push_back(Transmit {
+                    slave: usize::from(slave),
+                    frame,
+                });
+            }
+        }
+        if self.learning.as_mut().is_some_and(|l| l.due(now)) {
+            for (i, s) in self
+                .slaves
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.link.usable())
+            {
+                self.transmits.push_back(Transmit {
+                    slave: i,
+                    frame: alb::learning_packet(s.mac, 0),
+                });
+            }
+        }
+        if republish {
+            self.publish();
+        }
         if self.arp.as_ref().is_some_and(|a| a.next_tick() <= now) {
             self.arp_tick(now);
         }
@@ -487,11 +535,17 @@ impl Bond {
         let notify = self.notify.as_ref().and_then(|n| n.timer.deadline());
         let lacp = self.lacp.as_ref().and_then(|l| l.poll_timeout());
         let arp = self.arp.as_ref().map(|a| a.next_tick());
+        let tlb = self.tlb.as_ref().and_then(|t| t.poll_timeout());
+        let rlb = self.rlb.as_ref().and_then(|r| r.poll_timeout());
+        let learning = self.learning.as_ref().and_then(|l| l.poll_timeout());
         links
             .chain(self.mii_timer.deadline())
             .chain(notify)
             .chain(lacp)
             .chain(arp)
+            .chain(tlb)
+            .chain(rlb)
+            .chain(learning)
             .min()
     }
 
@@ -568,6 +622,9 @@ impl Bond {
     /// An ARP or IPv6 ND frame received on `slave` (tapped by the data path):
     /// proof of life for the ARP/NS monitor.
     pub fn handle_arp_frame(&mut self, slave: usize, frame: &[u8], now: Instant) {
+        if let Some(r) = self.rlb.as_mut() {
+            r.learn_from_peer(frame, now);
+        }
         let role = self.role(slave);
         if let Some(arp) = self.arp.as_mut() {
             arp.handle_frame(slave, role, frame, &self.ipv4, &self.ipv6, now);
@@ -580,6 +637,54 @@ impl Bond {
         if let Some(arp) = self.arp.as_mut() {
             arp.note_rx(slave, now);
         }
+    }
+
+    /// balance-alb: an ARP frame the host sent out of the bond (diverted by
+    /// the data path). Replies are rewritten to carry the MAC of the slave
+    /// assigned to the peer and sent on that slave; everything else goes out
+    /// unchanged on the active slave.
+    pub fn handle_host_arp(&mut self, mut frame: Vec<u8>, now: Instant) {
+        let slave = match self
+            .rlb
+            .as_mut()
+            .and_then(|r| r.rewrite_host_arp(&mut frame, now))
+        {
+            Some(s) => Some(usize::from(s)),
+            None => self.active,
+        };
+        if let Some(slave) = slave.filter(|&s| s < self.slaves.len()) {
+            self.transmits.push_back(Transmit { slave, frame });
+        }
+        if let Some(r) = self.rlb.as_mut() {
+            while let Some((slave, frame)) = r.poll_transmit(now) {
+                self.transmits.push_back(Transmit {
+                    slave: usize::from(slave),
+                    frame,
+                });
+            }
+        }
+    }
+
+    /// balance-tlb/alb: bytes per destination bucket that the workers sent
+    /// since the last call. New buckets get a slave; the plan follows.
+    pub fn note_tlb_load(&mut self, seen: &[u64; alb::TLB_BUCKETS]) {
+        let Some(t) = self.tlb.as_mut() else {
+            return;
+        };
+        t.assign_all_seen(seen);
+        if t.take_changed() {
+            self.publish();
+        }
+    }
+
+    /// The transmit balancing state (balance-tlb/alb).
+    pub fn tlb(&self) -> Option<&Tlb> {
+        self.tlb.as_ref()
+    }
+
+    /// The receive balancing state (balance-alb).
+    pub fn rlb(&self) -> Option<&Rlb> {
+        self.rlb.as_ref()
     }
 
     /// Whether an ARP/NS monitor runs (the runtime then taps ARP/ND frames).
@@ -613,6 +718,16 @@ impl Bond {
             }
             if best != self.active {
                 self.change_active(best, now);
+            }
+        }
+        if self.tlb.is_some() || self.rlb.is_some() {
+            let usable: Vec<bool> = self.slaves.iter().map(|s| s.link.usable()).collect();
+            let speeds: Vec<Option<u32>> = self.slaves.iter().map(|s| s.spec.speed_mbps).collect();
+            if let Some(t) = self.tlb.as_mut() {
+                t.set_usable(&usable, &speeds);
+            }
+            if let Some(r) = self.rlb.as_mut() {
+                r.set_usable(&usable, now);
             }
         }
         let usable = self.up_count();
@@ -673,6 +788,21 @@ impl Bond {
         let old = self.active;
         self.active = new;
         self.events.push_back(BondEvent::ActiveChanged { old, new });
+        if let (Some(n), true) = (new, self.tlb.is_some()) {
+            // balance-tlb/alb: the new active slave takes the bond MAC (the
+            // one that had it takes the new one's), and tells the switch.
+            let mut macs: Vec<MacAddr> = self.slaves.iter().map(|s| s.mac).collect();
+            for (i, mac) in alb::swap_on_failover(&mut macs, self.bond_mac, n) {
+                self.set_slave_mac(i, mac);
+            }
+            if let Some(r) = self.rlb.as_mut() {
+                r.set_slave_macs(macs, now);
+            }
+            self.transmits.push_back(Transmit {
+                slave: n,
+                frame: alb::learning_packet(self.bond_mac, 0),
+            });
+        }
         if self.cfg.mode == Mode::ActiveBackup {
             match self.cfg.fail_over_mac {
                 FailOverMac::None => {}
@@ -765,7 +895,15 @@ impl Bond {
         plan.function = self.cfg.xmit_hash_function;
         plan.packets_per_slave = self.cfg.packets_per_slave;
         plan.active = self.active.map(|a| a as u8);
-        plan.tap_arp = self.arp.is_some();
+        plan.tap_arp = self.arp.is_some() || self.rlb.is_some();
+        plan.divert_host_arp = self.rlb.is_some();
+        plan.bond_mac = self.bond_mac;
+        for (m, s) in plan.slave_macs.iter_mut().zip(&self.slaves) {
+            *m = s.mac;
+        }
+        if let Some(t) = &self.tlb {
+            plan.tlb_table = t.table();
+        }
         let mut push = |i: usize| {
             plan.tx_slaves[usize::from(plan.tx_count)] = i as u8;
             plan.tx_count += 1;
@@ -773,6 +911,15 @@ impl Bond {
         if let Some(l) = &self.lacp {
             for p in l.tx_ports() {
                 push(p);
+            }
+        } else if self.tlb.is_some() {
+            for (i, _) in self
+                .slaves
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.link.usable())
+            {
+                push(i);
             }
         } else if self.cfg.mode.has_active_slave() {
             if let Some(a) = self.active {
@@ -800,6 +947,8 @@ impl Bond {
         };
         plan.rx_mask = match (self.cfg.mode, self.active) {
             (Mode::Ieee8023ad, _) => self.lacp.as_ref().map_or(0, collecting),
+            // balance-tlb/alb deliver from every slave.
+            (Mode::BalanceTlb | Mode::BalanceAlb, _) => all,
             (Mode::ActiveBackup, _) if self.cfg.all_slaves_active => all,
             (Mode::ActiveBackup, Some(a)) => 1 << a,
             (Mode::ActiveBackup, None) => 0,

@@ -6,8 +6,9 @@
 //! per frame. Selection fills an output array with one [`Choice`] per frame and
 //! allocates nothing.
 
+use crate::alb::{tlb_bucket, TLB_BUCKETS, TLB_UNASSIGNED};
 use crate::hash::{frame_hash, pick};
-use crate::options::{HashFunction, HashPolicy, Mode};
+use crate::options::{HashFunction, HashPolicy, MacAddr, Mode};
 use crate::MAX_SLAVES;
 
 /// The transmit and receive decisions of the bond at one moment.
@@ -33,8 +34,20 @@ pub struct TxPlan {
     /// Bit `i` set: frames received on slave `i` are delivered to the host.
     pub rx_mask: u32,
     /// Copy ARP and IPv6 NS/NA frames received on the slaves to the control
-    /// thread (for the ARP/NS monitor), whether delivered or not.
+    /// thread (for the ARP/NS monitor and ALB), whether delivered or not.
     pub tap_arp: bool,
+    /// balance-tlb/alb: destination bucket -> slave (`TLB_UNASSIGNED`: the
+    /// active slave).
+    pub tlb_table: [u8; TLB_BUCKETS],
+    /// balance-tlb/alb: each slave's MAC, written as the source of frames
+    /// sent on a slave other than the active one, and matched as the
+    /// destination of received frames (rewritten to the bond MAC).
+    pub slave_macs: [MacAddr; MAX_SLAVES],
+    /// The bond's MAC.
+    pub bond_mac: MacAddr,
+    /// balance-alb: ARP frames from the host go to the control thread, which
+    /// rewrites replies per peer and sends them.
+    pub divert_host_arp: bool,
 }
 
 impl TxPlan {
@@ -51,6 +64,10 @@ impl TxPlan {
             active: None,
             rx_mask: 0,
             tap_arp: false,
+            tlb_table: [TLB_UNASSIGNED; TLB_BUCKETS],
+            slave_macs: [MacAddr::default(); MAX_SLAVES],
+            bond_mac: MacAddr::default(),
+            divert_host_arp: false,
         }
     }
 
@@ -115,8 +132,15 @@ impl Selector {
         }
         match plan.mode {
             Mode::Broadcast => out.fill(Choice::All),
-            Mode::ActiveBackup | Mode::BalanceTlb | Mode::BalanceAlb => {
-                out.fill(plan.active.map_or(Choice::Drop, Choice::Slave))
+            Mode::ActiveBackup => out.fill(plan.active.map_or(Choice::Drop, Choice::Slave)),
+            Mode::BalanceTlb | Mode::BalanceAlb => {
+                let active = plan.active.map_or(Choice::Drop, Choice::Slave);
+                for (o, f) in out.iter_mut().zip(frames) {
+                    *o = match tlb_bucket(f).map(|b| plan.tlb_table[usize::from(b)]) {
+                        Some(s) if s != TLB_UNASSIGNED && slaves.contains(&s) => Choice::Slave(s),
+                        _ => active,
+                    };
+                }
             }
             Mode::BalanceRr => {
                 let n = slaves.len() as u32;

@@ -94,6 +94,18 @@ pub struct SlaveStatus {
     pub arp_up: Option<bool>,
 }
 
+/// balance-tlb/alb tables (JSON only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceInfo {
+    /// Bytes sent per slave in the last interval, in slave order.
+    pub load_per_slave: Vec<u64>,
+    /// Destination buckets with their slave and load: (bucket, slave, bytes).
+    pub buckets: Vec<(u8, String, u64)>,
+    /// balance-alb: peers and the slave each was given: (peer IP, peer MAC,
+    /// slave).
+    pub clients: Vec<(std::net::Ipv4Addr, MacAddr, String)>,
+}
+
 /// The bond's 802.3ad information.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LacpInfo {
@@ -158,6 +170,8 @@ pub struct Status {
     pub runtime: BondRuntime,
     /// 802.3ad information.
     pub lacp: Option<LacpInfo>,
+    /// balance-tlb/alb tables.
+    pub balance: Option<BalanceInfo>,
     /// arp_interval, ms (0 = no ARP/NS monitor).
     pub arp_interval: u32,
     /// arp_missed_max.
@@ -206,6 +220,30 @@ impl Status {
             ns_ip6_target: cfg.ns_ip6_target.clone(),
             arp_validate: cfg.arp_validate.to_string(),
             link_watch_policy: cfg.link_watch_policy.map(|p| p.to_string()),
+            balance: bond.tlb().map(|t| {
+                let name = |i: u8| {
+                    bond.slaves()
+                        .get(usize::from(i))
+                        .map_or_else(|| i.to_string(), |s| s.spec.name.clone())
+                };
+                BalanceInfo {
+                    load_per_slave: t.load_per_slave(),
+                    buckets: t
+                        .assignments()
+                        .into_iter()
+                        .map(|(b, s, l)| (b, name(s), l))
+                        .collect(),
+                    clients: bond
+                        .rlb()
+                        .map(|r| {
+                            r.clients()
+                                .into_iter()
+                                .map(|c| (c.ip, c.mac, name(c.slave)))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }
+            }),
             lacp: bond.lacp().map(|l| {
                 let c = l.config();
                 LacpInfo {

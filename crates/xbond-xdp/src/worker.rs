@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use xbond_core::alb::{tlb_bucket, TLB_BUCKETS};
 use xbond_core::plan::{Choice, DupFilter, Selector, TxPlan};
 use xbond_core::{options::Mode, MAX_SLAVES};
 use xsk_rs::config::{
@@ -118,12 +119,15 @@ pub struct WorkerStats {
     pub pool_total: AtomicU64,
     /// Times the worker went to sleep in poll(2).
     pub sleeps: AtomicU64,
+    /// balance-tlb/alb: bytes sent per destination bucket (running totals).
+    pub tlb_bytes: Vec<AtomicU64>,
 }
 
 impl WorkerStats {
     fn new(slaves: usize) -> WorkerStats {
         WorkerStats {
             slaves: (0..slaves).map(|_| SlaveCounters::default()).collect(),
+            tlb_bytes: (0..TLB_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             ..WorkerStats::default()
         }
     }
@@ -333,7 +337,7 @@ impl Worker {
                 plan = plans.load();
             }
             self.reap_and_refill();
-            let mut work = self.forward_upper(&plan, &mut sel, &mut descs);
+            let mut work = self.forward_upper(&plan, &mut sel, &mut descs, &taps, &waker);
             for s in 0..self.slaves.len() {
                 work += self.deliver_slave(s, &plan, &mut dups, &mut descs, &taps, &waker);
             }
@@ -391,14 +395,40 @@ impl Worker {
         plan: &TxPlan,
         sel: &mut Selector,
         descs: &mut [FrameDesc; BATCH],
+        taps: &Taps,
+        waker: &Waker,
     ) -> usize {
         // SAFETY: the RX ring hands over frames of this UMEM that the kernel has
         // finished writing.
-        let n = unsafe { self.upper.rx.consume(&mut descs[..]) };
-        if n == 0 {
+        let got = unsafe { self.upper.rx.consume(&mut descs[..]) };
+        if got == 0 {
             return 0;
         }
-        self.pool.received(n);
+        self.pool.received(got);
+        let balancing = matches!(plan.mode, Mode::BalanceTlb | Mode::BalanceAlb);
+        let mut n = got;
+        if plan.divert_host_arp || balancing {
+            n = 0;
+            for i in 0..got {
+                let d = descs[i];
+                // SAFETY: `d` was just received and is owned by the worker.
+                let data = unsafe { self.umem.data(&d) }.contents();
+                if plan.divert_host_arp && is_arp(data) {
+                    // balance-alb: the control thread rewrites and sends it.
+                    taps.push(HOST_ARP, data);
+                    waker.wake();
+                    self.pool.free(d);
+                    continue;
+                }
+                if balancing {
+                    if let Some(b) = tlb_bucket(data) {
+                        self.stats.tlb_bytes[usize::from(b)].fetch_add(data.len() as u64, Relaxed);
+                    }
+                }
+                descs[n] = d;
+                n += 1;
+            }
+        }
         let mut choices = [Choice::Drop; BATCH];
         {
             let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
@@ -412,9 +442,18 @@ impl Worker {
         let out = &mut *self.tx_out;
         let mut counts = [0usize; MAX_SLAVES];
         let mut no_slave = 0u64;
-        for (d, c) in descs[..n].iter().zip(&choices[..n]) {
+        for (d, c) in descs[..n].iter_mut().zip(&choices[..n]) {
             match *c {
                 Choice::Slave(s) if usize::from(s) < self.slaves.len() => {
+                    if balancing && Some(s) != plan.active {
+                        // A frame sent on a slave other than the active one
+                        // carries that slave's MAC (the switch learns it there).
+                        // SAFETY: `d` is owned by the worker, not on any ring.
+                        let mut data = unsafe { self.umem.data_mut(d) };
+                        if let Some(src) = data.contents_mut().get_mut(6..12) {
+                            src.copy_from_slice(&plan.slave_macs[usize::from(s)].0);
+                        }
+                    }
                     let s = usize::from(s);
                     out[s][counts[s]] = *d;
                     counts[s] += 1;
@@ -471,7 +510,7 @@ impl Worker {
                 c.tx_dropped.fetch_add((k - sent) as u64, Relaxed);
             }
         }
-        n
+        got
     }
 
     /// Copies a frame into a fresh frame of the pool (broadcast mode).
@@ -556,6 +595,20 @@ impl Worker {
         let mut keep = [FrameDesc::default(); BATCH];
         let mut k = 0;
         let mut dup = 0u64;
+        if matches!(plan.mode, Mode::BalanceTlb | Mode::BalanceAlb) {
+            let mine = plan.slave_macs[s].0;
+            for d in descs[..n].iter_mut() {
+                // Peers that were given this slave's MAC (ALB) address frames
+                // to it; the host only accepts the bond MAC.
+                // SAFETY: `d` was just received and is owned by the worker.
+                let mut data = unsafe { self.umem.data_mut(d) };
+                if let Some(dst) = data.contents_mut().get_mut(0..6) {
+                    if *dst == mine && mine != plan.bond_mac.0 {
+                        dst.copy_from_slice(&plan.bond_mac.0);
+                    }
+                }
+            }
+        }
         for d in &descs[..n] {
             let is_dup = plan.mode == Mode::Broadcast && {
                 // SAFETY: `d` was just received and is owned by the worker.
@@ -647,6 +700,15 @@ pub struct Dataplane {
     last_rx_mask: Option<(u32, bool)>,
     last_tx_errors: u64,
     taps: Arc<Taps>,
+    tlb_seen: Box<[u64; TLB_BUCKETS]>,
+}
+
+/// The slave index under which frames the host sent are queued in [`Taps`].
+pub const HOST_ARP: u8 = u8::MAX;
+
+fn is_arp(frame: &[u8]) -> bool {
+    xbond_core::wire::EthInfo::parse(frame)
+        .is_some_and(|e| e.ethertype == xbond_core::wire::ETH_P_ARP)
 }
 
 /// Frames the workers copy to the control thread (ARP and IPv6 ND received
@@ -722,6 +784,7 @@ impl Dataplane {
             last_rx_mask: None,
             last_tx_errors: 0,
             taps: Arc::new(Taps::new()),
+            tlb_seen: Box::new([0; TLB_BUCKETS]),
         };
         dp.configure_programs(&plan)?;
         let mut workers = Vec::new();
@@ -778,6 +841,22 @@ impl Dataplane {
         // Workers first: they stop sending on a failed slave at their next batch.
         self.plans.publish(plan.clone());
         self.configure_programs(&plan)
+    }
+
+    /// balance-tlb/alb: bytes per destination bucket sent by all workers since
+    /// the last call.
+    pub fn take_tlb_load(&mut self) -> [u64; TLB_BUCKETS] {
+        let mut out = [0u64; TLB_BUCKETS];
+        for (b, o) in out.iter_mut().enumerate() {
+            let total: u64 = self
+                .stats
+                .iter()
+                .map(|w| w.tlb_bytes[b].load(Relaxed))
+                .sum();
+            *o = total.wrapping_sub(self.tlb_seen[b]);
+            self.tlb_seen[b] = total;
+        }
+        out
     }
 
     /// Whether a worker reported new slave TX failures since the last call

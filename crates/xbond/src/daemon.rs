@@ -20,9 +20,12 @@ use xbond_core::wire::ETH_P_SLOW;
 use xbond_xdp::netlink::{speed_duplex, CarrierReader, LinkEvents, Netlink};
 use xbond_xdp::packet::PacketSocket;
 use xbond_xdp::sys::Waker;
-use xbond_xdp::worker::{Dataplane, DataplaneConfig, ZeroCopy};
+use xbond_xdp::worker::{Dataplane, DataplaneConfig, ZeroCopy, HOST_ARP};
 
 use crate::control::{ControlServer, Request};
+
+/// How often balance-tlb/alb reads the workers' per-destination byte counts.
+const TLB_SAMPLE: Duration = Duration::from_millis(100);
 
 /// Options of `xbond run` beyond the config file.
 #[derive(Debug, Clone)]
@@ -57,10 +60,13 @@ impl Drop for HostGuard {
 /// Modes this build runs; the others are parsed and validated but refused.
 fn check_supported(cfg: &BondConfig) -> Result<()> {
     match cfg.mode {
-        Mode::BalanceRr | Mode::ActiveBackup | Mode::BalanceXor | Mode::Broadcast | Mode::Ieee8023ad => {}
-        m => bail!(
-            "mode {m} is not available in this xbond build yet; available: balance-rr, active-backup, balance-xor, broadcast, 802.3ad"
-        ),
+        Mode::BalanceRr
+        | Mode::ActiveBackup
+        | Mode::BalanceXor
+        | Mode::Broadcast
+        | Mode::Ieee8023ad
+        | Mode::BalanceTlb
+        | Mode::BalanceAlb => {}
     }
     Ok(())
 }
@@ -228,6 +234,9 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     let rx_check_every = Duration::from_millis(u64::from(cfg.arp_interval.max(4) / 4));
     let mut last_rx_check = Instant::now();
     let mut rx_seen = vec![0u64; cfg.slaves.len()];
+    // balance-tlb/alb: new destinations get a slave within TLB_SAMPLE.
+    let balancing = matches!(cfg.mode, Mode::BalanceTlb | Mode::BalanceAlb);
+    let mut last_tlb_sample = Instant::now();
     let mut last_addr_refresh = Instant::now();
 
     while !stop.load(Ordering::Relaxed) {
@@ -308,7 +317,11 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
             .map_or(Duration::from_millis(500), |t| {
                 t.saturating_duration_since(now)
             })
-            .min(Duration::from_millis(500));
+            .min(if balancing {
+                TLB_SAMPLE
+            } else {
+                Duration::from_millis(500)
+            });
         let links = events.wait(&wait_fds, wait);
         // With link_watch_policy = "none" nothing but the reading at start
         // counts: the bond never fails over, as the operator asked.
@@ -331,7 +344,15 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
             }
         }
         while let Some((slave, frame)) = dp.taps().pop() {
-            bond.handle_arp_frame(usize::from(slave), &frame, Instant::now());
+            if slave == HOST_ARP {
+                bond.handle_host_arp(frame, Instant::now());
+            } else {
+                bond.handle_arp_frame(usize::from(slave), &frame, Instant::now());
+            }
+        }
+        if balancing && last_tlb_sample.elapsed() >= TLB_SAMPLE {
+            last_tlb_sample = Instant::now();
+            bond.note_tlb_load(&dp.take_tlb_load());
         }
         if bond.arp_monitoring() && last_rx_check.elapsed() >= rx_check_every {
             last_rx_check = Instant::now();

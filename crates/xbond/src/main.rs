@@ -98,6 +98,10 @@ enum PktgenCmd {
         /// Destination IPv4 address.
         #[arg(long, default_value = "10.0.0.2")]
         dst_ip: Ipv4Addr,
+        /// Number of destination addresses from --dst-ip on (flow f goes to
+        /// dst-ip + f % dst-ips).
+        #[arg(long, default_value_t = 1)]
+        dst_ips: u32,
         /// Number of flows (UDP source ports), used in turn.
         #[arg(long, default_value_t = 1)]
         flows: u32,
@@ -234,6 +238,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 src_mac,
                 src_ip,
                 dst_ip,
+                dst_ips,
                 flows,
                 count,
                 rate,
@@ -254,6 +259,7 @@ fn real_main(cli: Cli) -> Result<()> {
                     src_mac,
                     src_ip,
                     dst_ip,
+                    dst_ips,
                     flows,
                     count,
                     rate,

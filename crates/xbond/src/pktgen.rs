@@ -33,8 +33,11 @@ pub struct SendSpec {
     pub src_mac: MacAddr,
     /// Source IPv4.
     pub src_ip: Ipv4Addr,
-    /// Destination IPv4.
+    /// Destination IPv4 (the first of `dst_ips`).
     pub dst_ip: Ipv4Addr,
+    /// Number of destination addresses (consecutive from `dst_ip`), used
+    /// with the flows: flow f goes to `dst_ip + f % dst_ips`.
+    pub dst_ips: u32,
     /// Number of flows (distinct UDP source ports), used round robin.
     pub flows: u32,
     /// Frames to send.
@@ -63,7 +66,8 @@ pub fn build_frame(spec: &SendSpec, seq: u64) -> Vec<u8> {
     ip[8] = 64;
     ip[9] = 17;
     ip[12..16].copy_from_slice(&spec.src_ip.octets());
-    ip[16..20].copy_from_slice(&spec.dst_ip.octets());
+    let dst = u32::from(spec.dst_ip).wrapping_add(flow % spec.dst_ips.max(1));
+    ip[16..20].copy_from_slice(&dst.to_be_bytes());
     let csum = ipv4_checksum(&ip);
     ip[10..12].copy_from_slice(&csum.to_be_bytes());
     f.extend_from_slice(&ip);
@@ -314,6 +318,7 @@ mod tests {
             src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
             src_ip: Ipv4Addr::new(10, 0, 0, 1),
             dst_ip: Ipv4Addr::new(10, 0, 0, 2),
+            dst_ips: 1,
             flows: 4,
             count: 10,
             rate: 0,
