@@ -5,6 +5,7 @@
 
 pub mod bpf;
 pub mod error;
+pub mod gen;
 pub mod netlink;
 pub mod packet;
 pub mod pool;

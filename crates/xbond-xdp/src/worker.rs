@@ -183,6 +183,9 @@ struct Port {
 /// One worker's sockets and UMEM, ready to run.
 pub struct Worker {
     queue: u32,
+    /// Benchmark baseline: forward upper -> slave 0 and slaves -> upper with
+    /// no bond logic at all (no selection, no receive rules).
+    raw: bool,
     /// Per-slave output batches of the current upper-port batch, kept here
     /// so that they are not zeroed on the stack for every batch.
     tx_out: Box<[[FrameDesc; BATCH]; MAX_SLAVES]>,
@@ -296,6 +299,7 @@ impl Worker {
         stats.pool_total.store(u64::from(frames), Relaxed);
         Ok(Worker {
             queue,
+            raw: false,
             tx_out: Box::new([[FrameDesc::default(); BATCH]; MAX_SLAVES]),
             scratch: vec![FrameDesc::default(); RING_SIZE as usize],
             fill: Vec::with_capacity(RING_SIZE as usize),
@@ -405,6 +409,11 @@ impl Worker {
             return 0;
         }
         self.pool.received(got);
+        if self.raw {
+            let sent = Self::push_tx(&mut self.slaves[0], &mut self.pool, &descs[..got]);
+            self.stats.slaves[0].tx.fetch_add(sent as u64, Relaxed);
+            return got;
+        }
         let balancing = matches!(plan.mode, Mode::BalanceTlb | Mode::BalanceAlb);
         let mut n = got;
         if plan.divert_host_arp || balancing {
@@ -584,6 +593,11 @@ impl Worker {
                 waker.wake();
             }
         }
+        if self.raw {
+            let sent = Self::push_tx(&mut self.upper, &mut self.pool, &descs[..n]);
+            self.stats.slaves[s].rx.fetch_add(sent as u64, Relaxed);
+            return n;
+        }
         let c = &self.stats.slaves[s];
         if !plan.delivers_from(s) {
             for d in &descs[..n] {
@@ -752,6 +766,8 @@ pub struct DataplaneConfig {
     pub queues: u32,
     /// Zero-copy policy.
     pub zero_copy: ZeroCopy,
+    /// Benchmark baseline: bypass the bond logic (one slave).
+    pub raw: bool,
 }
 
 impl Dataplane {
@@ -791,13 +807,9 @@ impl Dataplane {
         {
             let progs: Vec<&XdpProgram> = dp.programs.iter().collect();
             for q in 0..cfg.queues {
-                workers.push(Worker::new(
-                    q,
-                    &cfg.upper,
-                    &cfg.slaves,
-                    &progs,
-                    cfg.zero_copy,
-                )?);
+                let mut w = Worker::new(q, &cfg.upper, &cfg.slaves, &progs, cfg.zero_copy)?;
+                w.raw = cfg.raw;
+                workers.push(w);
             }
         }
         for w in workers {

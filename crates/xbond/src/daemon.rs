@@ -32,6 +32,9 @@ const TLB_SAMPLE: Duration = Duration::from_millis(100);
 pub struct RunOptions {
     /// Try zero-copy AF_XDP binds first.
     pub zero_copy: ZeroCopy,
+    /// Benchmark baseline: the same worker and sockets with the bond logic
+    /// bypassed (first slave only).
+    pub raw_forwarder: bool,
 }
 
 /// What the daemon changed on the host, undone on exit (also on error).
@@ -180,6 +183,7 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         slaves: cfg.slaves.clone(),
         queues: cfg.queues,
         zero_copy: opts.zero_copy,
+        raw: opts.raw_forwarder,
     };
     let mut events = LinkEvents::open()?;
     let waker = Arc::new(Waker::new().context("eventfd")?);

@@ -188,15 +188,27 @@ impl Lab {
         )?)
     }
 
+    /// The process id of process `name` (the command itself: `ip netns exec`
+    /// execs it).
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.children.iter().find(|(n, _)| n == name).map(|(_, c)| c.id())
+    }
+
     /// Writes `config` to the lab folder and starts `xbond run` with it in
     /// `ns` as process `name`; waits until its control socket answers and
     /// returns the socket path. `exe` is the xbond binary.
-    pub fn start_xbond(
+    pub fn start_xbond(&mut self, exe: &Path, ns: &str, name: &str, config: &str) -> Result<String> {
+        self.start_xbond_with(exe, ns, name, config, &[])
+    }
+
+    /// As [`Lab::start_xbond`], with extra arguments to `xbond run`.
+    pub fn start_xbond_with(
         &mut self,
         exe: &Path,
         ns: &str,
         name: &str,
         config: &str,
+        extra: &[&str],
     ) -> Result<String> {
         let sock = self.dir.join(format!("{name}.sock")).display().to_string();
         let cfg_path = self.dir.join(format!("{name}.toml"));
@@ -206,7 +218,9 @@ impl Lab {
         )?;
         let exe = exe.display().to_string();
         let cfg_arg = cfg_path.display().to_string();
-        let log = self.spawn(ns, name, &[&exe, "run", "--config", &cfg_arg])?;
+        let mut args = vec![exe.as_str(), "run", "--config", cfg_arg.as_str()];
+        args.extend_from_slice(extra);
+        let log = self.spawn(ns, name, &args)?;
         let up = wait_for(Duration::from_secs(10), || {
             crate::control::query_status(&sock).ok()
         });

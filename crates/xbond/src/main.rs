@@ -35,6 +35,10 @@ enum Cmd {
         /// Bind AF_XDP sockets in copy mode without trying zero-copy.
         #[arg(long)]
         copy: bool,
+        /// Benchmark baseline: forward between the upper port and the first
+        /// slave with the bond logic bypassed.
+        #[arg(long, hide = true)]
+        raw_forwarder: bool,
     },
     /// Print a running bond's status in the /proc/net/bonding format.
     Status {
@@ -117,6 +121,13 @@ enum PktgenCmd {
         /// Stream id, matched by the sink.
         #[arg(long, default_value_t = 1)]
         stream: u32,
+        /// af_packet (default; works beside a running bond) or af_xdp (fast;
+        /// the benchmark's generator).
+        #[arg(long, default_value = "af_packet")]
+        engine: String,
+        /// With af_xdp: stop after this many seconds.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
     },
     /// Count a stream's frames per interface; prints a JSON report.
     Sink {
@@ -135,6 +146,9 @@ enum PktgenCmd {
         /// Frames expected (for loss).
         #[arg(long)]
         expect: Option<u64>,
+        /// af_packet (default) or af_xdp (attaches XDP to the interfaces).
+        #[arg(long, default_value = "af_packet")]
+        engine: String,
     },
 }
 
@@ -164,7 +178,11 @@ fn load(path: &PathBuf) -> Result<BondConfig> {
 
 fn real_main(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Run { config, copy } => {
+        Cmd::Run {
+            config,
+            copy,
+            raw_forwarder,
+        } => {
             let cfg = load(&config)?;
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -172,6 +190,7 @@ fn real_main(cli: Cli) -> Result<()> {
                     .context("installing signal handlers")?;
             }
             let opts = daemon::RunOptions {
+                raw_forwarder,
                 zero_copy: if copy { ZeroCopy::Never } else { ZeroCopy::Try },
             };
             daemon::run(cfg, opts, stop)
@@ -244,6 +263,8 @@ fn real_main(cli: Cli) -> Result<()> {
                 rate,
                 size,
                 stream,
+                engine,
+                duration,
             } => {
                 let dst_mac: MacAddr = dst_mac.parse()?;
                 let src_mac: MacAddr = match src_mac {
@@ -266,7 +287,11 @@ fn real_main(cli: Cli) -> Result<()> {
                     size,
                     stream,
                 };
-                let r = pktgen::send(&spec)?;
+                let r = match engine.as_str() {
+                    "af_packet" => pktgen::send(&spec)?,
+                    "af_xdp" => pktgen::send_xdp(&spec, Duration::from_secs_f64(duration))?,
+                    other => bail!("--engine {other}: valid engines are af_packet, af_xdp"),
+                };
                 println!("{}", serde_json::to_string(&r)?);
                 Ok(())
             }
@@ -276,14 +301,14 @@ fn real_main(cli: Cli) -> Result<()> {
                 duration,
                 idle_ms,
                 expect,
+                engine,
             } => {
-                let r = pktgen::sink(
-                    &iface,
-                    stream,
-                    Duration::from_secs_f64(duration),
-                    Duration::from_millis(idle_ms),
-                    expect,
-                )?;
+                let (d, idle) = (Duration::from_secs_f64(duration), Duration::from_millis(idle_ms));
+                let r = match engine.as_str() {
+                    "af_packet" => pktgen::sink(&iface, stream, d, idle, expect)?,
+                    "af_xdp" => pktgen::sink_xdp(&iface, stream, d, idle, expect)?,
+                    other => bail!("--engine {other}: valid engines are af_packet, af_xdp"),
+                };
                 println!("{}", serde_json::to_string(&r)?);
                 Ok(())
             }
