@@ -8,7 +8,9 @@
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use crate::bpf::XdpProgram;
@@ -53,8 +55,10 @@ impl XskPort {
             .comp_queue_size(ring)
             .build()
             .map_err(|e| xerr("UMEM config", iface, e))?;
-        let count = std::num::NonZeroU32::new(FRAMES).ok_or_else(|| Error::Unsupported("no frames".into()))?;
-        let (umem, mut free) = Umem::new(cfg, count, false).map_err(|e| xerr("create UMEM", iface, e))?;
+        let count = std::num::NonZeroU32::new(FRAMES)
+            .ok_or_else(|| Error::Unsupported("no frames".into()))?;
+        let (umem, mut free) =
+            Umem::new(cfg, count, false).map_err(|e| xerr("create UMEM", iface, e))?;
         let sock_cfg = SocketConfig::builder()
             .rx_queue_size(ring)
             .tx_queue_size(ring)
@@ -70,11 +74,14 @@ impl XskPort {
         } else {
             None
         };
-        let ifc: Interface = iface.parse().map_err(|_| Error::NoSuchInterface(iface.to_string()))?;
+        let ifc: Interface = iface
+            .parse()
+            .map_err(|_| Error::NoSuchInterface(iface.to_string()))?;
         // SAFETY: INHIBIT_PROG_LOAD is set and this UMEM binds only this pair.
-        let (tx, rx, rings) =
-            unsafe { Socket::new(sock_cfg, &umem, &ifc, 0) }.map_err(|e| xerr("bind AF_XDP socket", iface, e))?;
-        let (mut fq, cq) = rings.ok_or_else(|| Error::Unsupported(format!("{iface} queue 0 already bound")))?;
+        let (tx, rx, rings) = unsafe { Socket::new(sock_cfg, &umem, &ifc, 0) }
+            .map_err(|e| xerr("bind AF_XDP socket", iface, e))?;
+        let (mut fq, cq) =
+            rings.ok_or_else(|| Error::Unsupported(format!("{iface} queue 0 already bound")))?;
         if let Some(p) = &prog {
             p.register_socket(0, rx.fd().as_raw_fd())?;
             // Half the frames wait in the fill ring for received data.
@@ -137,7 +144,11 @@ pub fn generate(port: &mut XskPort, spec: &GenSpec) -> Result<GenReport> {
     let start = Instant::now();
     let mut seq: u64 = 0;
     let mut batch = [FrameDesc::default(); BATCH];
-    let limit = if spec.count == 0 { u64::MAX } else { spec.count };
+    let limit = if spec.count == 0 {
+        u64::MAX
+    } else {
+        spec.count
+    };
     while seq < limit && start.elapsed() < spec.duration {
         port.reap();
         let mut want = BATCH.min((limit - seq) as usize);
@@ -196,7 +207,12 @@ pub fn generate(port: &mut XskPort, spec: &GenSpec) -> Result<GenReport> {
 
 /// Receives on `ports` until `duration` has passed, or `idle` passes with no
 /// frame after the first; calls `on_frame(port index, frame)` for each.
-pub fn receive(ports: &mut [XskPort], duration: Duration, idle: Duration, mut on_frame: impl FnMut(usize, &[u8])) -> Result<()> {
+pub fn receive(
+    ports: &mut [XskPort],
+    duration: Duration,
+    idle: Duration,
+    mut on_frame: impl FnMut(usize, &[u8]),
+) -> Result<()> {
     let start = Instant::now();
     let mut last = None::<Instant>;
     let mut descs = [FrameDesc::default(); BATCH];
@@ -225,7 +241,9 @@ pub fn receive(ports: &mut [XskPort], duration: Duration, idle: Duration, mut on
             last = Some(now);
             continue;
         }
-        if now.duration_since(start) >= duration || last.is_some_and(|l| now.duration_since(l) >= idle) {
+        if now.duration_since(start) >= duration
+            || last.is_some_and(|l| now.duration_since(l) >= idle)
+        {
             return Ok(());
         }
         let fds: Vec<i32> = ports.iter().map(|p| p.rx.fd().as_raw_fd()).collect();

@@ -35,8 +35,8 @@ pub const RING_SIZE: u32 = 2048;
 /// Size of one UMEM frame.
 pub const FRAME_SIZE: u32 = 2048;
 /// How long a worker keeps polling its rings without finding work before it
-/// sleeps in poll(2).
-const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(200);
+/// sleeps in poll(2), by default (`xbond run --busy-poll-us`).
+pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(200);
 /// Longest sleep; a stop request also wakes a sleeping worker at once.
 const SLEEP_MS: i32 = 1000;
 
@@ -186,6 +186,8 @@ pub struct Worker {
     /// Benchmark baseline: forward upper -> slave 0 and slaves -> upper with
     /// no bond logic at all (no selection, no receive rules).
     raw: bool,
+    /// Busy-poll window before sleeping.
+    spin: Duration,
     /// Per-slave output batches of the current upper-port batch, kept here
     /// so that they are not zeroed on the stack for every batch.
     tx_out: Box<[[FrameDesc; BATCH]; MAX_SLAVES]>,
@@ -300,6 +302,7 @@ impl Worker {
         Ok(Worker {
             queue,
             raw: false,
+            spin: SPIN_BEFORE_SLEEP,
             tx_out: Box::new([[FrameDesc::default(); BATCH]; MAX_SLAVES]),
             scratch: vec![FrameDesc::default(); RING_SIZE as usize],
             fill: Vec::with_capacity(RING_SIZE as usize),
@@ -353,7 +356,7 @@ impl Worker {
                 continue;
             }
             let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= SPIN_BEFORE_SLEEP {
+            if since.elapsed() >= self.spin {
                 self.sleep(&stop_waker);
                 idle_since = None;
             }
@@ -768,6 +771,8 @@ pub struct DataplaneConfig {
     pub zero_copy: ZeroCopy,
     /// Benchmark baseline: bypass the bond logic (one slave).
     pub raw: bool,
+    /// Busy-poll window before a worker sleeps.
+    pub spin: Duration,
 }
 
 impl Dataplane {
@@ -809,6 +814,7 @@ impl Dataplane {
             for q in 0..cfg.queues {
                 let mut w = Worker::new(q, &cfg.upper, &cfg.slaves, &progs, cfg.zero_copy)?;
                 w.raw = cfg.raw;
+                w.spin = cfg.spin;
                 workers.push(w);
             }
         }

@@ -35,6 +35,8 @@ pub struct RunOptions {
     /// Benchmark baseline: the same worker and sockets with the bond logic
     /// bypassed (first slave only).
     pub raw_forwarder: bool,
+    /// How long workers busy-poll before sleeping.
+    pub busy_poll: Duration,
 }
 
 /// What the daemon changed on the host, undone on exit (also on error).
@@ -184,6 +186,7 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         queues: cfg.queues,
         zero_copy: opts.zero_copy,
         raw: opts.raw_forwarder,
+        spin: opts.busy_poll,
     };
     let mut events = LinkEvents::open()?;
     let waker = Arc::new(Waker::new().context("eventfd")?);

@@ -191,13 +191,22 @@ impl Lab {
     /// The process id of process `name` (the command itself: `ip netns exec`
     /// execs it).
     pub fn pid(&self, name: &str) -> Option<u32> {
-        self.children.iter().find(|(n, _)| n == name).map(|(_, c)| c.id())
+        self.children
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.id())
     }
 
     /// Writes `config` to the lab folder and starts `xbond run` with it in
     /// `ns` as process `name`; waits until its control socket answers and
     /// returns the socket path. `exe` is the xbond binary.
-    pub fn start_xbond(&mut self, exe: &Path, ns: &str, name: &str, config: &str) -> Result<String> {
+    pub fn start_xbond(
+        &mut self,
+        exe: &Path,
+        ns: &str,
+        name: &str,
+        config: &str,
+    ) -> Result<String> {
         self.start_xbond_with(exe, ns, name, config, &[])
     }
 

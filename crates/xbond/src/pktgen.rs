@@ -257,7 +257,9 @@ pub fn send_xdp(spec: &SendSpec, duration: Duration) -> Result<SendReport> {
     let mut nl = xbond_xdp::netlink::Netlink::open()?;
     let link = nl.link(&spec.iface)?;
     let mut port = xbond_xdp::gen::XskPort::open(&spec.iface, link.index, false)?;
-    let templates = (0..u64::from(spec.flows.max(1))).map(|f| build_frame(spec, f)).collect();
+    let templates = (0..u64::from(spec.flows.max(1)))
+        .map(|f| build_frame(spec, f))
+        .collect();
     let g = xbond_xdp::gen::generate(
         &mut port,
         &xbond_xdp::gen::GenSpec {
@@ -288,7 +290,10 @@ pub fn sink_xdp(
     let mut ports = Vec::new();
     for name in ifaces {
         let link = nl.link(name)?;
-        ports.push(xbond_xdp::gen::XskPort::open(name, link.index, true).with_context(|| format!("AF_XDP sink on {name}"))?);
+        ports.push(
+            xbond_xdp::gen::XskPort::open(name, link.index, true)
+                .with_context(|| format!("AF_XDP sink on {name}"))?,
+        );
     }
     let t = Instant::now();
     let mut v: Vec<Arrival> = Vec::with_capacity(1 << 20);

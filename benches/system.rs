@@ -1,0 +1,449 @@
+//! The system benchmark: xbond forwarding on veth links in network
+//! namespaces, every mode against the raw AF_XDP forwarder measured in the
+//! same run.
+//!
+//! Run (as root): `cargo bench -p xbond --bench system` (`-- --quick` for one
+//! run per point). Results go to benches/results/system.{json,md,svg}.
+//!
+//! For each scenario and direction: the AF_XDP generator sends flat out for
+//! 1.5 s and the AF_XDP sink counts; the median of the runs is reported with
+//! its ratio to the raw forwarder (the same worker and sockets with the bond
+//! logic bypassed, one slave). Then, at a fixed offered rate below
+//! saturation, the bond's own CPU time per forwarded frame (from the
+//! process's schedstat, all threads). Finally the bond's CPU use when idle.
+//! Generator, bond and sink share the machine's cores with the kernel's veth
+//! work, so the frame rates are those of this machine, and the CPU time per
+//! frame is the figure that compares implementations.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use xbond::lab::{wait_for, Lab};
+use xbond::pktgen::SinkReport;
+
+const RUN_SECS: f64 = 1.5;
+const FIXED_RATE: u64 = 200_000;
+
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    scenario: String,
+    direction: String,
+    runs_fps: Vec<f64>,
+    median_fps: f64,
+    ratio_to_raw: f64,
+    generator_fps: f64,
+    generator_limited: bool,
+    cpu_ns_per_frame: f64,
+    fixed_rate_fps: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Results {
+    machine: String,
+    kernel: String,
+    frame_bytes: usize,
+    af_xdp_mode: String,
+    runs_per_point: usize,
+    idle_cpu_percent: f64,
+    rows: Vec<Row>,
+}
+
+struct Scenario {
+    name: &'static str,
+    config: &'static str,
+    two_slaves: bool,
+    raw: bool,
+    partner: bool,
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let s = |name, config, two_slaves, raw, partner| Scenario {
+        name,
+        config,
+        two_slaves,
+        raw,
+        partner,
+    };
+    vec![
+        s(
+            "raw AF_XDP forwarder (1 slave)",
+            "mode = \"balance-rr\"",
+            false,
+            true,
+            false,
+        ),
+        s("balance-rr", "mode = \"balance-rr\"", true, false, false),
+        s(
+            "active-backup",
+            "mode = \"active-backup\"",
+            true,
+            false,
+            false,
+        ),
+        s(
+            "balance-xor layer2",
+            "mode = \"balance-xor\"\nxmit_hash_policy = \"layer2\"",
+            true,
+            false,
+            false,
+        ),
+        s(
+            "balance-xor layer3+4",
+            "mode = \"balance-xor\"\nxmit_hash_policy = \"layer3+4\"",
+            true,
+            false,
+            false,
+        ),
+        s("broadcast", "mode = \"broadcast\"", true, false, false),
+        s(
+            "802.3ad layer3+4 (via a partner bond)",
+            "mode = \"802.3ad\"\nlacp_rate = \"fast\"\nxmit_hash_policy = \"layer3+4\"",
+            true,
+            false,
+            true,
+        ),
+    ]
+}
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_xbond"))
+}
+
+/// CPU time (ns) of every thread of a process, from schedstat.
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+struct Bench {
+    lab: Lab,
+    host: String,
+    tx_sink: Vec<String>,
+    tx_sink_ns: String,
+    rx_gen: (String, String),
+    bond_pid: u32,
+}
+
+fn setup(sc: &Scenario, busy_poll_us: u64) -> anyhow::Result<Bench> {
+    let mut lab = Lab::new("bn")?;
+    let host = lab.netns("host")?;
+    let far = lab.netns("far")?;
+    lab.veth(&host, "a0", &far, "b0")?;
+    let mut slaves = vec!["a0"];
+    if sc.two_slaves {
+        lab.veth(&host, "a1", &far, "b1")?;
+        slaves.push("a1");
+    }
+    let list = slaves
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cfg = format!(
+        "name = \"bond0\"\nslaves = [{list}]\nmiimon = 100\n{}\n",
+        sc.config
+    );
+    let bp = busy_poll_us.to_string();
+    let mut extra = vec!["--busy-poll-us", bp.as_str()];
+    if sc.raw {
+        extra.push("--raw-forwarder");
+    }
+    lab.start_xbond_with(exe(), &host, "bond", &cfg, &extra)?;
+    let bond_pid = lab
+        .pid("bond")
+        .ok_or_else(|| anyhow::anyhow!("no bond pid"))?;
+    let (tx_sink, tx_sink_ns, rx_gen) = if sc.partner {
+        let far_cfg = cfg.replace("\"a0\"", "\"b0\"").replace("\"a1\"", "\"b1\"");
+        let sock = lab.start_xbond(exe(), &far, "partner", &far_cfg)?;
+        let up = wait_for(Duration::from_secs(10), || {
+            xbond::control::query_status(&sock)
+                .ok()
+                .filter(|s| s.mii_status)
+        });
+        anyhow::ensure!(up.is_some(), "LACP did not come up");
+        (
+            vec!["bond0".to_string()],
+            far.clone(),
+            (far.clone(), "bond0".to_string()),
+        )
+    } else {
+        let sinks = if sc.two_slaves {
+            vec!["b0".into(), "b1".into()]
+        } else {
+            vec!["b0".into()]
+        };
+        (sinks, far.clone(), (far.clone(), "b0".to_string()))
+    };
+    Ok(Bench {
+        lab,
+        host,
+        tx_sink,
+        tx_sink_ns,
+        rx_gen,
+        bond_pid,
+    })
+}
+
+/// One measurement: returns (frames received per second, generator frames per
+/// second, frames received).
+fn measure(b: &mut Bench, dir: &str, rate: u64, secs: f64) -> anyhow::Result<(f64, f64, u64)> {
+    let exe = exe().display().to_string();
+    let (sink_ns, sink_ifaces, gen_ns, gen_iface) = if dir == "host->slaves" {
+        (
+            b.tx_sink_ns.clone(),
+            b.tx_sink.clone(),
+            b.host.clone(),
+            "bond0".to_string(),
+        )
+    } else {
+        (
+            b.host.clone(),
+            vec!["bond0".to_string()],
+            b.rx_gen.0.clone(),
+            b.rx_gen.1.clone(),
+        )
+    };
+    let mut args = vec![
+        exe.as_str(),
+        "pktgen",
+        "sink",
+        "--engine",
+        "af_xdp",
+        "--duration",
+        "10",
+        "--idle-ms",
+        "400",
+    ];
+    for i in &sink_ifaces {
+        args.push("--iface");
+        args.push(i);
+    }
+    b.lab.spawn(&sink_ns, "sink", &args)?;
+    std::thread::sleep(Duration::from_millis(400));
+    let (r, d) = (rate.to_string(), secs.to_string());
+    let out = b.lab.exec(
+        &gen_ns,
+        &[
+            &exe,
+            "pktgen",
+            "send",
+            "--engine",
+            "af_xdp",
+            "--iface",
+            &gen_iface,
+            "--dst-mac",
+            "02:00:00:00:00:99",
+            "--flows",
+            "64",
+            "--count",
+            "0",
+            "--rate",
+            &r,
+            "--duration",
+            &d,
+        ],
+    )?;
+    let sent: serde_json::Value = serde_json::from_str(out.trim())?;
+    let gen_fps =
+        sent["sent"].as_f64().unwrap_or(0.0) / sent["seconds"].as_f64().unwrap_or(1.0).max(1e-9);
+    let text = b.lab.wait("sink", Duration::from_secs(20))?;
+    let rep: SinkReport = serde_json::from_str(text.trim())?;
+    let fps = if rep.seconds > 0.0 {
+        rep.received as f64 / rep.seconds
+    } else {
+        0.0
+    };
+    Ok((fps, gen_fps, rep.received))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(());
+    }
+    let quick = std::env::args().any(|a| a == "--quick");
+    let runs = if quick { 1 } else { 5 };
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut raw = [0.0f64; 2];
+    for sc in scenarios() {
+        // Throughput with the default busy polling; CPU per frame with a bond
+        // that sleeps as soon as its rings are empty, so that the figure is
+        // work per frame and not spinning between frames.
+        const DIRS: [&str; 2] = ["host->slaves", "slaves->host"];
+        let mut b = setup(&sc, 200)?;
+        let mut through = Vec::new();
+        for dir in DIRS {
+            let mut fps = Vec::new();
+            let mut gens = Vec::new();
+            for _ in 0..runs {
+                let (f, g, _) = measure(&mut b, dir, 0, RUN_SECS)?;
+                fps.push(f);
+                gens.push(g);
+            }
+            through.push((fps, median(&mut gens)));
+        }
+        drop(b);
+        let mut b = setup(&sc, 0)?;
+        for (di, (dir, (fps, gen_med))) in DIRS.iter().zip(through).enumerate() {
+            let c0 = cpu_ns(b.bond_pid);
+            let (_, _, frames) = measure(&mut b, dir, FIXED_RATE, 2.0)?;
+            let c1 = cpu_ns(b.bond_pid);
+            let ns_per_frame = if frames > 0 {
+                (c1 - c0) as f64 / frames as f64
+            } else {
+                0.0
+            };
+            let med = median(&mut fps.clone());
+            if sc.raw {
+                raw[di] = med;
+            }
+            let row = Row {
+                scenario: sc.name.to_string(),
+                direction: dir.to_string(),
+                runs_fps: fps,
+                median_fps: med,
+                ratio_to_raw: if raw[di] > 0.0 { med / raw[di] } else { 0.0 },
+                generator_fps: gen_med,
+                generator_limited: med >= 0.95 * gen_med,
+                cpu_ns_per_frame: ns_per_frame,
+                fixed_rate_fps: FIXED_RATE,
+            };
+            eprintln!(
+                "{:<40} {:<13} {:>10.0} fps  x{:.2}  gen {:>10.0}  {:>7.0} ns/frame",
+                row.scenario,
+                row.direction,
+                row.median_fps,
+                row.ratio_to_raw,
+                row.generator_fps,
+                row.cpu_ns_per_frame
+            );
+            rows.push(row);
+        }
+        drop(b);
+    }
+    // Idle: an active-backup bond with no traffic.
+    let idle = {
+        let b = setup(&scenarios().swap_remove(2), 200)?;
+        std::thread::sleep(Duration::from_secs(1));
+        let t0 = Instant::now();
+        let c0 = cpu_ns(b.bond_pid);
+        std::thread::sleep(Duration::from_secs(5));
+        let c1 = cpu_ns(b.bond_pid);
+        (c1 - c0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0
+    };
+    eprintln!("idle: {idle:.3}% of a core");
+    let res = Results {
+        machine: format!("{model}, {cores} cores"),
+        kernel,
+        frame_bytes: 64,
+        af_xdp_mode: "copy (veth)".into(),
+        runs_per_point: runs,
+        idle_cpu_percent: idle,
+        rows,
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("system.json"), serde_json::to_string_pretty(&res)?)?;
+    std::fs::write(dir.join("system.md"), markdown(&res))?;
+    std::fs::write(dir.join("system.svg"), svg(&res))?;
+    eprintln!("wrote {}", dir.display());
+    Ok(())
+}
+
+fn markdown(r: &Results) -> String {
+    let mut o = format!(
+        "# xbond system benchmark\n\nMachine: {}; kernel {}; {}-byte frames; AF_XDP {}; median of {} run(s) of {RUN_SECS} s; 64 flows.\n\
+         Generator, bond and sink share the cores with the kernel's veth work: frame rates are this machine's; \
+         CPU time per frame is the bond process's own (all threads), measured at {} frames/s offered.\n\n\
+         | scenario | direction | frames/s (median) | ratio to raw | generator frames/s | generator the limit? | bond CPU ns/frame |\n|---|---|---:|---:|---:|---|---:|\n",
+        r.machine, r.kernel, r.frame_bytes, r.af_xdp_mode, r.runs_per_point, FIXED_RATE
+    );
+    for row in &r.rows {
+        o.push_str(&format!(
+            "| {} | {} | {:.0} | {:.2} | {:.0} | {} | {:.0} |\n",
+            row.scenario,
+            row.direction,
+            row.median_fps,
+            row.ratio_to_raw,
+            row.generator_fps,
+            if row.generator_limited { "yes" } else { "no" },
+            row.cpu_ns_per_frame
+        ));
+    }
+    o.push_str(&format!(
+        "\nIdle bond (active-backup, 2 slaves, no traffic): {:.3}% of one core.\n",
+        r.idle_cpu_percent
+    ));
+    o
+}
+
+fn svg(r: &Results) -> String {
+    let max = r.rows.iter().map(|x| x.median_fps).fold(1.0, f64::max);
+    let bar_h = 16.0;
+    let label_w = 330.0;
+    let plot_w = 420.0;
+    let h = 40.0 + r.rows.len() as f64 * (bar_h + 6.0) + 30.0;
+    let mut o = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"20\" font-size=\"13\">xbond forwarding, frames/s (median), {m}</text>\n",
+        w = label_w + plot_w + 120.0,
+        m = r.machine
+    );
+    for (i, row) in r.rows.iter().enumerate() {
+        let y = 40.0 + i as f64 * (bar_h + 6.0);
+        let w = row.median_fps / max * plot_w;
+        let color = if row.direction == "host->slaves" {
+            "#4a7ebb"
+        } else {
+            "#e0913c"
+        };
+        o.push_str(&format!(
+            "<text x=\"10\" y=\"{ty}\">{} ({})</text><rect x=\"{label_w}\" y=\"{y}\" width=\"{w:.1}\" height=\"{bar_h}\" fill=\"{color}\"/>\
+             <text x=\"{tx:.1}\" y=\"{ty}\">{:.0} (x{:.2})</text>\n",
+            row.scenario,
+            row.direction,
+            row.median_fps,
+            row.ratio_to_raw,
+            ty = y + 12.0,
+            tx = label_w + w + 5.0,
+        ));
+    }
+    o.push_str(&format!(
+        "<text x=\"10\" y=\"{}\">blue: host->slaves, orange: slaves->host; ratio to the raw AF_XDP forwarder in the same run</text>\n</svg>\n",
+        h - 10.0
+    ));
+    o
+}
