@@ -5,5 +5,6 @@
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod failover;
 pub mod lab;
 pub mod pktgen;
