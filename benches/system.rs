@@ -47,6 +47,7 @@ struct Results {
     runs_per_point: usize,
     idle_cpu_percent: f64,
     rows: Vec<Row>,
+    failover: Vec<xbond::failover::FailoverReport>,
 }
 
 struct Scenario {
@@ -364,6 +365,20 @@ fn main() -> anyhow::Result<()> {
         (c1 - c0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0
     };
     eprintln!("idle: {idle:.3}% of a core");
+    // Failover: carrier loss and a dead path found by the ARP monitor, at
+    // 100 kpps offered; the median run by frames lost.
+    let mut failover = Vec::new();
+    for d in [xbond::failover::Detection::Carrier, xbond::failover::Detection::Arp] {
+        let mut runs_f = Vec::new();
+        for _ in 0..runs.min(3) {
+            let mut fl = xbond::failover::FailoverLab::new(exe(), d)?;
+            runs_f.push(fl.run(d, 100_000, 300_000, Duration::from_secs(1))?);
+        }
+        runs_f.sort_by_key(|r| r.failover_lost);
+        let m = runs_f.swap_remove(runs_f.len() / 2);
+        eprintln!("failover {:?}: {} frames = {:.2} ms at {} fps", m.detection, m.failover_lost, m.lost_ms, m.rate);
+        failover.push(m);
+    }
     let res = Results {
         machine: format!("{model}, {cores} cores"),
         kernel,
@@ -372,6 +387,7 @@ fn main() -> anyhow::Result<()> {
         runs_per_point: runs,
         idle_cpu_percent: idle,
         rows,
+        failover,
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/results");
     std::fs::create_dir_all(&dir)?;
@@ -406,6 +422,14 @@ fn markdown(r: &Results) -> String {
         "\nIdle bond (active-backup, 2 slaves, no traffic): {:.3}% of one core.\n",
         r.idle_cpu_percent
     ));
+    o.push_str("\n| failover (active-backup) | offered frames/s | frames lost | ms of traffic lost |\n|---|---:|---:|---:|\n");
+    for f in &r.failover {
+        let what = match f.detection {
+            xbond::failover::Detection::Carrier => "carrier loss (netlink event, TX hint)",
+            xbond::failover::Detection::Arp => "dead path, carrier up (ARP monitor 100 ms x 2)",
+        };
+        o.push_str(&format!("| {what} | {} | {} | {:.2} |\n", f.rate, f.failover_lost, f.lost_ms));
+    }
     o
 }
 
