@@ -1,8 +1,10 @@
 //! Per-frame costs of the hot path: slave selection per mode and hash policy
-//! on batches of 64 realistic frames (IPv4/IPv6, VLAN-tagged, TCP/UDP/ICMP).
+//! on batches of 64 realistic frames (IPv4/IPv6, VLAN-tagged, TCP/UDP),
+//! frame classification (headers, ARP/ND tap test, TLB bucket), and the
+//! LACPDU codec.
 //!
-//! Run: `cargo bench -p xbond-core --bench select`. Figures are per batch;
-//! divide by 64 for per frame.
+//! Run: `cargo bench -p xbond-core --bench select`. Throughput is reported in
+//! frames (elements), so criterion prints the time per frame.
 
 use std::hint::black_box;
 
@@ -99,5 +101,53 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn classify(c: &mut Criterion) {
+    let fs = frames();
+    let mut g = c.benchmark_group("classify_64");
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("eth+flow parse", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for f in &fs {
+                if let Some(e) = xbond_core::wire::EthInfo::parse(black_box(f)) {
+                    n += usize::from(xbond_core::wire::parse_flow(f, &e, false).is_some());
+                }
+            }
+            n
+        })
+    });
+    g.bench_function("is_arp_or_nd (monitor tap)", |b| {
+        b.iter(|| fs.iter().filter(|f| xbond_core::wire::is_arp_or_nd(black_box(f))).count())
+    });
+    g.bench_function("tlb_bucket", |b| {
+        b.iter(|| fs.iter().filter_map(|f| xbond_core::alb::tlb_bucket(black_box(f))).count())
+    });
+    g.finish();
+}
+
+fn lacpdu(c: &mut Criterion) {
+    use xbond_core::lacp::wire::{parse, Lacpdu, PortInfo, PortState};
+    use xbond_core::options::MacAddr;
+    let pdu = Lacpdu {
+        version: 1,
+        actor: PortInfo {
+            system_priority: 65535,
+            system: MacAddr([2, 0, 0, 0, 0, 1]),
+            key: 15,
+            port_priority: 255,
+            port: 1,
+            state: PortState(0x3d),
+        },
+        partner: PortInfo::default(),
+        collector_max_delay: 0,
+    };
+    let frame = pdu.emit(MacAddr([2, 0, 0, 0, 0, 1]));
+    let mut g = c.benchmark_group("lacpdu");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse", |b| b.iter(|| parse(black_box(&frame))));
+    g.bench_function("emit", |b| b.iter(|| black_box(&pdu).emit(MacAddr([2, 0, 0, 0, 0, 1]))));
+    g.finish();
+}
+
+criterion_group!(benches, bench, classify, lacpdu);
 criterion_main!(benches);

@@ -150,7 +150,13 @@ fn fold64(h: u64) -> u32 {
 /// (`hash % count`).
 #[inline]
 pub fn pick(hash: u32, count: usize) -> usize {
-    hash as usize % count.max(1)
+    let n = count.max(1);
+    if n.is_power_of_two() {
+        // Same result as `%`, without a division (2 and 4 slaves are common).
+        hash as usize & (n - 1)
+    } else {
+        hash as usize % n
+    }
 }
 
 #[cfg(test)]
