@@ -117,10 +117,18 @@ fn classify(c: &mut Criterion) {
         })
     });
     g.bench_function("is_arp_or_nd (monitor tap)", |b| {
-        b.iter(|| fs.iter().filter(|f| xbond_core::wire::is_arp_or_nd(black_box(f))).count())
+        b.iter(|| {
+            fs.iter()
+                .filter(|f| xbond_core::wire::is_arp_or_nd(black_box(f)))
+                .count()
+        })
     });
     g.bench_function("tlb_bucket", |b| {
-        b.iter(|| fs.iter().filter_map(|f| xbond_core::alb::tlb_bucket(black_box(f))).count())
+        b.iter(|| {
+            fs.iter()
+                .filter_map(|f| xbond_core::alb::tlb_bucket(black_box(f)))
+                .count()
+        })
     });
     g.finish();
 }
@@ -145,7 +153,9 @@ fn lacpdu(c: &mut Criterion) {
     let mut g = c.benchmark_group("lacpdu");
     g.throughput(Throughput::Elements(1));
     g.bench_function("parse", |b| b.iter(|| parse(black_box(&frame))));
-    g.bench_function("emit", |b| b.iter(|| black_box(&pdu).emit(MacAddr([2, 0, 0, 0, 0, 1]))));
+    g.bench_function("emit", |b| {
+        b.iter(|| black_box(&pdu).emit(MacAddr([2, 0, 0, 0, 0, 1])))
+    });
     g.finish();
 }
 

@@ -368,7 +368,10 @@ fn main() -> anyhow::Result<()> {
     // Failover: carrier loss and a dead path found by the ARP monitor, at
     // 100 kpps offered; the median run by frames lost.
     let mut failover = Vec::new();
-    for d in [xbond::failover::Detection::Carrier, xbond::failover::Detection::Arp] {
+    for d in [
+        xbond::failover::Detection::Carrier,
+        xbond::failover::Detection::Arp,
+    ] {
         let mut runs_f = Vec::new();
         for _ in 0..runs.min(3) {
             let mut fl = xbond::failover::FailoverLab::new(exe(), d)?;
@@ -376,7 +379,10 @@ fn main() -> anyhow::Result<()> {
         }
         runs_f.sort_by_key(|r| r.failover_lost);
         let m = runs_f.swap_remove(runs_f.len() / 2);
-        eprintln!("failover {:?}: {} frames = {:.2} ms at {} fps", m.detection, m.failover_lost, m.lost_ms, m.rate);
+        eprintln!(
+            "failover {:?}: {} frames = {:.2} ms at {} fps",
+            m.detection, m.failover_lost, m.lost_ms, m.rate
+        );
         failover.push(m);
     }
     let res = Results {
@@ -428,7 +434,10 @@ fn markdown(r: &Results) -> String {
             xbond::failover::Detection::Carrier => "carrier loss (netlink event, TX hint)",
             xbond::failover::Detection::Arp => "dead path, carrier up (ARP monitor 100 ms x 2)",
         };
-        o.push_str(&format!("| {what} | {} | {} | {:.2} |\n", f.rate, f.failover_lost, f.lost_ms));
+        o.push_str(&format!(
+            "| {what} | {} | {} | {:.2} |\n",
+            f.rate, f.failover_lost, f.lost_ms
+        ));
     }
     o
 }

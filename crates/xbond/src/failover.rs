@@ -84,9 +84,14 @@ impl FailoverLab {
             "name = \"bond0\"\nslaves = [\"eth0\", \"eth1\"]\nmode = \"active-backup\"\nprimary = \"eth0\"\n{monitor}"
         );
         let sock = lab.start_xbond(exe, &host, "xbond", &config)?;
-        lab.exec(&host, &["ip", "addr", "add", "10.77.0.1/24", "dev", "bond0"])?;
+        lab.exec(
+            &host,
+            &["ip", "addr", "add", "10.77.0.1/24", "dev", "bond0"],
+        )?;
         let ready = wait_for(Duration::from_secs(10), || {
-            query_status(&sock).ok().filter(|s| s.active.as_deref() == Some("eth0"))
+            query_status(&sock)
+                .ok()
+                .filter(|s| s.active.as_deref() == Some("eth0"))
         });
         anyhow::ensure!(ready.is_some(), "the bond did not make eth0 active");
         Ok(FailoverLab {
@@ -102,14 +107,38 @@ impl FailoverLab {
     /// `cut_after`, and reports what was lost. With carrier detection the far
     /// end goes down (eth0 loses carrier); with ARP detection it leaves the
     /// switch and stops answering ARP (carrier stays up).
-    pub fn run(&mut self, detection: Detection, rate: u64, count: u64, cut_after: Duration) -> Result<FailoverReport> {
+    pub fn run(
+        &mut self,
+        detection: Detection,
+        rate: u64,
+        count: u64,
+        cut_after: Duration,
+    ) -> Result<FailoverReport> {
         let exe = self.exe.clone();
-        let br_mac = self.lab.exec(&self.sw, &["cat", "/sys/class/net/br0/address"])?.trim().to_string();
+        let br_mac = self
+            .lab
+            .exec(&self.sw, &["cat", "/sys/class/net/br0/address"])?
+            .trim()
+            .to_string();
         let expect = count.to_string();
         self.lab.spawn(
             &self.sw,
             "sink",
-            &[&exe, "pktgen", "sink", "--iface", "br0", "--stream", "7", "--duration", "30", "--idle-ms", "700", "--expect", &expect],
+            &[
+                &exe,
+                "pktgen",
+                "sink",
+                "--iface",
+                "br0",
+                "--stream",
+                "7",
+                "--duration",
+                "30",
+                "--idle-ms",
+                "700",
+                "--expect",
+                &expect,
+            ],
         )?;
         std::thread::sleep(Duration::from_millis(300));
         let before = query_status(&self.sock)?;
@@ -117,21 +146,45 @@ impl FailoverLab {
         self.lab.spawn(
             &self.host,
             "sender",
-            &[&exe, "pktgen", "send", "--engine", "af_xdp", "--iface", "bond0", "--dst-mac", &br_mac, "--src-ip", "10.77.0.1", "--dst-ip", "10.77.0.2", "--count", &c, "--rate", &r, "--stream", "7"],
+            &[
+                &exe,
+                "pktgen",
+                "send",
+                "--engine",
+                "af_xdp",
+                "--iface",
+                "bond0",
+                "--dst-mac",
+                &br_mac,
+                "--src-ip",
+                "10.77.0.1",
+                "--dst-ip",
+                "10.77.0.2",
+                "--count",
+                &c,
+                "--rate",
+                &r,
+                "--stream",
+                "7",
+            ],
         )?;
         std::thread::sleep(cut_after);
         match detection {
             Detection::Carrier => {
-                self.lab.exec(&self.sw, &["ip", "link", "set", "sw-p0", "down"])?;
+                self.lab
+                    .exec(&self.sw, &["ip", "link", "set", "sw-p0", "down"])?;
             }
             Detection::Arp => {
-                self.lab.exec(&self.sw, &["ip", "link", "set", "sw-p0", "arp", "off"])?;
-                self.lab.exec(&self.sw, &["ip", "link", "set", "sw-p0", "nomaster"])?;
+                self.lab
+                    .exec(&self.sw, &["ip", "link", "set", "sw-p0", "arp", "off"])?;
+                self.lab
+                    .exec(&self.sw, &["ip", "link", "set", "sw-p0", "nomaster"])?;
             }
         }
         let sent = self.lab.wait("sender", Duration::from_secs(60))?;
         let out = self.lab.wait("sink", Duration::from_secs(60))?;
-        let rep: SinkReport = serde_json::from_str(out.trim()).with_context(|| format!("sink output: {out}"))?;
+        let rep: SinkReport =
+            serde_json::from_str(out.trim()).with_context(|| format!("sink output: {out}"))?;
         let sent: serde_json::Value = serde_json::from_str(sent.trim()).unwrap_or_default();
         Ok(FailoverReport {
             detection,
