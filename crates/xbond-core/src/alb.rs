@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::options::MacAddr;
+use crate::timer::Timer;
 use crate::wire::{EthInfo, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6};
 use crate::MAX_SLAVES;
 
@@ -62,30 +63,6 @@ const ARP_ETH_IPV4: [u8; 6] = [0, 1, 8, 0, 6, 4];
 const ARP_LEN: usize = 28;
 /// Minimum Ethernet frame length without FCS (`ETH_ZLEN`).
 const ETH_ZLEN: usize = 60;
-
-/// A typed timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    Stopped,
-    Running { expires_at: Instant },
-}
-
-impl Timer {
-    fn start(now: Instant, d: Duration) -> Timer {
-        Timer::Running {
-            expires_at: now + d,
-        }
-    }
-    fn due(self, now: Instant) -> bool {
-        matches!(self, Timer::Running { expires_at } if expires_at <= now)
-    }
-    fn deadline(self) -> Option<Instant> {
-        match self {
-            Timer::Stopped => None,
-            Timer::Running { expires_at } => Some(expires_at),
-        }
-    }
-}
 
 fn xor_fold(bytes: &[u8]) -> u8 {
     bytes.iter().fold(0, |h, b| h ^ b)

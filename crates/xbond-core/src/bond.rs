@@ -25,6 +25,7 @@ use crate::lacp::{wire::SlowError, Lacp, LacpConfig, PortSpec};
 use crate::monitor::{ArpMonitor, Role};
 use crate::options::{FailOverMac, LinkWatchPolicy, MacAddr, Mode, PrimaryReselect};
 use crate::plan::TxPlan;
+use crate::timer::Timer;
 use crate::wire;
 use crate::MAX_SLAVES;
 
@@ -75,25 +76,6 @@ impl LinkState {
             LinkState::Fail { .. } => "going down",
             LinkState::Down => "down",
             LinkState::Back { .. } => "going back",
-        }
-    }
-}
-
-/// A typed timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    Stopped,
-    Running { expires_at: Instant },
-}
-
-impl Timer {
-    fn due(self, now: Instant) -> bool {
-        matches!(self, Timer::Running { expires_at } if expires_at <= now)
-    }
-    fn deadline(self) -> Option<Instant> {
-        match self {
-            Timer::Stopped => None,
-            Timer::Running { expires_at } => Some(expires_at),
         }
     }
 }

@@ -160,72 +160,7 @@ const MAC_VALID: &str = "a unicast MAC address such as 02:00:00:00:00:01";
 const OPTIONS_VALID: &str =
     "key=value pairs separated by commas or spaces, e.g. mode=active-backup,miimon=100,primary=eno1";
 
-/// Like `kernel_enum!` in `options.rs`: parses the kernel's spelling or number,
-/// prints the spelling, and goes through serde as the spelling.
-macro_rules! config_enum {
-    (
-        $(#[$meta:meta])*
-        $name:ident { $( $(#[$vmeta:meta])* $variant:ident = ($text:literal, $num:literal) ),+ $(,)? }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub enum $name {
-            $( $(#[$vmeta])* $variant ),+
-        }
-
-        impl $name {
-            /// Every value, in the kernel's numeric order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            /// The valid spellings, for error messages.
-            pub const VALID: &'static str = concat!($($text, " "),+);
-
-            /// The kernel's spelling of this value.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            /// The kernel's number for this value.
-            pub fn number(self) -> u8 {
-                match self { $($name::$variant => $num),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = BadValue;
-            fn from_str(s: &str) -> Result<Self, BadValue> {
-                let t = s.trim();
-                $(
-                    if t.eq_ignore_ascii_case($text) || t == stringify!($num) {
-                        return Ok($name::$variant);
-                    }
-                )+
-                Err(BadValue { value: s.to_string(), valid: Self::VALID.trim_end() })
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = BadValue;
-            fn try_from(s: String) -> Result<Self, BadValue> {
-                s.parse()
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(v: $name) -> String {
-                v.as_str().to_string()
-            }
-        }
-    };
-}
-
-config_enum! {
+crate::options::kernel_enum! {
     /// How often the partner is asked to send LACPDUs (`lacp_rate`).
     LacpRate {
         /// Every 30 s (long timeout, 90 s).
@@ -235,7 +170,7 @@ config_enum! {
     }
 }
 
-config_enum! {
+crate::options::kernel_enum! {
     /// How the active aggregator is chosen (`ad_select`).
     AdSelect {
         /// Keep the active aggregator while it has a usable port.
@@ -249,7 +184,7 @@ config_enum! {
     }
 }
 
-config_enum! {
+crate::options::kernel_enum! {
     /// Which slaves the ARP monitor validates replies on (`arp_validate`).
     ArpValidate {
         /// No validation: any traffic counts.
@@ -269,7 +204,7 @@ config_enum! {
     }
 }
 
-config_enum! {
+crate::options::kernel_enum! {
     /// How many ARP targets must answer for a slave to be up (`arp_all_targets`).
     ArpAllTargets {
         /// Any one target.

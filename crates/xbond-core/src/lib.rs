@@ -28,6 +28,7 @@ pub mod monitor;
 pub mod options;
 pub mod plan;
 pub mod status;
+mod timer;
 pub mod wire;
 
 /// The most slaves a bond can have. Plans keep slaves in fixed-size arrays so

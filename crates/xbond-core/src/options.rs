@@ -82,6 +82,8 @@ macro_rules! kernel_enum {
     };
 }
 
+pub(crate) use kernel_enum;
+
 kernel_enum! {
     /// The bonding mode (`mode`).
     Mode {

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::AdSelect;
 use crate::options::MacAddr;
+use crate::timer::Timer;
 use wire::{Lacpdu, MarkerKind, MarkerPdu, PortInfo, PortState, SlowError, SlowPdu};
 
 /// Fast periodic time (802.1AX 6.4.4).
@@ -44,24 +45,6 @@ pub const AGGREGATE_WAIT: Duration = Duration::from_secs(2);
 pub const TICK: Duration = Duration::from_millis(100);
 /// At most this many LACPDUs per port per second (802.1AX 6.4.16).
 pub const MAX_TX_PER_SEC: usize = 3;
-
-/// A typed timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    Stopped,
-    Running { expires_at: Instant },
-}
-
-impl Timer {
-    fn start(now: Instant, d: Duration) -> Timer {
-        Timer::Running {
-            expires_at: now + d,
-        }
-    }
-    fn expired(self, now: Instant) -> bool {
-        matches!(self, Timer::Running { expires_at } if expires_at <= now)
-    }
-}
 
 /// Receive machine (802.1AX-2014 6.4.12, figure 6-18).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -502,7 +485,7 @@ impl Lacp {
 
     /// Runs the machines when the tick is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.tick.expired(now) {
+        if self.tick.due(now) {
             self.tick = Timer::start(now, TICK);
             self.run(now);
         }
@@ -707,7 +690,7 @@ impl Lacp {
     /// Receive machine: timer transitions, run each tick.
     fn rx_timers(&mut self, p: usize, now: Instant) {
         let port = &self.ports[p];
-        if !port.current_while.expired(now) {
+        if !port.current_while.due(now) {
             return;
         }
         match port.rx {
@@ -798,7 +781,7 @@ impl Lacp {
                     port.periodic_timer = Timer::start(now, interval(want));
                 }
             }
-        } else if want != PeriodicState::NoPeriodic && port.periodic_timer.expired(now) {
+        } else if want != PeriodicState::NoPeriodic && port.periodic_timer.due(now) {
             port.ntt = true;
             port.periodic_timer = Timer::start(now, interval(want));
         }
@@ -956,7 +939,7 @@ impl Lacp {
     fn agg_ready(&self, a: usize, now: Instant) -> bool {
         self.agg_ports(a)
             .filter(|p| p.mux == MuxState::Waiting)
-            .all(|p| p.wait_while.expired(now) || p.wait_while == Timer::Stopped)
+            .all(|p| p.wait_while.due(now) || p.wait_while == Timer::Stopped)
     }
 
     /// Mux machine (figures 6-21 / 6-22), with the kernel's rule that only
@@ -976,7 +959,7 @@ impl Lacp {
                 MuxState::Waiting => {
                     let a = port.aggregator;
                     let ready =
-                        a.is_some_and(|a| self.agg_ready(a, now)) && port.wait_while.expired(now);
+                        a.is_some_and(|a| self.agg_ready(a, now)) && port.wait_while.due(now);
                     ready.then_some(MuxState::Attached)
                 }
                 MuxState::Attached if !selected => Some(MuxState::Detached),
@@ -1083,7 +1066,7 @@ impl Lacp {
             if port.actor.state.has(PortState::SYNCHRONIZATION) {
                 port.actor_churn = ChurnState::None;
                 port.actor_churn_timer = Timer::Stopped;
-            } else if port.actor_churn_timer.expired(now) {
+            } else if port.actor_churn_timer.due(now) {
                 port.actor_churn = ChurnState::Churned;
                 port.actor_churn_count += 1;
                 port.actor_churn_timer = Timer::Stopped;
@@ -1093,7 +1076,7 @@ impl Lacp {
             if port.partner.state.has(PortState::SYNCHRONIZATION) {
                 port.partner_churn = ChurnState::None;
                 port.partner_churn_timer = Timer::Stopped;
-            } else if port.partner_churn_timer.expired(now) {
+            } else if port.partner_churn_timer.due(now) {
                 port.partner_churn = ChurnState::Churned;
                 port.partner_churn_count += 1;
                 port.partner_churn_timer = Timer::Stopped;
