@@ -322,7 +322,7 @@ fn main() -> anyhow::Result<()> {
             let (_, _, frames) = measure(&mut b, dir, FIXED_RATE, 2.0)?;
             let c1 = cpu_ns(b.bond_pid);
             let ns_per_frame = if frames > 0 {
-                (c1 - c0) as f64 / frames as f64
+                c1.saturating_sub(c0) as f64 / frames as f64
             } else {
                 0.0
             };
@@ -362,7 +362,7 @@ fn main() -> anyhow::Result<()> {
         let c0 = cpu_ns(b.bond_pid);
         std::thread::sleep(Duration::from_secs(5));
         let c1 = cpu_ns(b.bond_pid);
-        (c1 - c0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0
+        c1.saturating_sub(c0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0
     };
     eprintln!("idle: {idle:.3}% of a core");
     // Failover: carrier loss and a dead path found by the ARP monitor, at

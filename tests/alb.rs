@@ -108,6 +108,11 @@ fn alb_gives_peers_different_slaves_and_moves_them_on_failure() {
         s.slaves[0].mii_status == "down"
     });
     let mac_a1_now = t.mac(&host, "a1");
+    assert_eq!(
+        mac_a1_now,
+        t.mac(&host, "bond0"),
+        "the new active slave carries the bond MAC"
+    );
     for p in &ps {
         let moved = xbond::lab::wait_for(Duration::from_secs(3), || {
             (neigh_mac(&t, p, "10.80.0.1") == mac_a1_now).then_some(())

@@ -120,7 +120,18 @@ fn slow_rate_negotiates() {
     let mut t = TwoLinks::new("ls");
     let (sa, _sb, took) = negotiate(&mut t, "slow");
     println!("802.3ad slow: link up to collecting+distributing on both ends in {took:?}");
-    assert!(status(&sa).proc_text().contains("LACP rate: slow\n"));
+    let s = status(&sa);
+    assert!(s.proc_text().contains("LACP rate: slow\n"));
+    // Slow on the wire: both ends ask for long timeouts (LACP_Timeout clear).
+    for sl in &s.slaves {
+        let l = sl.lacp.as_ref().unwrap();
+        assert_eq!(
+            (l.actor_state & 0x02, l.partner_state & 0x02),
+            (0, 0),
+            "{}",
+            s.proc_text()
+        );
+    }
     let ping = t.ping(&t.host.clone(), "10.70.0.2");
     assert!(ping.contains(" 0% packet loss"), "{ping}");
 }

@@ -929,8 +929,12 @@ impl Bond {
         };
         plan.rx_mask = match (self.cfg.mode, self.active) {
             (Mode::Ieee8023ad, _) => self.lacp.as_ref().map_or(0, collecting),
-            // balance-tlb/alb deliver from every slave.
-            (Mode::BalanceTlb | Mode::BalanceAlb, _) => all,
+            // balance-tlb receives on the active slave; balance-alb on every
+            // slave (the workers keep only frames sent to a slave's own MAC on
+            // the others).
+            (Mode::BalanceTlb, Some(a)) => 1 << a,
+            (Mode::BalanceTlb, None) => 0,
+            (Mode::BalanceAlb, _) => all,
             (Mode::ActiveBackup, _) if self.cfg.all_slaves_active => all,
             (Mode::ActiveBackup, Some(a)) => 1 << a,
             (Mode::ActiveBackup, None) => 0,

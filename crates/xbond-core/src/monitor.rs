@@ -54,6 +54,10 @@ struct SlaveProof {
     up: bool,
     /// The role at the last tick.
     was_active: bool,
+    /// Active slave that has had a validated reply since it became active:
+    /// only then do backups trust the active slave's probes as proof (the
+    /// kernel's `bond_arp_rcv` checks the same).
+    trusted: bool,
 }
 
 /// The monitor's state.
@@ -163,6 +167,11 @@ impl ArpMonitor {
         ours6: &[Ipv6Addr],
         now: Instant,
     ) {
+        // A backup takes the active slave's probes (seen through the switch)
+        // as proof only while the active slave is itself getting replies;
+        // otherwise a dead target would leave the slaves proving each other.
+        let active_trusted = self.slaves.iter().any(|p| p.was_active && p.trusted);
+        let via_probe = role == Role::Backup && active_trusted;
         let Some(s) = self.slaves.get_mut(slave) else {
             return;
         };
@@ -174,27 +183,32 @@ impl ArpMonitor {
             let to_us = ours4.contains(&a.tpa) || (ours4.is_empty() && a.tpa.is_unspecified());
             let our_probe = self.targets.iter().position(|t| *t == Target::V4(a.tpa));
             let from_us = ours4.contains(&a.spa);
-            match (from_target, to_us, our_probe, from_us, role) {
-                (Some(i), true, _, _, _) => Some(i),
-                (_, _, Some(i), true, Role::Backup) => Some(i),
+            match (from_target, to_us, our_probe, from_us) {
+                (_, _, Some(i), true) if via_probe => Some(i),
+                (Some(i), true, _, _) if !via_probe => Some(i),
                 _ => None,
             }
         } else if let Some(nd) = wire::parse_nd(frame) {
             s.any_arp = Some(now);
             let target_of = |ip: Ipv6Addr| self.targets.iter().position(|t| *t == Target::V6(ip));
-            match (nd.kind, role) {
-                // An NA about a target, from the target.
-                (NdKind::Advertisement, _) if nd.src == nd.target => target_of(nd.target),
-                (NdKind::Advertisement, _) => None,
-                // Our active slave's solicitation, seen on a backup.
-                (NdKind::Solicitation, Role::Backup) if ours6.contains(&nd.src) => {
+            let to_us = ours6.contains(&nd.dst) || nd.dst.segments()[0] == 0xff02;
+            match nd.kind {
+                // An NA about a target, from the target, to us or all nodes.
+                NdKind::Advertisement if !via_probe && nd.src == nd.target && to_us => {
                     target_of(nd.target)
                 }
-                (NdKind::Solicitation, _) => None,
+                // Our active slave's solicitation, seen on a backup.
+                NdKind::Solicitation if via_probe && ours6.contains(&nd.src) => {
+                    target_of(nd.target)
+                }
+                _ => None,
             }
         } else {
             None
         };
+        if hit.is_some() && role == Role::Active && !via_probe {
+            self.slaves[slave].trusted = true;
+        }
         if let Some(i) = hit {
             if let Some(t) = self.slaves[slave].per_target.get_mut(i) {
                 *t = Some(now);
@@ -238,7 +252,10 @@ impl ArpMonitor {
         now: Instant,
     ) -> Vec<Probe> {
         self.next_tick = now + self.interval;
-        let stay = self.interval * self.missed_max;
+        let stay_active = self.interval * self.missed_max;
+        // Backups get one interval more (`bond_ab_arp_inspect`), so that the
+        // backup a failover needs is not lost in the same tick as the active.
+        let stay_backup = self.interval * (self.missed_max + 1);
         // Coming up needs proof from the last interval; a little slack covers
         // the probe's round trip landing just before this tick.
         let come = self.interval + self.interval / 2;
@@ -246,6 +263,10 @@ impl ArpMonitor {
             let role = roles.get(i).copied().unwrap_or(Role::Active);
             let active = role == Role::Active;
             let s = &mut self.slaves[i];
+            if active != s.was_active {
+                // A new active slave is trusted once it gets a reply.
+                s.trusted = false;
+            }
             if active && !s.was_active && s.up {
                 // A backup just became active: it starts probing only now, so
                 // it gets missed_max intervals to answer before it is judged
@@ -260,6 +281,7 @@ impl ArpMonitor {
                 .proof(i, role)
                 .map(|t| now.saturating_duration_since(t));
             let s = &mut self.slaves[i];
+            let stay = if active { stay_active } else { stay_backup };
             s.up = match (s.up, age) {
                 (true, Some(a)) => a <= stay,
                 (false, Some(a)) => a <= come,
@@ -401,7 +423,16 @@ mod tests {
             t0 + Duration::from_millis(50),
         );
         assert!(!m.is_up(0), "a reply from a non-target is no proof");
-        // A backup sees the active slave's own probe: proof for the backup.
+        // The active slave gets a reply: it is trusted ...
+        m.handle_frame(
+            0,
+            Role::Active,
+            &reply_from(T),
+            &[US],
+            &[],
+            t0 + Duration::from_millis(55),
+        );
+        // ... so a backup seeing its probe through the switch has proof.
         let probe = wire::arp_request(mac(1), US, T, 0);
         m.handle_frame(
             1,
@@ -553,6 +584,61 @@ mod tests {
             t0 + Duration::from_millis(100),
         );
         assert!(m.is_up(0) && m.is_up(1));
+    }
+
+    #[test]
+    fn a_dead_target_takes_every_slave_down_without_flapping() {
+        let t0 = Instant::now();
+        let mut m = mon(ArpValidate::All, ArpAllTargets::Any, &[T], t0);
+        let macs = [mac(1), mac(2)];
+        let mut t = t0;
+        // Healthy: the active slave gets replies, the backup sees its probes.
+        for _ in 0..3 {
+            t += Duration::from_millis(100);
+            m.handle_frame(
+                0,
+                Role::Active,
+                &reply_from(T),
+                &[US],
+                &[],
+                t - Duration::from_millis(90),
+            );
+            m.handle_frame(
+                1,
+                Role::Backup,
+                &wire::arp_request(mac(1), US, T, 0),
+                &[US],
+                &[],
+                t - Duration::from_millis(90),
+            );
+            m.tick(&AB, &macs, US, Ipv6Addr::UNSPECIFIED, t);
+        }
+        assert!(m.is_up(0) && m.is_up(1));
+        // The target dies. The active slave keeps probing and the backup keeps
+        // seeing those probes, but they prove nothing any more.
+        let mut ups = Vec::new();
+        for _ in 0..20 {
+            t += Duration::from_millis(100);
+            m.handle_frame(
+                1,
+                Role::Backup,
+                &wire::arp_request(mac(1), US, T, 0),
+                &[US],
+                &[],
+                t - Duration::from_millis(90),
+            );
+            let roles = if m.is_up(0) {
+                AB
+            } else {
+                [Role::Backup, Role::Backup]
+            };
+            m.tick(&roles, &macs, US, Ipv6Addr::UNSPECIFIED, t);
+            ups.push((m.is_up(0), m.is_up(1)));
+        }
+        assert!(
+            ups[8..].iter().all(|u| *u == (false, false)),
+            "both down and staying down: {ups:?}"
+        );
     }
 
     #[test]

@@ -434,7 +434,9 @@ impl Worker {
                 }
                 if balancing {
                     if let Some(b) = tlb_bucket(data) {
-                        self.stats.tlb_bytes[usize::from(b)].fetch_add(data.len() as u64, Relaxed);
+                        // This worker is the only writer: no locked add needed.
+                        let c = &self.stats.tlb_bytes[usize::from(b)];
+                        c.store(c.load(Relaxed) + data.len() as u64, Relaxed);
                     }
                 }
                 descs[n] = d;
@@ -612,19 +614,41 @@ impl Worker {
         let mut keep = [FrameDesc::default(); BATCH];
         let mut k = 0;
         let mut dup = 0u64;
+        let mut n = n;
         if matches!(plan.mode, Mode::BalanceTlb | Mode::BalanceAlb) {
+            // A slave other than the active one delivers only what peers sent
+            // to its own MAC (ALB), rewritten to the bond MAC the host
+            // accepts; broadcasts and floods come in once, on the active slave.
             let mine = plan.slave_macs[s].0;
-            for d in descs[..n].iter_mut() {
-                // Peers that were given this slave's MAC (ALB) address frames
-                // to it; the host only accepts the bond MAC.
-                // SAFETY: `d` was just received and is owned by the worker.
-                let mut data = unsafe { self.umem.data_mut(d) };
-                if let Some(dst) = data.contents_mut().get_mut(0..6) {
-                    if *dst == mine && mine != plan.bond_mac.0 {
-                        dst.copy_from_slice(&plan.bond_mac.0);
+            let active = plan.active == Some(s as u8);
+            let mut kept = 0;
+            let mut dropped = 0u64;
+            for i in 0..n {
+                let mut d = descs[i];
+                let keep = {
+                    // SAFETY: `d` was just received and is owned by the worker.
+                    let mut data = unsafe { self.umem.data_mut(&mut d) };
+                    match data.contents_mut().get_mut(0..6) {
+                        Some(dst) if *dst == mine && mine != plan.bond_mac.0 => {
+                            dst.copy_from_slice(&plan.bond_mac.0);
+                            true
+                        }
+                        Some(_) => active,
+                        None => false,
                     }
+                };
+                if keep {
+                    descs[kept] = d;
+                    kept += 1;
+                } else {
+                    self.pool.free(d);
+                    dropped += 1;
                 }
             }
+            if dropped > 0 {
+                self.stats.slaves[s].rx_inactive.fetch_add(dropped, Relaxed);
+            }
+            n = kept;
         }
         for d in &descs[..n] {
             let is_dup = plan.mode == Mode::Broadcast && {
@@ -734,6 +758,9 @@ fn is_arp(frame: &[u8]) -> bool {
 #[derive(Debug)]
 pub struct Taps {
     queue: crossbeam::queue::ArrayQueue<(u8, Vec<u8>)>,
+    /// The host's own ARP (balance-alb), apart so that a storm of ARP from
+    /// the network cannot crowd it out.
+    host: crossbeam::queue::ArrayQueue<(u8, Vec<u8>)>,
     /// Copies dropped because the queue was full.
     pub dropped: AtomicU64,
 }
@@ -742,19 +769,26 @@ impl Taps {
     fn new() -> Taps {
         Taps {
             queue: crossbeam::queue::ArrayQueue::new(1024),
+            host: crossbeam::queue::ArrayQueue::new(256),
             dropped: AtomicU64::new(0),
         }
     }
 
     fn push(&self, slave: u8, frame: &[u8]) {
-        if self.queue.push((slave, frame.to_vec())).is_err() {
+        let q = if slave == HOST_ARP {
+            &self.host
+        } else {
+            &self.queue
+        };
+        // No copy when it would be dropped anyway.
+        if q.is_full() || q.push((slave, frame.to_vec())).is_err() {
             self.dropped.fetch_add(1, Relaxed);
         }
     }
 
-    /// Takes the next tapped frame.
+    /// Takes the next tapped frame (the host's own first).
     pub fn pop(&self) -> Option<(u8, Vec<u8>)> {
-        self.queue.pop()
+        self.host.pop().or_else(|| self.queue.pop())
     }
 }
 

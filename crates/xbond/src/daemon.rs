@@ -341,7 +341,11 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         }
         for (i, sock) in slow.iter().enumerate() {
             // Frames this host sent come back as length 0 and are skipped.
-            while let Ok(Some(n)) = sock.recv(&mut slow_buf, Duration::ZERO) {
+            // Bounded per pass, so that a flood cannot starve the loop.
+            for _ in 0..64 {
+                let Ok(Some(n)) = sock.recv(&mut slow_buf, Duration::ZERO) else {
+                    break;
+                };
                 if n == 0 {
                     continue;
                 }
@@ -350,7 +354,10 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
                 }
             }
         }
-        while let Some((slave, frame)) = dp.taps().pop() {
+        for _ in 0..1024 {
+            let Some((slave, frame)) = dp.taps().pop() else {
+                break;
+            };
             if slave == HOST_ARP {
                 bond.handle_host_arp(frame, Instant::now());
             } else {

@@ -45,6 +45,9 @@ pub const AGGREGATE_WAIT: Duration = Duration::from_secs(2);
 pub const TICK: Duration = Duration::from_millis(100);
 /// At most this many LACPDUs per port per second (802.1AX 6.4.16).
 pub const MAX_TX_PER_SEC: usize = 3;
+/// At most this many frames wait to be sent (Marker responses beyond it are
+/// not answered).
+const MAX_QUEUED_TX: usize = 64;
 
 /// Receive machine (802.1AX-2014 6.4.12, figure 6-18).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -456,6 +459,14 @@ impl Lacp {
         match pdu {
             SlowPdu::Lacp(pdu) => {
                 self.ports[p].counters.lacpdu_rx += 1;
+                // Our own LACPDU come back (two ports of this bond cabled
+                // together, or a reflecting switch): never a partner.
+                if pdu.actor.system == self.cfg.system
+                    && pdu.actor.system_priority == self.cfg.system_priority
+                {
+                    self.ports[p].counters.illegal_rx += 1;
+                    return Err(SlowError::Loopback);
+                }
                 // LACPDUs are ignored while the port has no carrier.
                 if !self.ports[p].enabled {
                     self.ports[p].counters.ignored_rx += 1;
@@ -468,7 +479,9 @@ impl Lacp {
                 MarkerKind::Information => {
                     let port = &mut self.ports[p];
                     port.counters.marker_rx += 1;
-                    if port.enabled {
+                    // Answered, but not without bound: a flood of requests
+                    // must not pile up frames.
+                    if port.enabled && self.out.len() < MAX_QUEUED_TX {
                         let resp = MarkerPdu {
                             kind: MarkerKind::Response,
                             ..m
@@ -664,9 +677,12 @@ impl Lacp {
                 port.partner.state.set(PortState::TIMEOUT, true);
                 port.current_while = Timer::start(now, SHORT_TIMEOUT);
                 port.actor.state.set(PortState::EXPIRED, true);
-                // Losing the partner starts churn monitoring afresh.
+                // Losing the partner starts churn monitoring afresh, for both
+                // machines (as the kernel does at EXPIRED).
                 port.partner_churn = ChurnState::Monitoring;
                 port.partner_churn_timer = Timer::start(now, CHURN_DETECTION);
+                port.actor_churn = ChurnState::Monitoring;
+                port.actor_churn_timer = Timer::start(now, CHURN_DETECTION);
             }
             RxState::Defaulted => {
                 // update_Default_Selected, recordDefault.
@@ -1059,9 +1075,22 @@ impl Lacp {
         port.ntt = false;
     }
 
-    /// Churn Detection machines (figures 6-23, 6-24), as the kernel runs them.
+    /// Churn Detection machines (figures 6-23, 6-24): MONITOR goes to NO_CHURN
+    /// as soon as Sync is seen (the kernel waits for the timer instead) and to
+    /// CHURN when the timer runs out first; CHURN goes back to NO_CHURN when
+    /// Sync returns.
     fn churn_machine(&mut self, p: usize, now: Instant) {
         let port = &mut self.ports[p];
+        if port.actor_churn == ChurnState::Churned
+            && port.actor.state.has(PortState::SYNCHRONIZATION)
+        {
+            port.actor_churn = ChurnState::None;
+        }
+        if port.partner_churn == ChurnState::Churned
+            && port.partner.state.has(PortState::SYNCHRONIZATION)
+        {
+            port.partner_churn = ChurnState::None;
+        }
         if port.actor_churn == ChurnState::Monitoring {
             if port.actor.state.has(PortState::SYNCHRONIZATION) {
                 port.actor_churn = ChurnState::None;

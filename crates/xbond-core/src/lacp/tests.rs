@@ -478,3 +478,70 @@ fn a_speed_change_changes_the_key_and_reselects() {
         a0.is_some() && a0 != s.a.port_status(1).unwrap().aggregator_id
     });
 }
+
+#[test]
+fn a_looped_back_lacpdu_is_illegal_and_changes_nothing() {
+    let mut s = Sim::new(cfg(1), cfg(2), &[1000, 1000]);
+    s.all_up();
+    // Port 0's own PDU arrives on port 1 (the two ports cabled together).
+    s.run_for(Duration::from_millis(200));
+    let before = s.a.port_status(1).unwrap();
+    let own = Lacpdu {
+        version: 1,
+        actor: PortInfo {
+            system_priority: 65535,
+            system: MacAddr([2, 0, 0, 0, 0, 1]),
+            key: before.actor_key,
+            port_priority: 255,
+            port: 1,
+            state: PortState(0x3d),
+        },
+        partner: PortInfo::default(),
+        collector_max_delay: 0,
+    };
+    let err =
+        s.a.handle_frame(1, &own.emit(MacAddr([2, 1, 0, 0, 1, 0])), s.now)
+            .unwrap_err();
+    assert_eq!(err, SlowError::Loopback);
+    let after = s.a.port_status(1).unwrap();
+    assert_eq!(after.counters.illegal_rx, before.counters.illegal_rx + 1);
+    assert_eq!(after.partner_system, before.partner_system);
+}
+
+#[test]
+fn churn_clears_when_the_partner_syncs_again() {
+    let mut s = Sim::new(cfg(1), cfg(2), &[1000]);
+    s.wires[0].drop_b = true;
+    s.all_up();
+    s.run_for(CHURN_DETECTION + Duration::from_secs(1));
+    assert_eq!(
+        s.a.port_status(0).unwrap().partner_churn,
+        ChurnState::Churned
+    );
+    s.wires[0].drop_b = false;
+    s.until(Duration::from_secs(10), |s| {
+        s.a.port_status(0).unwrap().partner_churn == ChurnState::None
+    });
+    assert_eq!(
+        s.a.port_status(0).unwrap().partner_churned,
+        1,
+        "the count stays"
+    );
+}
+
+#[test]
+fn a_marker_flood_does_not_pile_up_responses() {
+    let mut s = Sim::new(cfg(1), cfg(2), &[1000]);
+    s.all_up();
+    let m = MarkerPdu {
+        kind: MarkerKind::Information,
+        requester_port: 7,
+        requester_system: MacAddr([2, 7, 7, 7, 7, 7]),
+        transaction_id: 1,
+    }
+    .emit(MacAddr([2, 7, 7, 7, 7, 7]));
+    for _ in 0..10_000 {
+        s.a.handle_frame(0, &m, s.now).unwrap();
+    }
+    assert!(std::iter::from_fn(|| s.a.poll_transmit()).count() <= 64);
+}

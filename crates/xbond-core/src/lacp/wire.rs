@@ -164,6 +164,9 @@ pub enum SlowError {
     /// Version 0.
     #[error("version {0} is not valid")]
     BadVersion(u8),
+    /// Our own LACPDU, looped back (the actor system is ours).
+    #[error("our own LACPDU came back (loopback): the actor system is this bond's")]
+    Loopback,
     /// A TLV with the wrong type or length.
     #[error("TLV at byte {at}: type {tlv_type} length {len}, expected type {want_type} length {want_len}")]
     BadTlv {
