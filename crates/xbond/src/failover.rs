@@ -72,6 +72,9 @@ impl FailoverLab {
         for p in ["sw-p0", "sw-p1"] {
             lab.exec(&sw, &["ip", "link", "set", p, "master", "br0"])?;
         }
+        // A fixed MAC: a bridge otherwise takes its lowest port MAC, which
+        // changes when the cut port leaves it, and the stream would miss.
+        lab.exec(&sw, &["ip", "link", "set", "br0", "address", "02:00:00:77:00:02"])?;
         lab.exec(&sw, &["ip", "link", "set", "br0", "up"])?;
         lab.exec(&sw, &["ip", "addr", "add", "10.77.0.2/24", "dev", "br0"])?;
         let monitor = match detection {
