@@ -74,19 +74,13 @@ impl FailoverLab {
         }
         // A fixed MAC: a bridge otherwise takes its lowest port MAC, which
         // changes when the cut port leaves it, and the stream would miss.
-        lab.exec(&sw, &["ip", "link", "set", "br0", "address", "02:00:00:77:00:02"])?;
+        lab.exec(
+            &sw,
+            &["ip", "link", "set", "br0", "address", "02:00:00:77:00:02"],
+        )?;
         lab.exec(&sw, &["ip", "link", "set", "br0", "up"])?;
         lab.exec(&sw, &["ip", "addr", "add", "10.77.0.2/24", "dev", "br0"])?;
-        let monitor = match detection {
-            Detection::Carrier => "miimon = 100\n",
-            Detection::Arp => {
-                "miimon = 0\narp_interval = 100\narp_missed_max = 2\narp_validate = \"all\"\narp_ip_target = [\"10.77.0.2\"]\n"
-            }
-        };
-        let config = format!(
-            "name = \"bond0\"\nslaves = [\"eth0\", \"eth1\"]\nmode = \"active-backup\"\nprimary = \"eth0\"\n{monitor}"
-        );
-        let sock = lab.start_xbond(exe, &host, "xbond", &config)?;
+        let sock = lab.start_xbond(exe, &host, "xbond", &Self::config(detection))?;
         lab.exec(
             &host,
             &["ip", "addr", "add", "10.77.0.1/24", "dev", "bond0"],
@@ -104,6 +98,19 @@ impl FailoverLab {
             sock,
             exe: exe.display().to_string(),
         })
+    }
+
+    /// The bond's configuration file.
+    pub fn config(detection: Detection) -> String {
+        let monitor = match detection {
+            Detection::Carrier => "miimon = 100\n",
+            Detection::Arp => {
+                "miimon = 0\narp_interval = 100\narp_missed_max = 2\narp_validate = \"all\"\narp_ip_target = [\"10.77.0.2\"]\n"
+            }
+        };
+        format!(
+            "name = \"bond0\"\nslaves = [\"eth0\", \"eth1\"]\nmode = \"active-backup\"\nprimary = \"eth0\"\n{monitor}"
+        )
     }
 
     /// Streams `count` frames at `rate` into bond0, cuts eth0's path after
