@@ -1,6 +1,7 @@
 //! The system benchmark: xbond forwarding on veth links in network
-//! namespaces, every mode against the raw AF_XDP forwarder measured in the
-//! same run.
+//! namespaces — balance-rr, active-backup, balance-xor (layer2, layer3+4),
+//! broadcast and 802.3ad — against the raw AF_XDP forwarder measured in the
+//! same run. (balance-tlb/alb are not in it yet.)
 //!
 //! Run (as root): `cargo bench -p xbond --bench system` (`-- --quick` for one
 //! run per point). Results go to benches/results/system.{json,md,svg}.

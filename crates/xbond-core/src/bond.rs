@@ -1226,6 +1226,27 @@ mod tests {
     }
 
     #[test]
+    fn link_watch_policy_combines_carrier_and_arp() {
+        use crate::options::LinkWatchPolicy;
+        let t0 = Instant::now();
+        for (policy, up_with_carrier_only) in
+            [(LinkWatchPolicy::All, false), (LinkWatchPolicy::Any, true)]
+        {
+            let mut c = cfg(Mode::BalanceRr);
+            c.miimon = 100;
+            c.arp_interval = 100;
+            c.arp_ip_target = vec![Ipv4Addr::new(10, 0, 0, 254)];
+            c.link_watch_policy = Some(policy);
+            let mut b = bond(c, t0);
+            // Carrier, but the ARP target never answers.
+            b.handle_carrier(0, true, t0);
+            b.handle_timeout(t0 + Duration::from_millis(100));
+            let up = b.slaves()[0].link.usable();
+            assert_eq!(up, up_with_carrier_only, "{policy}");
+        }
+    }
+
+    #[test]
     fn miimon_asks_for_polls() {
         let t0 = Instant::now();
         let mut b = bond(cfg(Mode::Broadcast), t0);
