@@ -38,6 +38,14 @@ pub struct Link {
     pub rx_queues: u32,
     /// Number of TX queues.
     pub tx_queues: u32,
+    /// The link kind (`veth`, `bond`, ...), absent for a physical NIC.
+    pub kind: Option<String>,
+    /// The interface alias (`ip link set NAME alias ...`, /sys/class/net/NAME/ifalias).
+    pub alias: Option<String>,
+    /// IFLA_LINK: for a veth, the peer's index.
+    pub peer_index: Option<u32>,
+    /// MTU.
+    pub mtu: u32,
 }
 
 impl Link {
@@ -51,6 +59,10 @@ impl Link {
             admin_up: m.header.flags.contains(LinkFlags::Up),
             rx_queues: 1,
             tx_queues: 1,
+            kind: None,
+            alias: None,
+            peer_index: None,
+            mtu: 0,
         };
         let mut carrier = None;
         let mut oper_up = false;
@@ -63,6 +75,16 @@ impl Link {
                 LinkAttribute::OperState(s) => oper_up = matches!(s, State::Up),
                 LinkAttribute::NumRxQueues(n) => l.rx_queues = *n,
                 LinkAttribute::NumTxQueues(n) => l.tx_queues = *n,
+                LinkAttribute::IfAlias(a) if !a.is_empty() => l.alias = Some(a.clone()),
+                LinkAttribute::Link(i) => l.peer_index = Some(*i),
+                LinkAttribute::Mtu(m) => l.mtu = *m,
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        if let LinkInfo::Kind(k) = i {
+                            l.kind = Some(k.to_string());
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -244,6 +266,21 @@ impl Netlink {
             RouteNetlinkMessage::SetLink(m),
             NLM_F_ACK,
             "RTM_SETLINK address",
+            name,
+        )
+        .map(drop)
+    }
+
+    /// Sets a link's alias (IFLA_IFALIAS), xbond's mark on what it created.
+    pub fn set_alias(&mut self, name: &str, alias: &str) -> Result<()> {
+        let link = self.link(name)?;
+        let mut m = LinkMessage::default();
+        m.header.index = link.index;
+        m.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+        self.request(
+            RouteNetlinkMessage::SetLink(m),
+            NLM_F_ACK,
+            "RTM_SETLINK ifalias",
             name,
         )
         .map(drop)

@@ -119,6 +119,9 @@ pub struct WorkerStats {
     pub pool_total: AtomicU64,
     /// Times the worker went to sleep in poll(2).
     pub sleeps: AtomicU64,
+    /// Passes of the worker's loop: advances at least once a second (the
+    /// longest sleep) while the worker lives and is not stuck.
+    pub heartbeat: AtomicU64,
     /// balance-tlb/alb: bytes sent per destination bucket (running totals).
     pub tlb_bytes: Vec<AtomicU64>,
 }
@@ -340,6 +343,7 @@ impl Worker {
         let mut descs = [FrameDesc::default(); BATCH];
         let mut idle_since: Option<Instant> = None;
         while !stop.load(Relaxed) {
+            self.stats.heartbeat.fetch_add(1, Relaxed);
             if plans.version() != plan.version {
                 plan = plans.load();
             }
@@ -742,6 +746,38 @@ pub struct Dataplane {
     last_tx_errors: u64,
     taps: Arc<Taps>,
     tlb_seen: Box<[u64; TLB_BUCKETS]>,
+    /// Per worker: the heartbeat last seen and when it last moved.
+    beats: Vec<(u64, Instant)>,
+}
+
+/// A worker that no longer forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerFault {
+    /// The thread ended (it panicked) while the data plane was running.
+    Dead {
+        /// The worker's queue.
+        queue: usize,
+    },
+    /// The thread lives but its loop has not moved for longer than allowed.
+    Stuck {
+        /// The worker's queue.
+        queue: usize,
+        /// How long its loop has not moved.
+        for_: Duration,
+    },
+}
+
+impl std::fmt::Display for WorkerFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerFault::Dead { queue } => write!(f, "the worker of queue {queue} died"),
+            WorkerFault::Stuck { queue, for_ } => write!(
+                f,
+                "the worker of queue {queue} has been stuck for {} ms",
+                for_.as_millis()
+            ),
+        }
+    }
 }
 
 /// The slave index under which frames the host sent are queued in [`Taps`].
@@ -840,6 +876,7 @@ impl Dataplane {
             last_tx_errors: 0,
             taps: Arc::new(Taps::new()),
             tlb_seen: Box::new([0; TLB_BUCKETS]),
+            beats: Vec::new(),
         };
         dp.configure_programs(&plan)?;
         let mut workers = Vec::new();
@@ -867,6 +904,7 @@ impl Dataplane {
                 .map_err(|e| Error::sys("spawn worker thread", &cfg.upper, e))?;
             dp.threads.push(t);
         }
+        dp.beats = vec![(0, Instant::now()); dp.threads.len()];
         Ok(dp)
     }
 
@@ -923,6 +961,34 @@ impl Dataplane {
         let new = now != self.last_tx_errors;
         self.last_tx_errors = now;
         new
+    }
+
+    /// Checks that every worker lives and its loop moves: a worker whose
+    /// thread ended, or whose loop has not passed for `stuck_after` (longer
+    /// than its longest sleep, one second), is a fault.
+    pub fn check_workers(&mut self, stuck_after: Duration) -> std::result::Result<(), WorkerFault> {
+        let now = Instant::now();
+        for (queue, ((t, st), beat)) in self
+            .threads
+            .iter()
+            .zip(&self.stats)
+            .zip(self.beats.iter_mut())
+            .enumerate()
+        {
+            if t.is_finished() {
+                return Err(WorkerFault::Dead { queue });
+            }
+            let hb = st.heartbeat.load(Relaxed);
+            if hb != beat.0 {
+                *beat = (hb, now);
+            } else if now.duration_since(beat.1) > stuck_after {
+                return Err(WorkerFault::Stuck {
+                    queue,
+                    for_: now.duration_since(beat.1),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Bind mode of each worker's sockets.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use crossbeam::channel::{Receiver, TryRecvError};
+use sd_notify::NotifyState;
 use tracing::{debug, info, warn};
 use xbond_core::bond::{Bond, BondEvent, SlaveSpec};
 use xbond_core::config::BondConfig;
@@ -20,9 +21,14 @@ use xbond_core::wire::ETH_P_SLOW;
 use xbond_xdp::netlink::{speed_duplex, CarrierReader, LinkEvents, Netlink};
 use xbond_xdp::packet::PacketSocket;
 use xbond_xdp::sys::Waker;
-use xbond_xdp::worker::{Dataplane, DataplaneConfig, ZeroCopy, HOST_ARP};
+use xbond_xdp::worker::{Dataplane, DataplaneConfig, WorkerFault, ZeroCopy, HOST_ARP};
 
 use crate::control::{ControlServer, Request};
+use crate::{runstate, upper};
+
+/// A worker whose loop has not moved for this long is stuck (its longest
+/// sleep is one second); the systemd watchdog is then no longer fed.
+const WORKER_STUCK: Duration = Duration::from_secs(5);
 
 /// How often balance-tlb/alb reads the workers' per-destination byte counts.
 const TLB_SAMPLE: Duration = Duration::from_millis(100);
@@ -42,7 +48,11 @@ pub struct RunOptions {
 /// What the daemon changed on the host, undone on exit (also on error).
 struct HostGuard {
     nl: Netlink,
-    created_upper: Option<String>,
+    /// The upper port: (host side, data-plane side).
+    upper: Option<(String, String)>,
+    /// The upper port was created by this run and the bond never ran: an
+    /// error during set-up removes it again, leaving nothing half-made.
+    created_now: bool,
     restore_macs: Vec<(String, MacAddr)>,
 }
 
@@ -53,11 +63,21 @@ impl Drop for HostGuard {
                 warn!("could not restore the MAC of {name}: {e}");
             }
         }
-        if let Some(upper) = self.created_upper.take() {
-            match self.nl.delete(&upper) {
-                Ok(()) => info!("removed {upper}"),
-                Err(e) => warn!("could not remove {upper}: {e}"),
+        let Some((host, data)) = self.upper.take() else {
+            return;
+        };
+        if self.created_now {
+            match self.nl.delete(&host) {
+                Ok(()) => info!("{host}: removed the upper port made by this failed start"),
+                Err(e) => warn!("could not remove {host}: {e}"),
             }
+            return;
+        }
+        // bond0 stays, with everything the host put on it; without a data
+        // plane behind it, it has no carrier.
+        match self.nl.set_up(&data, false) {
+            Ok(()) => info!("{host}: carrier down ({data} down); {host} is kept, `xbond down {host}` removes it"),
+            Err(e) => warn!("could not set {data} down: {e}"),
         }
     }
 }
@@ -88,7 +108,8 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     let mut nl = Netlink::open()?;
     let mut guard = HostGuard {
         nl: Netlink::open()?,
-        created_upper: None,
+        upper: None,
+        created_now: false,
         restore_macs: Vec::new(),
     };
 
@@ -120,30 +141,43 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         });
     }
 
-    // The upper port.
-    let (name_exists, peer_exists) = (nl.exists(&cfg.name)?, nl.exists(&cfg.peer_name)?);
-    if name_exists && peer_exists && crate::control::query_status(&cfg.socket_path()).is_err() {
-        // Both ends of our upper port, and no daemon answering for it: left
-        // behind by an xbond that did not exit cleanly.
-        warn!(
-            "removing {} / {} left behind by an earlier xbond",
-            cfg.name, cfg.peer_name
+    // The upper port: adopted when it is ours (a restart keeps what the host
+    // configured on it), created otherwise.
+    if crate::control::query_status(&cfg.socket_path()).is_ok() {
+        bail!(
+            "an xbond for {} is already running (its control socket {} answers)",
+            cfg.name,
+            cfg.socket_path()
         );
-        nl.delete(&cfg.name)?;
-    } else {
-        for (n, exists) in [(&cfg.name, name_exists), (&cfg.peer_name, peer_exists)] {
-            if exists {
-                bail!("interface {n} already exists; is another xbond running for {}? (key name / peer_name)", cfg.name);
+    }
+    match upper::inspect(&mut nl, &cfg.name, &cfg.peer_name)? {
+        None => {
+            upper::create(&mut nl, &cfg.name, &cfg.peer_name, cfg.queues)?;
+            guard.created_now = true;
+        }
+        Some(upper::Pair { host, data }) => {
+            if host.rx_queues < cfg.queues || data.rx_queues < cfg.queues {
+                bail!(
+                    "{} has {} queues but queues = {} needs {}; `xbond down {}` removes it \
+                     (and what the host configured on it) so that the next start makes it anew",
+                    cfg.name,
+                    host.rx_queues.min(data.rx_queues),
+                    cfg.queues,
+                    cfg.queues,
+                    cfg.name
+                );
             }
+            // No carrier until the bond says so.
+            nl.set_up(&cfg.peer_name, false)?;
+            info!(
+                "{}: adopted the upper port ({} host side, {} data plane); its addresses, \
+                 routes and uppers stay",
+                cfg.name, cfg.name, cfg.peer_name
+            );
         }
     }
-    nl.create_veth(&cfg.name, &cfg.peer_name, cfg.queues)
-        .context("creating the upper port")?;
-    guard.created_upper = Some(cfg.name.clone());
-    info!(
-        "created {} (host side) and {} (data plane)",
-        cfg.name, cfg.peer_name
-    );
+    guard.upper = Some((cfg.name.clone(), cfg.peer_name.clone()));
+    let host_was_up = nl.link(&cfg.name)?.admin_up;
 
     let now = Instant::now();
     let mut bond = Bond::new(cfg.clone(), specs, now);
@@ -161,7 +195,11 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     for s in &cfg.slaves {
         nl.set_up(s, true)?;
     }
-    nl.set_up(&cfg.name, true)?;
+    // A new bond0 is brought up, as `ip link add` + ifup would; an adopted
+    // one keeps the admin state the host gave it.
+    if guard.created_now || host_was_up {
+        nl.set_up(&cfg.name, true)?;
+    }
     nl.set_up(&cfg.peer_name, true)?;
 
     let mut ifindexes = vec![nl.link(&cfg.peer_name)?.index];
@@ -212,9 +250,24 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     wait_fds.extend(slow.iter().map(|s| s.raw_fd()));
     let mut slow_buf = vec![0u8; 2048];
 
-    // Carrier as it is now.
-    for (i, s) in cfg.slaves.iter().enumerate() {
-        let l = nl.link(s)?;
+    // Carrier as it is now. The slave that was active before a restart is
+    // read first, so that it stays active where its link allows (no failover
+    // from a restart); the primary, if set, still wins as primary_reselect says.
+    let state_path = runstate::path(&cfg);
+    let resume = runstate::load(&state_path).and_then(|st| st.active_index(&cfg.slaves));
+    let mut order: Vec<usize> = (0..cfg.slaves.len()).collect();
+    if let Some(r) = resume {
+        order.retain(|&i| i != r);
+        order.insert(0, r);
+        info!(
+            "{}: resuming with {} active (from {})",
+            cfg.name,
+            cfg.slaves[r],
+            state_path.display()
+        );
+    }
+    for i in order {
+        let l = nl.link(&cfg.slaves[i])?;
         feed_carrier(&mut bond, &cfg, i, l.carrier);
     }
     refresh_addresses(&mut nl, &cfg.name, &mut bond);
@@ -233,6 +286,24 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         cfg.name
     );
     let requests = server.requests();
+    // From here on the bond runs: bond0 is kept whatever happens.
+    guard.created_now = false;
+    // systemd (Type=notify): forwarding works from here on. The watchdog is
+    // fed below only while every worker lives and moves.
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut last_watchdog: Option<Instant> = None;
+    let mut stuck_logged = false;
+    if let Err(e) = sd_notify::notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&format!(
+            "{}: {} over {}",
+            cfg.name,
+            cfg.mode,
+            cfg.slaves.join(", ")
+        )),
+    ]) {
+        warn!("{}: could not notify systemd of readiness: {e}", cfg.name);
+    }
     // The peer is up (AF_XDP is bound on it); the loop below makes bond0's
     // carrier follow the bond from here on.
     let mut upper_carrier = true;
@@ -247,6 +318,31 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     let mut last_addr_refresh = Instant::now();
 
     while !stop.load(Ordering::Relaxed) {
+        match dp.check_workers(WORKER_STUCK) {
+            Err(f @ WorkerFault::Dead { .. }) => {
+                // Never go on with a dead data path: exit non-zero (bond0
+                // loses carrier on the way out) so that systemd restarts it.
+                bail!(
+                    "{}: {f}; stopping the bond so that it is restarted",
+                    cfg.name
+                );
+            }
+            Err(f) => {
+                if !stuck_logged {
+                    warn!("{}: {f}; the watchdog is no longer fed", cfg.name);
+                    stuck_logged = true;
+                }
+            }
+            Ok(()) => {
+                stuck_logged = false;
+                if let Some(w) = watchdog {
+                    if last_watchdog.is_none_or(|t| t.elapsed() >= w / 2) {
+                        let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+                        last_watchdog = Some(Instant::now());
+                    }
+                }
+            }
+        }
         // Apply everything the core decided.
         while let Some(ev) = bond.poll_event() {
             match ev {
@@ -262,6 +358,10 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
                     let name =
                         |i: Option<usize>| i.map_or("none".to_string(), |i| cfg.slaves[i].clone());
                     info!("active slave {} -> {}", name(old), name(new));
+                    if let Err(e) = runstate::save(&state_path, new.map(|i| cfg.slaves[i].as_str()))
+                    {
+                        warn!("{}: could not save the active slave: {e:#}", cfg.name);
+                    }
                     refresh_addresses(&mut nl, &cfg.name, &mut bond);
                 }
                 BondEvent::Link { slave, up } => {
@@ -328,7 +428,8 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
                 TLB_SAMPLE
             } else {
                 Duration::from_millis(500)
-            });
+            })
+            .min(watchdog.map_or(Duration::MAX, |w| w / 4));
         let links = events.wait(&wait_fds, wait);
         // With link_watch_policy = "none" nothing but the reading at start
         // counts: the bond never fails over, as the operator asked.
@@ -404,6 +505,7 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         }
     }
     info!("stopping {}", cfg.name);
+    let _ = sd_notify::notify(&[NotifyState::Stopping]);
     dp.stop();
     drop(dp);
     drop(server);

@@ -117,6 +117,17 @@ impl Lab {
         Ok(terminate(&mut child))
     }
 
+    /// Kills process `name` with SIGKILL (a crash) and reaps it.
+    pub fn kill(&mut self, name: &str) -> Result<()> {
+        let Some(pos) = self.children.iter().position(|(n, _)| n == name) else {
+            bail!("no process {name} in this lab");
+        };
+        let (_, mut child) = self.children.remove(pos);
+        child.kill().context("kill -9")?;
+        child.wait().context("reaping")?;
+        Ok(())
+    }
+
     /// Whether process `name` is still running.
     pub fn running(&mut self, name: &str) -> bool {
         self.children

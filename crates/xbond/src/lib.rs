@@ -8,3 +8,5 @@ pub mod demo;
 pub mod failover;
 pub mod lab;
 pub mod pktgen;
+pub mod runstate;
+pub mod upper;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use xbond::{control, daemon, demo, failover, pktgen};
+use xbond::{control, daemon, demo, failover, pktgen, upper};
 use xbond_core::config::{self, BondConfig};
 use xbond_core::options::MacAddr;
 use xbond_xdp::worker::ZeroCopy;
@@ -52,6 +52,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// Control socket (default /run/xbond/BOND.sock).
+        #[arg(long)]
+        socket: Option<String>,
+    },
+    /// Remove a bond's upper port for good (as `ip link del bond0` does for a
+    /// kernel bond); the daemon must be stopped first.
+    Down {
+        /// Bond name (e.g. bond0).
+        bond: String,
+        /// Only take bond0's carrier down and keep the interface (what the
+        /// systemd unit runs after the daemon ends, also after a crash).
+        #[arg(long)]
+        carrier_only: bool,
+        /// Control socket (default /run/xbond/BOND.sock), to check that no
+        /// daemon runs.
         #[arg(long)]
         socket: Option<String>,
     },
@@ -237,6 +251,27 @@ fn real_main(cli: Cli) -> Result<()> {
             } else {
                 print!("{}", s.proc_text());
             }
+            Ok(())
+        }
+        Cmd::Down {
+            bond,
+            carrier_only,
+            socket,
+        } => {
+            let mut nl = xbond_xdp::netlink::Netlink::open()?;
+            if carrier_only {
+                return upper::carrier_off(&mut nl, &bond);
+            }
+            let path = socket.unwrap_or_else(|| format!("/run/xbond/{bond}.sock"));
+            if control::query_status(&path).is_ok() {
+                bail!(
+                    "an xbond daemon for {bond} is running ({path} answers); stop it first \
+                     (systemctl stop xbond@{bond}, or ifdown {bond})"
+                );
+            }
+            upper::remove(&mut nl, &bond)?;
+            // The state belongs to the bond that is gone.
+            let _ = std::fs::remove_file(std::path::Path::new(&path).with_extension("state"));
             Ok(())
         }
         Cmd::Check { config } => {
