@@ -1,0 +1,20 @@
+# Helpers for the guest scripts in tests/vm (sourced; bash, in the VM).
+# Every wait is on a state, with a generous timeout; time never decides.
+
+fail() { echo "FAIL: $*"; exit 1; }
+ok() { echo "ok: $*"; }
+skip() { echo "SKIP: $*"; exit 77; }
+
+# wait_for TIMEOUT_S DESCRIPTION CMD...: polls CMD every 0.2 s until it succeeds.
+wait_for() {
+  local t=$1 what=$2; shift 2
+  local end=$((SECONDS + t))
+  while ! "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $end ] && { echo "timeout (${t}s) waiting for: $what"; return 1; }
+    sleep 0.2
+  done
+}
+
+[ "${VMLAB:-}" = 1 ] || { echo "tests/vm scripts run inside the VM: scripts/vmlab.sh run $0"; exit 77; }
+REPO=$(pwd)
+XBOND=${XBOND:-$REPO/target/release/xbond}
