@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# 802.3ad against the kernel: a kernel bond (bonding.ko) in namespace kb and
+# an xbond bond in namespace xb, joined by two veth pairs (k0-x0, k1-x1).
+# For each case: both aggregate (both slaves in one aggregator, with a
+# partner), ping crosses both ways, and each side shows the other as its
+# partner: system priority, system MAC, key, port priority, port number and
+# port state exactly as the other side's actor (and the Activity/Timeout bits
+# as configured). The first case also cuts a link (both shrink to one port)
+# and restores it; the last runs xbond with lacp_fallback against a kernel bond
+# whose ports are not yet enslaved.
+#
+#   tests/vm/lacp-kernel.sh [CASE...]   cases: fast slow mixed kpassive xpassive fallback (default all)
+#
+# Every wait is for a state with a generous timeout; time never decides.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+W=/tmp/lacp-kernel
+mkdir -p "$W"
+xpid=""
+ACT=0x01 TMO=0x02 AGG=0x04 SYN=0x08 COL=0x10 DIS=0x20 DEF=0x40 EXP=0x80
+
+teardown() {
+  if [ -n "$xpid" ]; then kill "$xpid" 2>/dev/null; wait "$xpid" 2>/dev/null; xpid=""; fi
+  ip netns del kb 2>/dev/null
+  ip netns del xb 2>/dev/null
+}
+trap teardown EXIT
+
+# flat FILE: the /proc/net/bonding text as key=value lines:
+#   bond.<key>, agg.<key> (Active Aggregator Info), slave.<if>.<key>,
+#   slave.<if>.actor.<key>, slave.<if>.partner.<key>
+# Keys are lower case with _ for spaces: system_mac_address, port_state, ...
+flat() {
+  awk '
+    function norm(s) { s = tolower(s); gsub(/^[ \t]+|[ \t]+$/, "", s); gsub(/[ .()\/]+/, "_", s); sub(/_$/, "", s); return s }
+    /^Slave Interface:/ { slave = $3; sec = ""; next }
+    /^details actor lacp pdu:/ { sec = "actor"; next }
+    /^details partner lacp pdu:/ { sec = "partner"; next }
+    /^Active Aggregator Info:/ { inagg = 1; next }
+    index($0, ":") == 0 { next }
+    {
+      k = substr($0, 1, index($0, ":") - 1); v = substr($0, index($0, ":") + 1)
+      gsub(/^[ \t]+|[ \t]+$/, "", v)
+      if (slave != "") p = "slave." slave "." (sec != "" && $0 ~ /^    / ? sec "." : "")
+      else if (inagg && $0 ~ /^\t/) p = "agg."
+      else { p = "bond."; inagg = 0 }
+      print p norm(k) "=" v
+    }' "$1"
+}
+get() { sed -n "s/^$2=//p" "$1" | head -1; } # get FLATFILE KEY
+
+kproc() { ip netns exec kb cat /proc/net/bonding/bond0; }
+xproc() { "$XBOND" status bond0 --socket "$W/xb.sock" "$@"; }
+snap() { # snap: $W/k.txt $W/x.txt and their flat forms
+  kproc > "$W/k.txt" 2>&1; flat "$W/k.txt" > "$W/k.flat"
+  xproc > "$W/x.txt" 2>&1; flat "$W/x.txt" > "$W/x.flat"
+}
+
+dump() {
+  echo "---- kernel /proc/net/bonding/bond0"; kproc
+  echo "---- xbond status bond0"; xproc
+  echo "---- xbond log (tail)"; tail -n 40 "$W/xbond.log"
+  local d="$VMLAB_RESULTS/lacp-kernel-$case"; mkdir -p "$d"
+  kproc > "$d/kernel-bond0.txt" 2>&1; xproc > "$d/xbond-status.txt" 2>&1; cp "$W/xbond.log" "$d/" 2>/dev/null
+}
+die_case() { echo "FAIL [$case]: $*"; dump; exit 1; }
+
+# aggregated FILE.flat IF...: one aggregator with a partner and every IF in it,
+# actor and partner in sync, collecting and distributing, not defaulted.
+aggregated() {
+  local f=$1 id n s a p; shift
+  id=$(get "$f" agg.aggregator_id); n=$(get "$f" agg.number_of_ports)
+  [ -n "$id" ] && [ "$n" = $# ] || return 1
+  [ "$(get "$f" agg.partner_mac_address)" != 00:00:00:00:00:00 ] || return 1
+  for s in "$@"; do
+    [ "$(get "$f" "slave.$s.aggregator_id")" = "$id" ] || return 1
+    a=$(get "$f" "slave.$s.actor.port_state"); p=$(get "$f" "slave.$s.partner.port_state")
+    [ -n "$a" ] && [ -n "$p" ] || return 1
+    (( (a & 0x3c) == 0x3c && (p & 0x3c) == 0x3c && (p & DEF) == 0 )) || return 1
+  done
+}
+both_aggregated() { # both_aggregated "k0 k1" "x0 x1"
+  snap
+  # shellcheck disable=SC2086
+  aggregated "$W/k.flat" $1 && aggregated "$W/x.flat" $2
+}
+ping_both() {
+  ip netns exec kb ping -c 1 -W 1 10.77.0.2 >/dev/null 2>&1 && ip netns exec xb ping -c 1 -W 1 10.77.0.1 >/dev/null 2>&1
+}
+
+# setup KRATE KACTIVE(on|off) XRATE XACTIVE(true|false) [enslave=1]
+setup() {
+  local krate=$1 kact=$2 xrate=$3 xact=$4 enslave=${5:-1} i
+  teardown
+  ip netns add kb && ip netns add xb || fail "netns"
+  for i in 0 1; do
+    ip -n kb link add "k$i" type veth peer name "x$i" netns xb || fail "veth"
+  done
+  ip -n kb link set lo up; ip -n xb link set lo up
+  ip -n kb link add bond0 type bond mode 802.3ad miimon 100 lacp_rate "$krate" lacp_active "$kact" \
+    xmit_hash_policy layer3+4 ad_actor_system 02:6b:00:00:00:01 ad_actor_sys_prio 1000 ad_user_port_key 5 \
+    || fail "kernel bond"
+  if [ "$enslave" = 1 ]; then
+    for i in 0 1; do ip -n kb link set "k$i" master bond0 || fail "enslave k$i"; done
+    ip -n kb addr add 10.77.0.1/24 dev bond0
+  else
+    # Not enslaved: k0 is a plain interface with the address (the "switch not configured yet").
+    ip -n kb addr add 10.77.0.1/24 dev k0
+  fi
+  ip -n kb link set bond0 up
+  for i in 0 1; do ip -n kb link set "k$i" up; done
+
+  cat > "$W/xb.toml" <<EOF
+name = "bond0"
+slaves = ["x0", "x1"]
+mode = "802.3ad"
+miimon = 100
+lacp_rate = "$xrate"
+lacp_active = $xact
+xmit_hash_policy = "layer3+4"
+ad_actor_system = "02:78:00:00:00:02"
+ad_actor_sys_prio = 2000
+ad_user_port_key = 9
+control_socket = "$W/xb.sock"
+${XEXTRA:-}
+
+[ad_actor_port_prio]
+x0 = 10
+x1 = 20
+EOF
+  "$XBOND" check "$W/xb.toml" > "$W/xb.check" || { cat "$W/xb.check"; fail "xbond check rejects the config"; }
+  ip netns exec xb "$XBOND" run --config "$W/xb.toml" > "$W/xbond.log" 2>&1 &
+  xpid=$!
+  wait_for 60 "xbond control socket" xproc || { tail -n 30 "$W/xbond.log"; fail "xbond did not start"; }
+  ip -n xb addr add 10.77.0.2/24 dev bond0
+}
+
+# partner_matches ME.flat MYIF PEER.flat PEERIF: my partner info for MYIF is
+# exactly the peer's actor info for PEERIF (priority, MAC, key, port
+# priority, port number, state), and the bond-level partner MAC/key agree.
+partner_matches() {
+  local me=$1 mi=$2 peer=$3 pi=$4 k pk
+  for k in system_priority:system_priority system_mac_address:system_mac_address oper_key:port_key \
+    port_priority:port_priority port_number:port_number port_state:port_state; do
+    local mine=${k%%:*} theirs=${k#*:} a b
+    a=$(get "$me" "slave.$mi.partner.$mine"); b=$(get "$peer" "slave.$pi.actor.$theirs")
+    [ -n "$a" ] && [ "$a" = "$b" ] || { echo "$mi partner $mine=$a, but $pi actor $theirs=$b"; return 1; }
+  done
+  [ "$(get "$me" agg.partner_mac_address)" = "$(get "$peer" bond.system_mac_address)" ] \
+    || { echo "Partner Mac Address $(get "$me" agg.partner_mac_address) != peer System MAC address $(get "$peer" bond.system_mac_address)"; return 1; }
+  pk=$(get "$peer" agg.actor_key)
+  [ "$(get "$me" agg.partner_key)" = "$pk" ] || { echo "Partner Key $(get "$me" agg.partner_key) != peer Actor Key $pk"; return 1; }
+}
+
+# check_identity: both sides show the other exactly, once the states are
+# stable (a fresh snapshot after aggregation; retried a little, since a state
+# byte may be read mid-PDU).
+check_identity() {
+  local i tries=0 out
+  while :; do
+    snap
+    out=$(
+      aggregated "$W/k.flat" k0 k1 && aggregated "$W/x.flat" x0 x1 || { echo "not aggregated"; exit 1; }
+      for i in 0 1; do
+        partner_matches "$W/k.flat" "k$i" "$W/x.flat" "x$i" || exit 1
+        partner_matches "$W/x.flat" "x$i" "$W/k.flat" "k$i" || exit 1
+      done
+    ) && break
+    tries=$((tries + 1)); [ $tries -ge 15 ] && die_case "identity: $out"
+    sleep 1
+  done
+  # The configured identities, seen from the kernel.
+  [ "$(get "$W/k.flat" agg.partner_mac_address)" = 02:78:00:00:00:02 ] || die_case "kernel sees partner MAC $(get "$W/k.flat" agg.partner_mac_address)"
+  [ "$(get "$W/k.flat" slave.k0.partner.system_priority)" = 2000 ] || die_case "kernel sees partner system priority $(get "$W/k.flat" slave.k0.partner.system_priority)"
+  [ "$(get "$W/k.flat" slave.k0.partner.port_priority)" = 10 ] && [ "$(get "$W/k.flat" slave.k1.partner.port_priority)" = 20 ] \
+    || die_case "kernel sees partner port priorities $(get "$W/k.flat" slave.k0.partner.port_priority)/$(get "$W/k.flat" slave.k1.partner.port_priority), configured 10/20"
+  [ "$(get "$W/x.flat" agg.partner_mac_address)" = 02:6b:00:00:00:01 ] || die_case "xbond sees partner MAC $(get "$W/x.flat" agg.partner_mac_address)"
+  # Port keys: ad_user_port_key is the upper 10 bits, duplex bit 0, speed bits 1-5.
+  local kk xk
+  kk=$(get "$W/k.flat" agg.actor_key); xk=$(get "$W/x.flat" agg.actor_key)
+  (( kk >> 6 == 5 )) || die_case "kernel actor key $kk has user key $((kk >> 6)), expected 5"
+  (( xk >> 6 == 9 )) || die_case "xbond actor key $xk has user key $((xk >> 6)), expected 9"
+  (( (kk & 0x3f) == (xk & 0x3f) )) || die_case "speed/duplex bits of the keys differ: kernel $kk, xbond $xk"
+  # Port numbers: distinct per side.
+  [ "$(get "$W/x.flat" slave.x0.actor.port_number)" != "$(get "$W/x.flat" slave.x1.actor.port_number)" ] || die_case "xbond port numbers not distinct"
+}
+
+# bits_are FLAT IF WHO(actor|partner) BIT want(0|1)
+bit_is() {
+  local s; s=$(get "$1" "slave.$2.$3.port_state")
+  [ $(( (s & $4) != 0 )) = "$5" ] || die_case "$2 $3 state $s: bit $4 is $(( (s & $4) != 0 )), expected $5"
+}
+
+traffic() {
+  wait_for 30 "ping kernel->xbond and xbond->kernel" ping_both || die_case "no traffic across the bonds"
+  ip netns exec kb ping -c 5 -i 0.2 -W 2 10.77.0.2 > "$W/ping1" 2>&1 || { cat "$W/ping1"; die_case "ping kernel -> xbond"; }
+  ip netns exec xb ping -c 5 -i 0.2 -W 2 10.77.0.1 > "$W/ping2" 2>&1 || { cat "$W/ping2"; die_case "ping xbond -> kernel"; }
+  ok "[$case] ping both ways: $(grep -o '[0-9]* received' "$W/ping1"), $(grep -o '[0-9]* received' "$W/ping2")"
+}
+
+# run_case NAME KRATE KACTIVE XRATE XACTIVE
+run_case() {
+  case=$1
+  local krate=$2 kact=$3 xrate=$4 xact=$5
+  echo "== case $case: kernel lacp_rate=$krate lacp_active=$kact; xbond lacp_rate=$xrate lacp_active=$xact"
+  setup "$krate" "$kact" "$xrate" "$xact"
+  local t0=$SECONDS
+  wait_for 90 "both bonds aggregated over both links" both_aggregated "k0 k1" "x0 x1" || die_case "no aggregation"
+  ok "[$case] both aggregated (about $((SECONDS - t0)) s, for information)"
+  check_identity
+  ok "[$case] each side shows the other as partner (system, key, port priority/number, state)"
+  # Activity bit = lacp_active; Timeout bit = own lacp_rate, as each side's actor and as the other's partner.
+  local kab=$([ "$kact" = on ] && echo 1 || echo 0) xab=$([ "$xact" = true ] && echo 1 || echo 0)
+  local ktb=$([ "$krate" = fast ] && echo 1 || echo 0) xtb=$([ "$xrate" = fast ] && echo 1 || echo 0)
+  for i in 0 1; do
+    bit_is "$W/k.flat" "k$i" actor $ACT "$kab"; bit_is "$W/k.flat" "k$i" partner $ACT "$xab"
+    bit_is "$W/k.flat" "k$i" actor $TMO "$ktb"; bit_is "$W/k.flat" "k$i" partner $TMO "$xtb"
+    bit_is "$W/x.flat" "x$i" actor $ACT "$xab"; bit_is "$W/x.flat" "x$i" actor $TMO "$xtb"
+  done
+  ok "[$case] Activity and Timeout bits as configured"
+  grep -q "^LACP active: $kact" "$W/k.txt" || die_case "kernel LACP active line"
+  grep -q "^LACP rate: $xrate" "$W/x.txt" || die_case "xbond LACP rate line"
+  traffic
+  if [ "$case" = fast ]; then cut_link; fi
+  cp "$W/k.txt" "$VMLAB_RESULTS/kernel-bond0-$case.txt" 2>/dev/null
+  cp "$W/x.txt" "$VMLAB_RESULTS/xbond-status-$case.txt" 2>/dev/null
+  if [ "$case" = fast ]; then
+    echo "---- kernel /proc/net/bonding/bond0 with xbond as partner ($case)"; cat "$W/k.txt"
+  fi
+  teardown
+}
+
+one_port() { # one_port: both aggregators down to the port on link 0
+  snap
+  aggregated "$W/k.flat" k0 && aggregated "$W/x.flat" x0
+}
+cut_link() {
+  ip -n kb link set k1 down
+  wait_for 60 "both aggregators shrink to link 0" one_port || die_case "a cut link did not shrink both"
+  ok "[$case] link 1 cut: both aggregators have one port"
+  wait_for 30 "ping over the remaining link" ping_both || die_case "no traffic over the remaining link"
+  ip -n kb link set k1 up
+  wait_for 90 "both aggregators back to two ports" both_aggregated "k0 k1" "x0 x1" || die_case "link 1 did not rejoin"
+  ok "[$case] link 1 back: both aggregators have two ports again"
+  wait_for 30 "ping after the link returned" ping_both || die_case "no traffic after the link returned"
+}
+
+# fallback: xbond with lacp_fallback = "active-backup" against a kernel bond
+# whose ports are not enslaved yet (no LACP partner). xbond carries traffic on
+# one member; once the kernel enslaves its ports, LACP forms and replaces it.
+fallback_case() {
+  case=fallback
+  echo "== case fallback: xbond lacp_fallback = active-backup; kernel ports not enslaved"
+  XEXTRA='lacp_fallback = "active-backup"' setup fast on fast true 0
+  fallback_on() { xproc --json 2>/dev/null | jq -e '.lacp.fallback_slave != null' ; }
+  wait_for 60 "xbond in fallback" fallback_on || die_case "xbond did not fall back"
+  local fs; fs=$(xproc --json | jq -r .lacp.fallback_slave)
+  ok "[$case] xbond falls back to $fs"
+  # The address is on k0: traffic works when the fallback member is x0.
+  if [ "$fs" = x0 ]; then
+    wait_for 30 "ping over the fallback member" ping_both || die_case "no traffic in fallback"
+    ok "[$case] traffic over the fallback member"
+  else
+    echo "note: fallback member is $fs (k0 holds the address), ping not checked"
+  fi
+  ip -n kb addr del 10.77.0.1/24 dev k0
+  for i in 0 1; do ip -n kb link set "k$i" down; ip -n kb link set "k$i" master bond0 || die_case "enslave"; ip -n kb link set "k$i" up; done
+  ip -n kb addr add 10.77.0.1/24 dev bond0
+  wait_for 90 "LACP replaces the fallback" both_aggregated "k0 k1" "x0 x1" || die_case "no aggregation after enslaving"
+  [ "$(xproc --json | jq -r .lacp.fallback_slave)" = null ] || die_case "fallback still on after aggregation"
+  ok "[$case] aggregated once the kernel enslaved its ports; fallback off"
+  traffic
+  teardown
+}
+
+[ -f /sys/class/net/bonding_masters ] || skip "no bonding module"
+cases=("$@"); [ ${#cases[@]} -eq 0 ] && cases=(fast slow mixed kpassive xpassive fallback)
+for c in "${cases[@]}"; do
+  case "$c" in
+    fast) run_case fast fast on fast true ;;
+    slow) run_case slow slow on slow true ;;
+    mixed) run_case mixed slow on fast true ;;
+    kpassive) run_case kpassive fast off fast true ;;
+    xpassive) run_case xpassive fast on fast false ;;
+    fallback) fallback_case ;;
+    *) fail "unknown case $c" ;;
+  esac
+done
+echo PASS
