@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs what xbond needs to build and test on Debian 12, as root:
 # clang/llvm and libelf/zlib for the BPF program and libxdp/libbpf (built by
-# the xsk-rs and libbpf-sys crates), pkg-config and m4 for their builds,
-# iproute2 and ping for the test topologies.
+# the xsk-rs and libbpf-sys crates), libpcap-dev (libxdp's configure needs
+# pcap/dlt.h), pkg-config and m4 for their builds, ca-certificates for cargo's
+# downloads from crates.io, iproute2, ping and procps (kill) for the test
+# topologies and the demo, tshark for the LACPDU dissection test.
+# scripts/fresh-check.sh proves the list on a bare Debian 12 (debootstrap).
 set -euo pipefail
-pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config m4 make gcc libc6-dev linux-libc-dev iproute2 iputils-ping kmod tshark)
+pkgs=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc libc6-dev linux-libc-dev
+  ca-certificates iproute2 iputils-ping procps kmod tshark)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
