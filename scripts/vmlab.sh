@@ -228,7 +228,7 @@ boot_and_run() { # mode(run|shell) args...
   {
     echo "cd $(printf %q "$repo") || exit $LABERR"
     if [ "$mode" = run ]; then
-      printf 'exec bash %q' "$script"; printf ' %q' "$@"; echo
+      printf 'exec bash %q' "$script"; [ $# -gt 0 ] && printf ' %q' "$@"; echo
     fi
   } > "$run/job.sh"
 
@@ -332,7 +332,9 @@ mount -t proc proc $R/proc
 mount -t sysfs sysfs $R/sys
 mount -t devtmpfs devtmpfs $R/dev
 mkdir -p $R/dev/pts $R/dev/shm $R/run/vmlab/results $R/run/netns $R/run/lock
-mount -t devpts devpts $R/dev/pts
+mount -t devpts -o ptmxmode=0666 devpts $R/dev/pts
+ln -sf /proc/self/fd $R/dev/fd; ln -sf fd/0 $R/dev/stdin; ln -sf fd/1 $R/dev/stdout; ln -sf fd/2 $R/dev/stderr
+[ -e $R/dev/ptmx ] || ln -sf pts/ptmx $R/dev/ptmx
 mount -t tmpfs tmpfs $R/dev/shm
 mount -t bpf bpf $R/sys/fs/bpf
 mount -t debugfs debugfs $R/sys/kernel/debug 2>/dev/null

@@ -48,13 +48,19 @@ flat() {
       print p norm(k) "=" v
     }' "$1"
 }
-get() { sed -n "s/^$2=//p" "$1" | head -1; } # get FLATFILE KEY
+declare -A kf xf # the kernel's and xbond's status, flattened (by snap)
+get() { local -n m=$1; echo "${m[$2]:-}"; } # get kf|xf KEY
 
 kproc() { ip netns exec kb cat /proc/net/bonding/bond0; }
 xproc() { "$XBOND" status bond0 --socket "$W/xb.sock" "$@"; }
-snap() { # snap: $W/k.txt $W/x.txt and their flat forms
-  kproc > "$W/k.txt" 2>&1; flat "$W/k.txt" > "$W/k.flat"
-  xproc > "$W/x.txt" 2>&1; flat "$W/x.txt" > "$W/x.flat"
+load() { # load ARRAY FILE
+  local -n m=$1; local key val
+  m=()
+  while IFS='=' read -r key val; do [ -n "${m[$key]+x}" ] || m[$key]=$val; done < <(flat "$2")
+}
+snap() { # snap: $W/k.txt, $W/x.txt and the arrays kf, xf
+  kproc > "$W/k.txt" 2>&1; load kf "$W/k.txt"
+  xproc > "$W/x.txt" 2>&1; load xf "$W/x.txt"
 }
 
 dump() {
@@ -66,7 +72,7 @@ dump() {
 }
 die_case() { echo "FAIL [$case]: $*"; dump; exit 1; }
 
-# aggregated FILE.flat IF...: one aggregator with a partner and every IF in it,
+# aggregated kf|xf IF...: one aggregator with a partner and every IF in it,
 # actor and partner in sync, collecting and distributing, not defaulted.
 aggregated() {
   local f=$1 id n s a p; shift
@@ -83,7 +89,7 @@ aggregated() {
 both_aggregated() { # both_aggregated "k0 k1" "x0 x1"
   snap
   # shellcheck disable=SC2086
-  aggregated "$W/k.flat" $1 && aggregated "$W/x.flat" $2
+  aggregated kf $1 && aggregated xf $2
 }
 ping_both() {
   ip netns exec kb ping -c 1 -W 1 10.77.0.2 >/dev/null 2>&1 && ip netns exec xb ping -c 1 -W 1 10.77.0.1 >/dev/null 2>&1
@@ -136,7 +142,7 @@ EOF
   ip -n xb addr add 10.77.0.2/24 dev bond0
 }
 
-# partner_matches ME.flat MYIF PEER.flat PEERIF: my partner info for MYIF is
+# partner_matches kf|xf MYIF xf|kf PEERIF: my partner info for MYIF is
 # exactly the peer's actor info for PEERIF (priority, MAC, key, port
 # priority, port number, state), and the bond-level partner MAC/key agree.
 partner_matches() {
@@ -161,32 +167,32 @@ check_identity() {
   while :; do
     snap
     out=$(
-      aggregated "$W/k.flat" k0 k1 && aggregated "$W/x.flat" x0 x1 || { echo "not aggregated"; exit 1; }
+      aggregated kf k0 k1 && aggregated xf x0 x1 || { echo "not aggregated"; exit 1; }
       for i in 0 1; do
-        partner_matches "$W/k.flat" "k$i" "$W/x.flat" "x$i" || exit 1
-        partner_matches "$W/x.flat" "x$i" "$W/k.flat" "k$i" || exit 1
+        partner_matches kf "k$i" xf "x$i" || exit 1
+        partner_matches xf "x$i" kf "k$i" || exit 1
       done
     ) && break
     tries=$((tries + 1)); [ $tries -ge 15 ] && die_case "identity: $out"
     sleep 1
   done
   # The configured identities, seen from the kernel.
-  [ "$(get "$W/k.flat" agg.partner_mac_address)" = 02:78:00:00:00:02 ] || die_case "kernel sees partner MAC $(get "$W/k.flat" agg.partner_mac_address)"
-  [ "$(get "$W/k.flat" slave.k0.partner.system_priority)" = 2000 ] || die_case "kernel sees partner system priority $(get "$W/k.flat" slave.k0.partner.system_priority)"
-  [ "$(get "$W/k.flat" slave.k0.partner.port_priority)" = 10 ] && [ "$(get "$W/k.flat" slave.k1.partner.port_priority)" = 20 ] \
-    || die_case "kernel sees partner port priorities $(get "$W/k.flat" slave.k0.partner.port_priority)/$(get "$W/k.flat" slave.k1.partner.port_priority), configured 10/20"
-  [ "$(get "$W/x.flat" agg.partner_mac_address)" = 02:6b:00:00:00:01 ] || die_case "xbond sees partner MAC $(get "$W/x.flat" agg.partner_mac_address)"
+  [ "$(get kf agg.partner_mac_address)" = 02:78:00:00:00:02 ] || die_case "kernel sees partner MAC $(get kf agg.partner_mac_address)"
+  [ "$(get kf slave.k0.partner.system_priority)" = 2000 ] || die_case "kernel sees partner system priority $(get kf slave.k0.partner.system_priority)"
+  [ "$(get kf slave.k0.partner.port_priority)" = 10 ] && [ "$(get kf slave.k1.partner.port_priority)" = 20 ] \
+    || die_case "kernel sees partner port priorities $(get kf slave.k0.partner.port_priority)/$(get kf slave.k1.partner.port_priority), configured 10/20"
+  [ "$(get xf agg.partner_mac_address)" = 02:6b:00:00:00:01 ] || die_case "xbond sees partner MAC $(get xf agg.partner_mac_address)"
   # Port keys: ad_user_port_key is the upper 10 bits, duplex bit 0, speed bits 1-5.
   local kk xk
-  kk=$(get "$W/k.flat" agg.actor_key); xk=$(get "$W/x.flat" agg.actor_key)
+  kk=$(get kf agg.actor_key); xk=$(get xf agg.actor_key)
   (( kk >> 6 == 5 )) || die_case "kernel actor key $kk has user key $((kk >> 6)), expected 5"
   (( xk >> 6 == 9 )) || die_case "xbond actor key $xk has user key $((xk >> 6)), expected 9"
   (( (kk & 0x3f) == (xk & 0x3f) )) || die_case "speed/duplex bits of the keys differ: kernel $kk, xbond $xk"
   # Port numbers: distinct per side.
-  [ "$(get "$W/x.flat" slave.x0.actor.port_number)" != "$(get "$W/x.flat" slave.x1.actor.port_number)" ] || die_case "xbond port numbers not distinct"
+  [ "$(get xf slave.x0.actor.port_number)" != "$(get xf slave.x1.actor.port_number)" ] || die_case "xbond port numbers not distinct"
 }
 
-# bits_are FLAT IF WHO(actor|partner) BIT want(0|1)
+# bit_is kf|xf IF WHO(actor|partner) BIT want(0|1)
 bit_is() {
   local s; s=$(get "$1" "slave.$2.$3.port_state")
   [ $(( (s & $4) != 0 )) = "$5" ] || die_case "$2 $3 state $s: bit $4 is $(( (s & $4) != 0 )), expected $5"
@@ -203,7 +209,7 @@ traffic() {
 run_case() {
   case=$1
   local krate=$2 kact=$3 xrate=$4 xact=$5
-  echo "== case $case: kernel lacp_rate=$krate lacp_active=$kact; xbond lacp_rate=$xrate lacp_active=$xact"
+  echo "== case $case ($(date +%T)): kernel lacp_rate=$krate lacp_active=$kact; xbond lacp_rate=$xrate lacp_active=$xact"
   setup "$krate" "$kact" "$xrate" "$xact"
   local t0=$SECONDS
   wait_for 90 "both bonds aggregated over both links" both_aggregated "k0 k1" "x0 x1" || die_case "no aggregation"
@@ -214,15 +220,17 @@ run_case() {
   local kab=$([ "$kact" = on ] && echo 1 || echo 0) xab=$([ "$xact" = true ] && echo 1 || echo 0)
   local ktb=$([ "$krate" = fast ] && echo 1 || echo 0) xtb=$([ "$xrate" = fast ] && echo 1 || echo 0)
   for i in 0 1; do
-    bit_is "$W/k.flat" "k$i" actor $ACT "$kab"; bit_is "$W/k.flat" "k$i" partner $ACT "$xab"
-    bit_is "$W/k.flat" "k$i" actor $TMO "$ktb"; bit_is "$W/k.flat" "k$i" partner $TMO "$xtb"
-    bit_is "$W/x.flat" "x$i" actor $ACT "$xab"; bit_is "$W/x.flat" "x$i" actor $TMO "$xtb"
+    bit_is kf "k$i" actor $ACT "$kab"; bit_is kf "k$i" partner $ACT "$xab"
+    bit_is kf "k$i" actor $TMO "$ktb"; bit_is kf "k$i" partner $TMO "$xtb"
+    bit_is xf "x$i" actor $ACT "$xab"; bit_is xf "x$i" actor $TMO "$xtb"
   done
   ok "[$case] Activity and Timeout bits as configured"
   grep -q "^LACP active: $kact" "$W/k.txt" || die_case "kernel LACP active line"
   grep -q "^LACP rate: $xrate" "$W/x.txt" || die_case "xbond LACP rate line"
+  [ "$(ip netns exec xb cat /sys/class/net/bond0/carrier)" = 1 ] || die_case "xbond's bond0 has no carrier while aggregated"
+  [ "$(ip netns exec kb cat /sys/class/net/bond0/carrier)" = 1 ] || die_case "kernel bond0 has no carrier while aggregated"
   traffic
-  if [ "$case" = fast ]; then cut_link; fi
+  if [ "$case" = fast ]; then steady; cut_link; fi
   cp "$W/k.txt" "$VMLAB_RESULTS/kernel-bond0-$case.txt" 2>/dev/null
   cp "$W/x.txt" "$VMLAB_RESULTS/xbond-status-$case.txt" 2>/dev/null
   if [ "$case" = fast ]; then
@@ -231,9 +239,36 @@ run_case() {
   teardown
 }
 
+# steady: the kernel's churn detection (60 s after a port starts) ends with
+# "none" for actor and partner on both ports, nothing churned, no link failure,
+# and both sides still aggregated: xbond kept the kernel in sync all along.
+churn_done() {
+  snap
+  local i
+  for i in 0 1; do
+    [ "$(get kf "slave.k$i.actor_churn_state")" != monitoring ] && [ "$(get kf "slave.k$i.partner_churn_state")" != monitoring ] || return 1
+  done
+}
+steady() {
+  wait_for 150 "the kernel's churn detection to finish" churn_done || die_case "kernel churn states still monitoring"
+  local i
+  for i in 0 1; do
+    for k in actor_churn_state partner_churn_state; do
+      [ "$(get kf "slave.k$i.$k")" = none ] || die_case "kernel k$i $k: $(get kf "slave.k$i.$k")"
+      [ "$(get xf "slave.x$i.$k")" = none ] || die_case "xbond x$i $k: $(get xf "slave.x$i.$k")"
+    done
+    for k in actor_churned_count partner_churned_count link_failure_count; do
+      [ "$(get kf "slave.k$i.$k")" = 0 ] || die_case "kernel k$i $k: $(get kf "slave.k$i.$k")"
+      [ "$(get xf "slave.x$i.$k")" = 0 ] || die_case "xbond x$i $k: $(get xf "slave.x$i.$k")"
+    done
+  done
+  aggregated kf k0 k1 && aggregated xf x0 x1 || die_case "not aggregated at the end of churn detection"
+  ok "[$case] kernel churn detection over: no churn on either side, no link failure, still aggregated"
+}
+
 one_port() { # one_port: both aggregators down to the port on link 0
   snap
-  aggregated "$W/k.flat" k0 && aggregated "$W/x.flat" x0
+  aggregated kf k0 && aggregated xf x0
 }
 cut_link() {
   ip -n kb link set k1 down
@@ -251,7 +286,7 @@ cut_link() {
 # one member; once the kernel enslaves its ports, LACP forms and replaces it.
 fallback_case() {
   case=fallback
-  echo "== case fallback: xbond lacp_fallback = active-backup; kernel ports not enslaved"
+  echo "== case fallback ($(date +%T)): xbond lacp_fallback = active-backup; kernel ports not enslaved"
   XEXTRA='lacp_fallback = "active-backup"' setup fast on fast true 0
   fallback_on() { xproc --json 2>/dev/null | jq -e '.lacp.fallback_slave != null' ; }
   wait_for 60 "xbond in fallback" fallback_on || die_case "xbond did not fall back"
