@@ -146,13 +146,13 @@ make_qemu() {
 probe_accel() {
   if [ -n "${VMLAB_ACCEL:-}" ]; then accel=$VMLAB_ACCEL; return; fi
   local cache="$kdir/accel" key
-  key="$(uname -r) $(sha1sum < "$kdir/initramfs.cpio.gz" | cut -c1-12)"
+  key="host $(uname -r), guest $kver, $(command -v qemu-system-x86_64)"
   if [ -f "$cache" ] && [ "$(sed -n 2p "$cache")" = "$key" ]; then accel=$(head -1 "$cache"); return; fi
   accel=tcg
   if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
     local p; p=$(mktemp -d "$lab/probe.XXXXXX")
     make_qemu kvm "$p" vmlab.probe=1
-    (timeout 30 "${qemu[@]}"; true) >/dev/null 2>&1
+    (timeout 20 "${qemu[@]}"; true) >/dev/null 2>&1
     if grep -q VMLAB-PROBE-OK "$p/console.log" 2>/dev/null; then accel=kvm; fi
     rm -rf "$p"
   fi
@@ -251,7 +251,9 @@ boot_and_run() { # mode(run|shell) args...
   t0=$(date +%s.%N)
   if [ "$mode" = shell ]; then
     ip netns exec "$netns" "${qemu[@]}"
-    return $?
+    rc=$?
+    [ "$keep" = 0 ] && rm -rf "$run"
+    return $rc
   fi
   # The wrapper shell exits normally with qemu's status (no job-control noise
   # when qemu dies by a signal); qemu itself is killed by its pidfile.
