@@ -1986,7 +1986,18 @@ pub fn import_ifupdown_named(s: &str, name: Option<&str>) -> Result<Import, Conf
         let Some(key) = o.key.as_deref() else {
             continue;
         };
-        let r = if key == "slaves" {
+        let r = if key == "driver" {
+            // `bond-driver xbond`: the line that hands a stanza to xbond's
+            // ifupdown hook instead of the kernel bond; nothing to set.
+            match o.value.trim() {
+                "xbond" => Ok(()),
+                other => Err(bad_with(
+                    &o.word,
+                    other,
+                    "xbond (without the line, the stanza is the kernel bond's)".into(),
+                )),
+            }
+        } else if key == "slaves" {
             match slaves_line {
                 Some(first) => Err(ConfigError::Duplicate {
                     key: o.word.clone(),

@@ -183,9 +183,24 @@ struct Port {
     tx_pending: bool,
 }
 
+/// A fault a test makes a worker suffer (`xbond run --inject-fault`, hidden):
+/// it strikes when the worker receives its first frame from the host, so
+/// that a test decides when by sending one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedFault {
+    /// The worker thread panics.
+    Panic,
+    /// The worker's loop stops (the thread lives, nothing moves).
+    Stall,
+}
+
 /// One worker's sockets and UMEM, ready to run.
 pub struct Worker {
     queue: u32,
+    /// Test-only fault, on queue 0.
+    fault: Option<InjectedFault>,
+    /// The injected stall struck: the loop only waits for stop.
+    stalled: bool,
     /// Benchmark baseline: forward upper -> slave 0 and slaves -> upper with
     /// no bond logic at all (no selection, no receive rules).
     raw: bool,
@@ -305,6 +320,8 @@ impl Worker {
         Ok(Worker {
             queue,
             raw: false,
+            fault: None,
+            stalled: false,
             spin: SPIN_BEFORE_SLEEP,
             tx_out: Box::new([[FrameDesc::default(); BATCH]; MAX_SLAVES]),
             scratch: vec![FrameDesc::default(); RING_SIZE as usize],
@@ -343,6 +360,10 @@ impl Worker {
         let mut descs = [FrameDesc::default(); BATCH];
         let mut idle_since: Option<Instant> = None;
         while !stop.load(Relaxed) {
+            if self.stalled {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             self.stats.heartbeat.fetch_add(1, Relaxed);
             if plans.version() != plan.version {
                 plan = plans.load();
@@ -416,6 +437,16 @@ impl Worker {
             return 0;
         }
         self.pool.received(got);
+        match self.fault {
+            Some(InjectedFault::Panic) => {
+                panic!("injected fault: worker of queue {} panics", self.queue)
+            }
+            Some(InjectedFault::Stall) => {
+                self.stalled = true;
+                return got;
+            }
+            None => {}
+        }
         if self.raw {
             let sent = Self::push_tx(&mut self.slaves[0], &mut self.pool, &descs[..got]);
             self.stats.slaves[0].tx.fetch_add(sent as u64, Relaxed);
@@ -843,6 +874,8 @@ pub struct DataplaneConfig {
     pub raw: bool,
     /// Busy-poll window before a worker sleeps.
     pub spin: Duration,
+    /// Test-only: a fault for the worker of queue 0.
+    pub fault: Option<InjectedFault>,
 }
 
 impl Dataplane {
@@ -886,6 +919,7 @@ impl Dataplane {
                 let mut w = Worker::new(q, &cfg.upper, &cfg.slaves, &progs, cfg.zero_copy)?;
                 w.raw = cfg.raw;
                 w.spin = cfg.spin;
+                w.fault = cfg.fault.filter(|_| q == 0);
                 workers.push(w);
             }
         }

@@ -21,7 +21,9 @@ use xbond_core::wire::ETH_P_SLOW;
 use xbond_xdp::netlink::{speed_duplex, CarrierReader, LinkEvents, Netlink};
 use xbond_xdp::packet::PacketSocket;
 use xbond_xdp::sys::Waker;
-use xbond_xdp::worker::{Dataplane, DataplaneConfig, WorkerFault, ZeroCopy, HOST_ARP};
+use xbond_xdp::worker::{
+    Dataplane, DataplaneConfig, InjectedFault, WorkerFault, ZeroCopy, HOST_ARP,
+};
 
 use crate::control::{ControlServer, Request};
 use crate::{runstate, upper};
@@ -43,6 +45,8 @@ pub struct RunOptions {
     pub raw_forwarder: bool,
     /// How long workers busy-poll before sleeping.
     pub busy_poll: Duration,
+    /// Test-only: a fault for the worker of queue 0.
+    pub fault: Option<InjectedFault>,
 }
 
 /// What the daemon changed on the host, undone on exit (also on error).
@@ -225,6 +229,7 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         zero_copy: opts.zero_copy,
         raw: opts.raw_forwarder,
         spin: opts.busy_poll,
+        fault: opts.fault,
     };
     let mut events = LinkEvents::open()?;
     let waker = Arc::new(Waker::new().context("eventfd")?);

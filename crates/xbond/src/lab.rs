@@ -19,6 +19,11 @@ pub struct Lab {
     namespaces: Vec<String>,
     children: Vec<(String, Child)>,
     dir: PathBuf,
+    /// `/etc/netns/<ns>` folders made for namespaces, removed on drop.
+    etc_dirs: Vec<PathBuf>,
+    /// Pid files of processes started outside the lab (by a hook), killed
+    /// on drop if they still run.
+    pid_files: Vec<PathBuf>,
 }
 
 /// Runs a command; fails with its stderr if it fails.
@@ -52,6 +57,8 @@ impl Lab {
             namespaces: Vec::new(),
             children: Vec::new(),
             dir,
+            etc_dirs: Vec::new(),
+            pid_files: Vec::new(),
         })
     }
 
@@ -82,6 +89,22 @@ impl Lab {
         cmd(&["ip", "-n", ns_a, "link", "set", a, "up"])?;
         cmd(&["ip", "-n", ns_b, "link", "set", b, "up"])?;
         Ok(())
+    }
+
+    /// `/etc/netns/<ns>/`, made empty: `ip netns exec` bind-mounts what is in
+    /// it over `/etc` (e.g. a `network/` folder over `/etc/network`) for the
+    /// commands it runs in `ns`. Removed on drop.
+    pub fn etc_dir(&mut self, ns: &str) -> Result<PathBuf> {
+        let d = PathBuf::from("/etc/netns").join(ns);
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        self.etc_dirs.push(d.clone());
+        Ok(d)
+    }
+
+    /// Kills the process named in `pid_file` on drop, if it still runs (a
+    /// daemon that a hook started, when a test fails before stopping it).
+    pub fn track_pid_file(&mut self, pid_file: PathBuf) {
+        self.pid_files.push(pid_file);
     }
 
     /// Runs a command inside `ns` and returns its stdout.
@@ -158,8 +181,16 @@ impl Drop for Lab {
         for (_, c) in &mut self.children {
             terminate(c);
         }
+        for f in self.pid_files.drain(..) {
+            if let Ok(pid) = std::fs::read_to_string(&f) {
+                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+            }
+        }
         for ns in self.namespaces.drain(..).rev() {
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+        for d in self.etc_dirs.drain(..) {
+            let _ = std::fs::remove_dir_all(d);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

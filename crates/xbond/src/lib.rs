@@ -6,6 +6,8 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod failover;
+pub mod ifupdown;
+pub mod install;
 pub mod lab;
 pub mod pktgen;
 pub mod runstate;

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use xbond::{control, daemon, demo, failover, pktgen, upper};
 use xbond_core::config::{self, BondConfig};
 use xbond_core::options::MacAddr;
-use xbond_xdp::worker::ZeroCopy;
+use xbond_xdp::worker::{InjectedFault, ZeroCopy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,8 +30,14 @@ enum Cmd {
     /// Run a bond in the foreground (as root).
     Run {
         /// The bond's TOML file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, required_unless_present = "bond", conflicts_with = "bond")]
+        config: Option<PathBuf>,
+        /// The bond's name instead of a file: its config is
+        /// /etc/xbond/BOND.toml, or else /run/xbond/BOND.toml (written by the
+        /// ifupdown hook from a `bond-driver xbond` stanza). The systemd unit
+        /// runs this.
+        #[arg(long)]
+        bond: Option<String>,
         /// Bind AF_XDP sockets in copy mode without trying zero-copy.
         #[arg(long)]
         copy: bool,
@@ -43,6 +49,10 @@ enum Cmd {
         /// before it sleeps, in microseconds (lower: less CPU, more latency).
         #[arg(long, default_value_t = 200)]
         busy_poll_us: u64,
+        /// Test-only: make the worker of queue 0 panic or stall when it
+        /// receives its first frame from the host.
+        #[arg(long, value_enum, hide = true)]
+        inject_fault: Option<FaultArg>,
     },
     /// Print a running bond's status in the /proc/net/bonding format.
     Status {
@@ -69,6 +79,24 @@ enum Cmd {
         #[arg(long)]
         socket: Option<String>,
     },
+    /// Install xbond for the host: the binary, the systemd unit
+    /// `xbond@.service` and the ifupdown hooks.
+    Install {
+        /// Install under this root instead of / (packaging, tests).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// The xbond binary that the unit and the hooks run; default: this
+        /// binary copied to ROOT/usr/local/sbin/xbond.
+        #[arg(long)]
+        bin: Option<PathBuf>,
+        /// Folder of ifupdown's hook folders (default ROOT/etc/network).
+        #[arg(long)]
+        ifupdown_dir: Option<PathBuf>,
+    },
+    /// Run by the ifupdown hooks (IFACE, PHASE and the stanza's IF_* options
+    /// in the environment): starts and stops `bond-driver xbond` bonds.
+    #[command(hide = true)]
+    Ifupdown,
     /// Check a config file and print it with every default filled in.
     Check {
         /// The bond's TOML file.
@@ -116,6 +144,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PktgenCmd,
     },
+}
+
+/// `--inject-fault` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum FaultArg {
+    /// The worker thread panics.
+    WorkerPanic,
+    /// The worker's loop stops.
+    WorkerStall,
 }
 
 /// How pktgen sends and receives.
@@ -209,10 +246,38 @@ fn main() -> ExitCode {
         .init();
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<ConfigError>() => ExitCode::from(EX_CONFIG),
         Err(e) => {
             eprintln!("xbond: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// sysexits' EX_CONFIG: `xbond run` exits with it when its config is
+/// missing or invalid (already printed).
+const EX_CONFIG: u8 = 78;
+
+#[derive(Debug)]
+struct ConfigError;
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("bad config")
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// /etc/xbond/BOND.toml if it exists, else the ifupdown hook's
+/// /run/xbond/BOND.toml.
+fn bond_config_path(bond: &str) -> PathBuf {
+    let etc = PathBuf::from(format!("/etc/xbond/{bond}.toml"));
+    let run = PathBuf::from(format!("{}/{bond}.toml", xbond::ifupdown::RUN_DIR));
+    if !etc.exists() && run.exists() {
+        run
+    } else {
+        etc
     }
 }
 
@@ -226,11 +291,26 @@ fn real_main(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Run {
             config,
+            bond,
             copy,
             raw_forwarder,
             busy_poll_us,
+            inject_fault,
         } => {
-            let cfg = load(&config)?;
+            let config = match (config, bond) {
+                (Some(c), _) => c,
+                (None, Some(b)) => bond_config_path(&b),
+                (None, None) => bail!("give --config FILE or --bond NAME"),
+            };
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    // A bad config is not fixed by a restart (the unit's
+                    // RestartPreventExitStatus names this code).
+                    eprintln!("xbond: {e:#}");
+                    return Err(ConfigError.into());
+                }
+            };
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(sig, stop.clone())
@@ -240,6 +320,10 @@ fn real_main(cli: Cli) -> Result<()> {
                 raw_forwarder,
                 busy_poll: Duration::from_micros(busy_poll_us),
                 zero_copy: if copy { ZeroCopy::Never } else { ZeroCopy::Try },
+                fault: inject_fault.map(|f| match f {
+                    FaultArg::WorkerPanic => InjectedFault::Panic,
+                    FaultArg::WorkerStall => InjectedFault::Stall,
+                }),
             };
             daemon::run(cfg, opts, stop)
         }
@@ -273,6 +357,26 @@ fn real_main(cli: Cli) -> Result<()> {
             // The state belongs to the bond that is gone.
             let _ = std::fs::remove_file(std::path::Path::new(&path).with_extension("state"));
             Ok(())
+        }
+        Cmd::Install {
+            root,
+            bin,
+            ifupdown_dir,
+        } => {
+            let report = xbond::install::install(&xbond::install::Install {
+                root,
+                bin,
+                ifupdown_dir,
+            })?;
+            for line in report {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Cmd::Ifupdown => {
+            let env = xbond::ifupdown::HookEnv::from_env()?;
+            let exe = std::env::current_exe().context("finding the xbond binary")?;
+            xbond::ifupdown::hook(&env, &exe)
         }
         Cmd::Check { config } => {
             let cfg = load(&config)?;
