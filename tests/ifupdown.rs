@@ -257,7 +257,7 @@ fn the_seed_802_3ad_stanza_comes_up_with_ifup_and_goes_with_ifdown() {
 
 #[test]
 fn the_seed_active_backup_stanza_comes_up_with_its_primary_and_goes() {
-    let mut h = Host::new("ia", AB_STANZAS);
+    let h = Host::new("ia", AB_STANZAS);
     let far = h.far.clone();
     for c in [
         "ip link add br0 type bridge",

@@ -298,17 +298,13 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     let watchdog = sd_notify::watchdog_enabled();
     let mut last_watchdog: Option<Instant> = None;
     let mut stuck_logged = false;
-    if let Err(e) = sd_notify::notify(&[
-        NotifyState::Ready,
-        NotifyState::Status(&format!(
-            "{}: {} over {}",
-            cfg.name,
-            cfg.mode,
-            cfg.slaves.join(", ")
-        )),
-    ]) {
-        warn!("{}: could not notify systemd of readiness: {e}", cfg.name);
-    }
+    let notifier = Notifier::start();
+    notifier.send(Notice::Ready(format!(
+        "{}: {} over {}",
+        cfg.name,
+        cfg.mode,
+        cfg.slaves.join(", ")
+    )));
     // The peer is up (AF_XDP is bound on it); the loop below makes bond0's
     // carrier follow the bond from here on.
     let mut upper_carrier = true;
@@ -342,7 +338,7 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
                 stuck_logged = false;
                 if let Some(w) = watchdog {
                     if last_watchdog.is_none_or(|t| t.elapsed() >= w / 2) {
-                        let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+                        notifier.send(Notice::Watchdog);
                         last_watchdog = Some(Instant::now());
                     }
                 }
@@ -510,12 +506,84 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         }
     }
     info!("stopping {}", cfg.name);
-    let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    notifier.send(Notice::Stopping);
     dp.stop();
     drop(dp);
     drop(server);
     drop(guard);
     Ok(())
+}
+
+/// What the control loop tells systemd.
+#[derive(Debug)]
+enum Notice {
+    /// READY=1 with a STATUS= line.
+    Ready(String),
+    /// WATCHDOG=1.
+    Watchdog,
+    /// STOPPING=1.
+    Stopping,
+}
+
+/// Sends sd_notify messages from a thread of its own: the notify socket is
+/// a blocking datagram socket, and a service manager that does not read it
+/// must never hold up the control loop (and with it a failover). A notice
+/// that finds the thread still busy is dropped.
+struct Notifier {
+    tx: Option<crossbeam::channel::Sender<Notice>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Notifier {
+    fn start() -> Notifier {
+        if std::env::var_os("NOTIFY_SOCKET").is_none() {
+            return Notifier {
+                tx: None,
+                thread: None,
+            };
+        }
+        let (tx, rx) = crossbeam::channel::bounded::<Notice>(4);
+        let thread = std::thread::Builder::new()
+            .name("xbond-notify".into())
+            .spawn(move || {
+                for n in rx {
+                    let r = match &n {
+                        Notice::Ready(status) => {
+                            sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(status)])
+                        }
+                        Notice::Watchdog => sd_notify::notify(&[NotifyState::Watchdog]),
+                        Notice::Stopping => sd_notify::notify(&[NotifyState::Stopping]),
+                    };
+                    if let Err(e) = r {
+                        warn!("sd_notify {n:?}: {e}");
+                    }
+                }
+            })
+            .ok();
+        Notifier {
+            tx: thread.as_ref().map(|_| tx),
+            thread,
+        }
+    }
+
+    fn send(&self, n: Notice) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(n);
+        }
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has sent what it has;
+        // it is not waited for if the socket blocks.
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
 }
 
 /// Feeds a carrier reading to the bond; a link that comes up has its speed
