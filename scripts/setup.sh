@@ -4,11 +4,13 @@
 # the xsk-rs and libbpf-sys crates), libpcap-dev (libxdp's configure needs
 # pcap/dlt.h), pkg-config and m4 for their builds, ca-certificates for cargo's
 # downloads from crates.io, iproute2, ping and procps (kill) for the test
-# topologies and the demo, tshark for the LACPDU dissection test.
+# topologies and the demo, tshark for the LACPDU dissection test, ifupdown and
+# bridge-utils for the ifupdown tests (the seed's stanzas with vmbr0),
+# systemd for `systemd-analyze verify` of the unit, util-linux for setsid.
 # scripts/fresh-check.sh proves the list on a bare Debian 12 (debootstrap).
 set -euo pipefail
 pkgs=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc libc6-dev linux-libc-dev
-  ca-certificates iproute2 iputils-ping procps kmod tshark)
+  ca-certificates iproute2 iputils-ping procps kmod tshark ifupdown bridge-utils systemd util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

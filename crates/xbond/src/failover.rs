@@ -1,7 +1,7 @@
 //! Failover measurement, shared by `xbond failover-test`, the demo and the
 //! benchmark: a steady numbered stream through an active-backup bond, the
-//! active slave's path cut in the middle, and the frames (and so the
-//! milliseconds of traffic) that never arrived.
+//! active slave's path cut in the middle (or the daemon restarted), and the
+//! frames (and so the milliseconds of traffic) that never arrived.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,6 +22,9 @@ pub enum Detection {
     /// The ARP monitor (`arp_interval` 100 ms, `arp_missed_max` 2,
     /// `arp_validate all`, no miimon): the path dies with carrier up.
     Arp,
+    /// No failure: the daemon is restarted (SIGTERM, then a new start that
+    /// adopts bond0); what is lost is the time no daemon forwards.
+    Restart,
 }
 
 /// What a failover run measured.
@@ -103,7 +106,7 @@ impl FailoverLab {
     /// The bond's configuration file.
     pub fn config(detection: Detection) -> String {
         let monitor = match detection {
-            Detection::Carrier => "miimon = 100\n",
+            Detection::Carrier | Detection::Restart => "miimon = 100\n",
             Detection::Arp => {
                 "miimon = 0\narp_interval = 100\narp_missed_max = 2\narp_validate = \"all\"\narp_ip_target = [\"10.77.0.2\"]\n"
             }
@@ -189,6 +192,13 @@ impl FailoverLab {
                     .exec(&self.sw, &["ip", "link", "set", "sw-p0", "arp", "off"])?;
                 self.lab
                     .exec(&self.sw, &["ip", "link", "set", "sw-p0", "nomaster"])?;
+            }
+            Detection::Restart => {
+                anyhow::ensure!(self.lab.stop("xbond")?, "xbond did not exit cleanly");
+                let cfg = Self::config(detection);
+                self.sock = self
+                    .lab
+                    .start_xbond(Path::new(&exe), &self.host, "xbond", &cfg)?;
             }
         }
         let sent = self.lab.wait("sender", Duration::from_secs(60))?;

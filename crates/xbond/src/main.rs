@@ -125,8 +125,9 @@ enum Cmd {
     /// Measure a failover: a stream through an active-backup bond on virtual
     /// links, the active path cut, the frames and milliseconds lost.
     FailoverTest {
-        /// carrier (the far end goes down) or arp (the path dies, carrier stays
-        /// up; detected by the ARP monitor).
+        /// carrier (the far end goes down), arp (the path dies, carrier stays
+        /// up; detected by the ARP monitor) or restart (no failure: the daemon
+        /// is restarted under the stream).
         #[arg(long, default_value = "carrier")]
         detection: String,
         /// Offered rate, frames per second.
@@ -428,7 +429,8 @@ fn real_main(cli: Cli) -> Result<()> {
             let d = match detection.as_str() {
                 "carrier" => failover::Detection::Carrier,
                 "arp" => failover::Detection::Arp,
-                other => bail!("--detection {other}: valid values are carrier, arp"),
+                "restart" => failover::Detection::Restart,
+                other => bail!("--detection {other}: valid values are carrier, arp, restart"),
             };
             let exe = std::env::current_exe().context("finding the xbond binary")?;
             let mut lab = failover::FailoverLab::new(&exe, d)?;
