@@ -256,7 +256,7 @@ churn_done() {
   done
 }
 steady() {
-  wait_for 150 "the kernel's churn detection to finish" churn_done || die_case "kernel churn states still monitoring"
+  WAIT_STEP=2 wait_for 150 "the kernel's churn detection to finish" churn_done || die_case "kernel churn states still monitoring"
   local i
   for i in 0 1; do
     for k in actor_churn_state partner_churn_state; do

@@ -5,13 +5,14 @@ fail() { echo "FAIL: $*"; exit 1; }
 ok() { echo "ok: $*"; }
 skip() { echo "SKIP: $*"; exit 77; }
 
-# wait_for TIMEOUT_S DESCRIPTION CMD...: polls CMD every 0.2 s until it succeeds.
+# wait_for TIMEOUT_S DESCRIPTION CMD...: polls CMD every WAIT_STEP seconds
+# (default 0.3) until it succeeds; fails after TIMEOUT_S.
 wait_for() {
   local t=$1 what=$2; shift 2
   local end=$((SECONDS + t))
   while ! "$@" >/dev/null 2>&1; do
     [ $SECONDS -ge $end ] && { echo "timeout (${t}s) waiting for: $what"; return 1; }
-    sleep 0.2
+    sleep "${WAIT_STEP:-0.3}"
   done
 }
 
