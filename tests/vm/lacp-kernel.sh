@@ -9,7 +9,7 @@
 # and restores it; the last runs xbond with lacp_fallback against a kernel bond
 # whose ports are not yet enslaved.
 #
-#   tests/vm/lacp-kernel.sh [CASE...]   cases: fast slow mixed xslow kpassive xpassive fallback (default all)
+#   tests/vm/lacp-kernel.sh [CASE...]   cases: fast slow mixed xslow kpassive xpassive fallback restart minlinks (default all)
 #
 # fast, xslow and xpassive also wait for the kernel's churn detection (60 s)
 # to end with no churn: xbond kept the kernel's port in sync all along (with a
@@ -110,7 +110,7 @@ setup() {
   done
   ip -n kb link set lo up; ip -n xb link set lo up
   ip -n kb link add bond0 type bond mode 802.3ad miimon 100 lacp_rate "$krate" lacp_active "$kact" \
-    xmit_hash_policy layer3+4 ad_actor_system 02:6b:00:00:00:01 ad_actor_sys_prio 1000 ad_user_port_key 5 \
+    xmit_hash_policy layer3+4 ad_actor_system 02:6b:00:00:00:01 ad_actor_sys_prio 1000 ad_user_port_key 5 ${KEXTRA:-} \
     || fail "kernel bond"
   if [ "$enslave" = 1 ]; then
     for i in 0 1; do ip -n kb link set "k$i" master bond0 || fail "enslave k$i"; done
@@ -122,6 +122,7 @@ setup() {
   ip -n kb link set bond0 up
   for i in 0 1; do ip -n kb link set "k$i" up; done
 
+  : > "$W/xbond.log"
   cat > "$W/xb.toml" <<EOF
 name = "bond0"
 slaves = ["x0", "x1"]
@@ -140,11 +141,15 @@ ${XEXTRA:-}
 x0 = 10
 x1 = 20
 EOF
+  if [ "${XNOID:-0}" = 1 ]; then sed -i '/^ad_actor_system\|^ad_actor_sys_prio/d' "$W/xb.toml"; fi
   "$XBOND" check "$W/xb.toml" > "$W/xb.check" || { cat "$W/xb.check"; fail "xbond check rejects the config"; }
-  ip netns exec xb "$XBOND" run --config "$W/xb.toml" > "$W/xbond.log" 2>&1 &
+  start_xbond
+  ip -n xb addr add 10.77.0.2/24 dev bond0
+}
+start_xbond() {
+  ip netns exec xb "$XBOND" run --config "$W/xb.toml" >> "$W/xbond.log" 2>&1 &
   xpid=$!
   wait_for 60 "xbond control socket" xproc || { tail -n 30 "$W/xbond.log"; fail "xbond did not start"; }
-  ip -n xb addr add 10.77.0.2/24 dev bond0
 }
 
 # partner_matches kf|xf MYIF xf|kf PEERIF: my partner info for MYIF is
@@ -164,6 +169,16 @@ partner_matches() {
   [ "$(get "$me" agg.partner_key)" = "$pk" ] || { echo "Partner Key $(get "$me" agg.partner_key) != peer Actor Key $pk"; return 1; }
 }
 
+# mutual: (on a snapshot) both aggregated, and each side's partner is exactly the other's actor.
+mutual() {
+  local i
+  aggregated kf k0 k1 && aggregated xf x0 x1 || { echo "not aggregated"; return 1; }
+  for i in 0 1; do
+    partner_matches kf "k$i" xf "x$i" || return 1
+    partner_matches xf "x$i" kf "k$i" || return 1
+  done
+}
+
 # check_identity: both sides show the other exactly, once the states are
 # stable (a fresh snapshot after aggregation; retried a little, since a state
 # byte may be read mid-PDU).
@@ -171,13 +186,7 @@ check_identity() {
   local i tries=0 out
   while :; do
     snap
-    out=$(
-      aggregated kf k0 k1 && aggregated xf x0 x1 || { echo "not aggregated"; exit 1; }
-      for i in 0 1; do
-        partner_matches kf "k$i" xf "x$i" || exit 1
-        partner_matches xf "x$i" kf "k$i" || exit 1
-      done
-    ) && break
+    out=$(mutual) && break
     tries=$((tries + 1)); [ $tries -ge 15 ] && die_case "identity: $out"
     sleep 1
   done
@@ -315,8 +324,63 @@ fallback_case() {
   teardown
 }
 
+# restart: xbond without ad_actor_system (its LACP system is the bond MAC)
+# is stopped and started again. The kernel loses its partner while xbond is
+# gone, and on its return sees the same system MAC as before: the identity
+# survives a restart, so the switch re-forms the same aggregate.
+restart_case() {
+  case=restart
+  echo "== case restart ($(date +%T)): xbond without ad_actor_system, stopped and restarted"
+  XNOID=1 setup fast on fast true
+  wait_for 90 "both bonds aggregated over both links" both_aggregated "k0 k1" "x0 x1" || die_case "no aggregation"
+  local before sys
+  before=$(get kf agg.partner_mac_address); sys=$(get xf bond.system_mac_address)
+  [ "$before" = "$sys" ] && [ "$sys" = "$(ip netns exec xb cat /sys/class/net/bond0/address)" ] \
+    || die_case "kernel sees partner $before, xbond's system MAC $sys, bond0 $(ip netns exec xb cat /sys/class/net/bond0/address)"
+  ok "[$case] aggregated; xbond's system MAC is bond0's MAC $sys"
+  kill "$xpid"; wait "$xpid"; xpid=""
+  kernel_lost() { snap; ! aggregated kf k0 k1; }
+  wait_for 60 "the kernel to lose its partner" kernel_lost || die_case "the kernel still aggregated with xbond stopped"
+  ok "[$case] xbond stopped: the kernel lost its partner"
+  start_xbond
+  wait_for 90 "both bonds aggregated again" both_aggregated "k0 k1" "x0 x1" || die_case "no aggregation after the restart"
+  local after; after=$(get kf agg.partner_mac_address)
+  [ "$after" = "$before" ] || die_case "xbond's LACP system changed across a restart: $before -> $after"
+  local tries=0 out
+  until out=$(snap; mutual); do tries=$((tries + 1)); [ $tries -ge 15 ] && die_case "identity: $out"; sleep 1; done
+  ok "[$case] restarted: aggregated again with the same system MAC $after, each side the other's partner"
+  traffic
+  teardown
+}
+
+# minlinks: min_links = 2 on both sides; a cut link takes both bond0s'
+# carrier down (each still has its one-port aggregator), the link's return
+# brings both back.
+carriers() { # carriers K X: kernel's and xbond's bond0 carrier are K and X
+  [ "$(ip netns exec kb cat /sys/class/net/bond0/carrier)" = "$1" ] && [ "$(ip netns exec xb cat /sys/class/net/bond0/carrier)" = "$2" ]
+}
+minlinks_case() {
+  case=minlinks
+  echo "== case minlinks ($(date +%T)): min_links 2 on both sides, a link cut"
+  KEXTRA="min_links 2" XEXTRA="min_links = 2" setup fast on fast true
+  wait_for 90 "both bonds aggregated over both links" both_aggregated "k0 k1" "x0 x1" || die_case "no aggregation"
+  wait_for 30 "both bond0s with carrier" carriers 1 1 || die_case "carrier kernel $(ip netns exec kb cat /sys/class/net/bond0/carrier), xbond $(ip netns exec xb cat /sys/class/net/bond0/carrier)"
+  grep -q "^Min links: 2" "$W/k.txt" && grep -q "^Min links: 2" "$W/x.txt" || die_case "Min links line"
+  ok "[$case] aggregated with 2 ports: both bond0s have carrier"
+  ip -n kb link set k1 down
+  wait_for 60 "both aggregators shrink to link 0" one_port || die_case "a cut link did not shrink both"
+  wait_for 30 "both bond0s without carrier" carriers 0 0 || die_case "with 1 port < min_links 2: carrier kernel $(ip netns exec kb cat /sys/class/net/bond0/carrier), xbond $(ip netns exec xb cat /sys/class/net/bond0/carrier)"
+  ok "[$case] one port left, fewer than min_links: both bond0s lose carrier"
+  ip -n kb link set k1 up
+  wait_for 90 "both aggregators back to two ports" both_aggregated "k0 k1" "x0 x1" || die_case "link 1 did not rejoin"
+  wait_for 30 "both bond0s with carrier again" carriers 1 1 || die_case "carrier did not return"
+  ok "[$case] link back: both bond0s have carrier again"
+  traffic
+  teardown
+}
+
 [ -f /sys/class/net/bonding_masters ] || skip "no bonding module"
-cases=("$@"); [ ${#cases[@]} -eq 0 ] && cases=(fast slow mixed xslow kpassive xpassive fallback)
+cases=("$@"); [ ${#cases[@]} -eq 0 ] && cases=(fast slow mixed xslow kpassive xpassive fallback restart minlinks)
 for c in "${cases[@]}"; do
   case "$c" in
     fast) run_case fast fast on fast true steady ;;
@@ -326,6 +390,8 @@ for c in "${cases[@]}"; do
     kpassive) run_case kpassive fast off fast true ;;
     xpassive) run_case xpassive fast on fast false steady ;;
     fallback) fallback_case ;;
+    restart) restart_case ;;
+    minlinks) minlinks_case ;;
     *) fail "unknown case $c" ;;
   esac
 done
