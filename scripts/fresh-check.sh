@@ -12,9 +12,11 @@
 # Caches (all under target/, none needed for correctness):
 #   target/fresh-check-bookworm-minbase.tar   the finished debootstrap root
 #   target/fresh-check-cache/apt              .debs apt downloaded (not dpkg state)
-#   target/fresh-check-cache/cargo            CARGO_HOME registry downloads
+#   target/fresh-check-cache/cargo            the registry index and .crate files
 # The root itself is unpacked anew on every run, so every package setup.sh
-# needs must be installed by setup.sh.
+# needs must be installed by setup.sh. Crate sources are unpacked anew too
+# (registry/src is not cached): libxdp-sys runs its configure, which checks
+# for libpcap, inside its source folder, and keeps the result there.
 #
 # Environment: FRESH_CHECK_REV (default HEAD), FRESH_CHECK_MIRROR (default
 # http://deb.debian.org/debian), FRESH_CHECK_KEEP=1 keeps the root afterwards,
@@ -63,14 +65,33 @@ remove_root() {
   rm -rf --one-file-system "$root"
 }
 
+# Long steps run as a job in a session of their own, so that an interrupt can
+# end all of it (apt, cargo, rustc) before the mounts go.
+jobpid=
+job() {
+  setsid -w "$@" &
+  jobpid=$!
+  local rc=0
+  wait "$jobpid" || rc=$?
+  jobpid=
+  return "$rc"
+}
+stop_job() {
+  [ -n "$jobpid" ] || return 0
+  kill -TERM -- "-$jobpid" 2>/dev/null || kill -TERM "$jobpid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 -- "-$jobpid" 2>/dev/null || break; sleep 0.2; done
+  kill -KILL -- "-$jobpid" 2>/dev/null || true
+  wait "$jobpid" 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------------------
 # Inner part: runs in the private mount namespace.
 inner() {
   trap 'rc=$?; unmount_all || rc=1; exit $rc' EXIT
-  trap 'exit 130' INT TERM HUP
+  trap 'say "interrupted"; stop_job; exit 130' INT TERM HUP
 
   remove_root
-  mkdir -p "$base" "$cache/apt/partial" "$cache/cargo"
+  mkdir -p "$base" "$cache/apt/partial" "$cache/cargo/index" "$cache/cargo/cache"
 
   # 1. The bare root: from the cached tarball, or debootstrap (then cached).
   local t0=$SECONDS
@@ -82,7 +103,7 @@ inner() {
   else
     say "debootstrap --variant=minbase $suite from $mirror (cold; a few minutes)"
     mkdir -p "$root"
-    if ! debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$base/debootstrap.log" 2>&1; then
+    if ! job debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$base/debootstrap.log" 2>&1; then
       tail -n 30 "$base/debootstrap.log" >&2
       die "debootstrap failed (log: $base/debootstrap.log)"
     fi
@@ -121,11 +142,13 @@ EOF
   mount -t proc proc "$root/proc"
   mount -t sysfs sysfs "$root/sys"
   mount --rbind /dev "$root/dev"
-  mkdir -p "$root/opt/rust" "$root/root/.cargo" "$root/var/cache/apt/archives"
+  mkdir -p "$root/opt/rust" "$root/root/.cargo/registry/index" "$root/root/.cargo/registry/cache" \
+    "$root/var/cache/apt/archives"
   mount --bind "$sysroot" "$root/opt/rust"
   mount -o remount,bind,ro "$root/opt/rust"
   mount --bind "$cache/apt" "$root/var/cache/apt/archives"
-  mount --bind "$cache/cargo" "$root/root/.cargo"
+  mount --bind "$cache/cargo/index" "$root/root/.cargo/registry/index"
+  mount --bind "$cache/cargo/cache" "$root/root/.cargo/registry/cache"
 
   # A clean environment in the root; `in_root CMD` runs a shell command there.
   local env_root=(chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb
@@ -137,7 +160,7 @@ EOF
   # 5. setup.sh, exactly as a user on a fresh machine runs it.
   t0=$SECONDS
   say "running scripts/setup.sh in the bare root"
-  in_root 'scripts/setup.sh' || die "scripts/setup.sh failed in the bare root"
+  job "${env_root[@]}" 'cd /root/xbond && scripts/setup.sh' || die "scripts/setup.sh failed in the bare root"
   say "setup.sh done in $((SECONDS - t0)) s"
 
   # 6. The commands the tests and the demo run must now be there.
@@ -152,11 +175,11 @@ EOF
   [ "${FRESH_CHECK_ALL_TARGETS:-0}" != 1 ] || build="$build && cargo build --release --locked --workspace --all-targets"
   say "running: $build"
   local rc=0
-  flock "$lock" nice -n 10 "${env_root[@]}" "cd /root/xbond && $build" 2>&1 | tee "$base/build.log" ||
-    rc=${PIPESTATUS[0]}
+  job bash -c 'set -o pipefail; "${@:2}" 2>&1 | tee "$1"' _ "$base/build.log" \
+    flock "$lock" nice -n 10 "${env_root[@]}" "cd /root/xbond && $build" || rc=$?
   if [ "$rc" != 0 ]; then
     say "the build failed (exit $rc); what looks missing:"
-    grep -E "fatal error:|No such file|not found|cannot find|error: (failed|could not)|unable to find" \
+    grep -E "fatal error:|missing - this is required|No such file|not found|cannot find|error: (failed|could not)|unable to find" \
       "$base/build.log" | sort -u | head -n 20 >&2 || true
     die "cargo build in the bare root (log: $base/build.log); a Debian package is probably missing from scripts/setup.sh"
   fi
@@ -192,8 +215,17 @@ fi
 sysroot=$(rustc --print sysroot 2>/dev/null) || die "no Rust toolchain (rustc) on the host"
 [ -x "$sysroot/bin/cargo" ] || die "$sysroot/bin/cargo missing: the toolchain needs cargo"
 
+# The inner part in its own mount namespace; an interrupt is passed on to it
+# (it stops its job, unmounts, and exits) and waited for.
+unshare --mount --propagation private -- "$0" --inner "$sysroot" &
+inner_pid=$!
+trap 'kill -TERM "$inner_pid" 2>/dev/null || true' INT TERM HUP
 rc=0
-unshare --mount --propagation private -- "$0" --inner "$sysroot" || rc=$?
+while :; do
+  wait "$inner_pid" && rc=0 || rc=$?
+  kill -0 "$inner_pid" 2>/dev/null || break
+done
+trap - INT TERM HUP
 
 # Nothing of ours may stay mounted on the host (the namespace makes sure of it).
 if [ -n "$(mounts_under_root)" ]; then
