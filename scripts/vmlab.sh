@@ -38,7 +38,8 @@
 # The kernel's version is in scripts/vmlab.version (one line, the ABI name,
 # e.g. 6.12.117+deb12-amd64; package linux-image-<that>). VMLAB_ACCEL=tcg|kvm
 # forces the accelerator; otherwise KVM is used only if a probe boot with it
-# works (cached in target/vmlab/<ver>/accel).
+# works (cached in target/vmlab/<ver>/accel). VMLAB_APPEND adds to the guest
+# kernel's command line.
 set -uo pipefail
 
 SKIP=77
@@ -139,7 +140,7 @@ make_qemu() {
     -machine pc -m "$mem" -smp "$smp")
   if [ "$accel" = kvm ]; then qemu+=(-accel kvm -cpu host); else qemu+=(-accel tcg,thread=multi -cpu "$cpu"); fi
   qemu+=(-kernel "$kdir/vmlinuz" -initrd "$kdir/initramfs.cpio.gz"
-    -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off tsc=reliable $extra"
+    -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off tsc=reliable $extra ${VMLAB_APPEND:-}"
     -serial "file:$run/console.log")
 }
 
@@ -258,24 +259,37 @@ boot_and_run() { # mode(run|shell) args...
   # The wrapper shell exits normally with qemu's status (no job-control noise
   # when qemu dies by a signal); qemu itself is killed by its pidfile.
   qemu+=(-pidfile "$run/qemu.pid")
-  bash -c '"$@"; exit $?' vmlab-qemu ip netns exec "$netns" "${qemu[@]}" > "$run/qemu.log" 2>&1 &
-  qpid=$!
-  local deadline=$((SECONDS + timeout_s)) timed_out=0
+  local deadline=$((SECONDS + timeout_s)) timed_out=0 qrc attempt
   tail -n +1 -s 0.2 -F "$run/output" 2>/dev/null &
   tailpid=$!
-  while kill -0 "$qpid" 2>/dev/null; do
-    if [ -z "$t2" ] && [ -f "$run/started" ]; then t2=$(date +%s.%N); fi
-    if [ $SECONDS -ge $deadline ] && [ $timed_out = 0 ]; then timed_out=1; kill_qemu; fi
-    sleep 0.1
+  # A guest that dies before the script starts (qemu exits 0 after the
+  # guest's panic: multi-threaded TCG now and then breaks the kernel's
+  # boot-time code patching, an int3 oops) is booted again, at most twice;
+  # nothing of the script has run yet.
+  for attempt in 1 2 3; do
+    bash -c '"$@"; exit $?' vmlab-qemu ip netns exec "$netns" "${qemu[@]}" > "$run/qemu.log" 2>&1 &
+    qpid=$!
+    while kill -0 "$qpid" 2>/dev/null; do
+      if [ -z "$t2" ] && [ -f "$run/started" ]; then t2=$(date +%s.%N); fi
+      if [ $SECONDS -ge $deadline ] && [ $timed_out = 0 ]; then timed_out=1; kill_qemu; fi
+      sleep 0.1
+    done
+    wait "$qpid" 2>/dev/null; qrc=$?; qpid=""
+    [ -z "$t2" ] && [ -f "$run/started" ] && t2=$(date +%s.%N)
+    if [ "$qrc" = 0 ] && [ $timed_out = 0 ] && [ ! -f "$run/started" ] && [ $attempt -lt 3 ]; then
+      mv "$run/console.log" "$run/console.boot$attempt.log"
+      log "the guest died while booting (kept console.boot$attempt.log: $(grep -m1 -o 'Kernel panic.*\|Oops.*' "$run/console.boot$attempt.log" || echo 'no panic line')); booting again"
+      t0=$(date +%s.%N)
+      continue
+    fi
+    break
   done
-  wait "$qpid" 2>/dev/null; local qrc=$?; qpid=""
-  [ -z "$t2" ] && [ -f "$run/started" ] && t2=$(date +%s.%N)
   sleep 0.3; kill "$tailpid" 2>/dev/null; wait "$tailpid" 2>/dev/null; tailpid=""
   t1=$(date +%s.%N)
   if [ -s "$run/rc" ]; then
     rc=$(tr -dc 0-9 < "$run/rc")
     log "$(basename "$script"): exit $rc; boot to script $(awk -v a="$t0" -v b="$t2" 'BEGIN{printf "%.1f", b-a}') s (guest uptime $(cat "$run/started" 2>/dev/null) s), total $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s ($accel)"
-  elif [ -z "$t2" ] && ! grep -q VMLAB-INIT-UP "$run/console.log" 2>/dev/null && [ $timed_out = 0 ]; then
+  elif [ -z "$t2" ] && [ "$qrc" != 0 ] && ! grep -q VMLAB-INIT-UP "$run/console.log" 2>/dev/null && [ $timed_out = 0 ]; then
     log "qemu exited ($qrc) before the guest started:"; tail -n 5 "$run/qemu.log" "$run/console.log" >&2
     rc=$SKIP; log "SKIP: qemu cannot run here"
   else
@@ -284,7 +298,7 @@ boot_and_run() { # mode(run|shell) args...
     log "the guest reported no exit code (qemu $qrc); last console lines:"
     tail -20 "$run/console.log" >&2
   fi
-  if [ "$rc" = 0 ] && [ "$keep" = 0 ]; then
+  if [ "$rc" = 0 ] && [ "$keep" = 0 ] && ! ls "$run"/console.boot*.log >/dev/null 2>&1; then
     rm -rf "$run"
   else
     log "run directory kept: $run (console.log, output)"

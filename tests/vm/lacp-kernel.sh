@@ -26,9 +26,16 @@ xpid=""
 ACT=0x01 TMO=0x02 AGG=0x04 SYN=0x08 COL=0x10 DIS=0x20 DEF=0x40 EXP=0x80
 
 teardown() {
+  local p i
   if [ -n "$xpid" ]; then kill "$xpid" 2>/dev/null; wait "$xpid" 2>/dev/null; xpid=""; fi
-  ip netns del kb 2>/dev/null
-  ip netns del xb 2>/dev/null
+  # An xbond started by a case's subshell: by its pid file.
+  if p=$(cat "$W/xpid" 2>/dev/null) && [ -n "$p" ]; then
+    kill "$p" 2>/dev/null
+    for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$W/xpid"
+  fi
+  for p in kb xb ka kc; do ip netns del "$p" 2>/dev/null; done
+  return 0
 }
 trap teardown EXIT
 
@@ -69,11 +76,20 @@ snap() { # snap: $W/k.txt, $W/x.txt and the arrays kf, xf
 }
 
 dump() {
-  echo "---- kernel /proc/net/bonding/bond0"; kproc
-  echo "---- xbond status bond0"; xproc
-  echo "---- xbond log (tail)"; tail -n 40 "$W/xbond.log"
-  local d="$VMLAB_RESULTS/lacp-kernel-$case"; mkdir -p "$d"
-  kproc > "$d/kernel-bond0.txt" 2>&1; xproc > "$d/xbond-status.txt" 2>&1; cp "$W/xbond.log" "$d/" 2>/dev/null
+  local n d="$VMLAB_RESULTS/lacp-kernel-$case"
+  mkdir -p "$d"
+  for n in kb ka kc; do
+    [ -e "/run/netns/$n" ] || continue
+    echo "---- kernel /proc/net/bonding/bond0 in $n"; ip netns exec "$n" cat /proc/net/bonding/bond0 | tee "$d/kernel-$n-bond0.txt"
+  done
+  if [ -e /run/netns/xb ] && [ -d /proc/net/bonding ] && ip netns exec xb test -f /proc/net/bonding/bond0; then
+    echo "---- kernel /proc/net/bonding/bond0 in xb"; ip netns exec xb cat /proc/net/bonding/bond0 | tee "$d/kernel-xb-bond0.txt"
+  fi
+  if [ -S "$W/xb.sock" ]; then
+    echo "---- xbond status bond0"; xproc | tee "$d/xbond-status.txt"
+    xproc --json > "$d/xbond-status.json" 2>&1
+  fi
+  echo "---- xbond log (tail)"; tail -n 40 "$W/xbond.log"; cp "$W/xbond.log" "$d/" 2>/dev/null
 }
 die_case() { echo "FAIL [$case]: $*"; dump; exit 1; }
 
@@ -149,6 +165,7 @@ EOF
 start_xbond() {
   ip netns exec xb "$XBOND" run --config "$W/xb.toml" >> "$W/xbond.log" 2>&1 &
   xpid=$!
+  echo "$xpid" > "$W/xpid"
   wait_for 60 "xbond control socket" xproc || { tail -n 30 "$W/xbond.log"; fail "xbond did not start"; }
 }
 
@@ -338,7 +355,7 @@ restart_case() {
   [ "$before" = "$sys" ] && [ "$sys" = "$(ip netns exec xb cat /sys/class/net/bond0/address)" ] \
     || die_case "kernel sees partner $before, xbond's system MAC $sys, bond0 $(ip netns exec xb cat /sys/class/net/bond0/address)"
   ok "[$case] aggregated; xbond's system MAC is bond0's MAC $sys"
-  kill "$xpid"; wait "$xpid"; xpid=""
+  kill "$xpid"; wait "$xpid"; xpid=""; rm -f "$W/xpid"
   kernel_lost() { snap; ! aggregated kf k0 k1; }
   wait_for 60 "the kernel to lose its partner" kernel_lost || die_case "the kernel still aggregated with xbond stopped"
   ok "[$case] xbond stopped: the kernel lost its partner"
@@ -379,20 +396,137 @@ minlinks_case() {
   teardown
 }
 
+# split: one bond with two ports facing two single-port kernel bonds of
+# different systems (two switches without MLAG, or an MLAG pair that split).
+# The two ports cannot share an aggregator; the bond uses one. Run first with
+# a kernel bond in the middle (the oracle), then with xbond: the port of the
+# unused aggregator must advertise the same Synchronization bit as the
+# kernel's (the kernel: not in sync), so that the switch on that link does
+# not go to Distributing and send into a port that drops everything.
+split_setup() { # split_setup kernel|xbond
+  teardown
+  local n i=0
+  for n in ka kc xb; do ip netns add "$n" || fail "netns"; ip -n "$n" link set lo up; done
+  ip -n ka link add k0 type veth peer name x0 netns xb
+  ip -n kc link add k1 type veth peer name x1 netns xb
+  for n in ka kc; do
+    ip -n "$n" link add bond0 type bond mode 802.3ad miimon 100 lacp_rate fast ad_actor_system "02:6b:00:00:00:0$((i + 1))"
+    ip -n "$n" link set "k$i" master bond0
+    ip -n "$n" addr add "10.77.0.$((i + 3))/24" dev bond0
+    ip -n "$n" link set bond0 up; ip -n "$n" link set "k$i" up
+    i=$((i + 1))
+  done
+  if [ "$1" = kernel ]; then
+    ip -n xb link add bond0 type bond mode 802.3ad miimon 100 lacp_rate fast ad_actor_system 02:78:00:00:00:02
+    for n in x0 x1; do ip -n xb link set "$n" master bond0; done
+    ip -n xb link set bond0 up; ip -n xb link set x0 up; ip -n xb link set x1 up
+    mproc() { ip netns exec xb cat /proc/net/bonding/bond0; }
+  else
+    : > "$W/xbond.log"
+    printf '%s\n' 'name = "bond0"' 'slaves = ["x0", "x1"]' 'mode = "802.3ad"' 'miimon = 100' 'lacp_rate = "fast"' \
+      'ad_actor_system = "02:78:00:00:00:02"' "control_socket = \"$W/xb.sock\"" > "$W/xb.toml"
+    start_xbond
+    mproc() { xproc; }
+  fi
+  ip -n xb addr add 10.77.0.2/24 dev bond0
+}
+declare -A mf af cf
+split_snap() {
+  mproc > "$W/m.txt" 2>&1; load mf "$W/m.txt"
+  ip netns exec ka cat /proc/net/bonding/bond0 > "$W/a.txt"; load af "$W/a.txt"
+  ip netns exec kc cat /proc/net/bonding/bond0 > "$W/c.txt"; load cf "$W/c.txt"
+}
+# split_used: the middle's two ports in different aggregators, the active one
+# with one port, exactly one port distributing, and the kernel on that link
+# aggregated with it. Sets used/unused (x0|x1) and outer (af|cf) of the unused.
+split_used() {
+  split_snap
+  local s0 s1
+  [ -n "$(get mf slave.x0.aggregator_id)" ] && [ "$(get mf slave.x0.aggregator_id)" != "$(get mf slave.x1.aggregator_id)" ] || return 1
+  [ "$(get mf agg.number_of_ports)" = 1 ] || return 1
+  s0=$(get mf slave.x0.actor.port_state); s1=$(get mf slave.x1.actor.port_state)
+  if (( (s0 & DIS) && !(s1 & DIS) )); then used=x0 unused=x1 uouter=cf; aggregated af k0 || return 1
+  elif (( (s1 & DIS) && !(s0 & DIS) )); then used=x1 unused=x0 uouter=af; aggregated cf k1 || return 1
+  else return 1; fi
+}
+# split_quiet: the unused port advertises Sync = WANT and the kernel facing
+# it does not distribute.
+split_quiet() {
+  split_snap
+  local s o k=k${unused#x}
+  s=$(get mf "slave.$unused.actor.port_state"); o=$(get "$uouter" "slave.$k.actor.port_state")
+  [ -n "$s" ] && [ -n "$o" ] || return 1
+  [ $(( (s & SYN) != 0 )) = "$want" ] && (( (o & DIS) == 0 ))
+}
+split_case() {
+  case=split
+  local m used unused uouter want=""
+  for m in kernel xbond; do
+    echo "== case split ($(date +%T)): a $m bond facing two kernel bonds of different systems"
+    split_setup "$m"
+    wait_for 90 "$m: one aggregator used, the other port apart" split_used || die_case "$m: no single-port aggregation"
+    ok "[$case] $m uses $used (aggregator $(get mf "slave.$used.aggregator_id")), $unused is in aggregator $(get mf "slave.$unused.aggregator_id")"
+    if [ "$m" = kernel ]; then
+      # The oracle: what the kernel advertises on the unused port, once the
+      # kernel facing it has stopped distributing.
+      kquiet() { split_snap; local k=k${unused#x} o; o=$(get "$uouter" "slave.$k.actor.port_state"); [ -n "$o" ] && (( (o & DIS) == 0 )); }
+      wait_for 30 "kernel: the far end of the unused port not distributing" kquiet || die_case "kernel oracle: the far end of the unused port distributes"
+      local ks; ks=$(get mf "slave.$unused.actor.port_state")
+      want=$(( (ks & SYN) != 0 ))
+      ok "[$case] kernel: unused port $unused advertises state $ks (Synchronization $want); the kernel facing it does not distribute"
+    else
+      local k=k${unused#x} before after
+      if ! wait_for 30 "xbond: unused port advertises Synchronization $want, its far end not distributing" split_quiet; then
+        before=$(xproc --json | jq ".slaves[] | select(.name == \"$unused\") | .runtime.rx_dropped_inactive")
+        local ns; [ "$uouter" = af ] && ns=ka || ns=kc
+        ip netns exec "$ns" ping -c 5 -i 0.2 -W 1 10.77.0.2 >/dev/null 2>&1
+        after=$(xproc --json | jq ".slaves[] | select(.name == \"$unused\") | .runtime.rx_dropped_inactive")
+        die_case "xbond's unused port $unused advertises state $(get mf "slave.$unused.actor.port_state") (the kernel's advertised Synchronization $want); the kernel bond facing it has actor state $(get "$uouter" "slave.$k.actor.port_state") (Distributing) and carrier $(ip netns exec "$ns" cat /sys/class/net/bond0/carrier): 5 pings from it into xbond: xbond's $unused dropped-inactive counter $before -> $after"
+      fi
+      ok "[$case] xbond: unused port $unused advertises Synchronization $want like the kernel; its far end does not distribute"
+    fi
+    traffic_split() { ip netns exec xb ping -c 1 -W 1 "10.77.0.$(( ${used#x} + 3 ))" >/dev/null 2>&1; }
+    wait_for 30 "ping over the used port" traffic_split || die_case "$m: no traffic over the used port"
+    ok "[$case] $m: ping over $used"
+  done
+  teardown
+}
+
 [ -f /sys/class/net/bonding_masters ] || skip "no bonding module"
-cases=("$@"); [ ${#cases[@]} -eq 0 ] && cases=(fast slow mixed xslow kpassive xpassive fallback restart minlinks)
+cases=("$@"); [ ${#cases[@]} -eq 0 ] && cases=(fast slow mixed xslow kpassive xpassive fallback restart minlinks split)
+# Cases that show a known xbond bug: reported as XFAIL (not a failure) unless
+# VM_STRICT=1; an XPASS says the bug is gone and the case can leave this list.
+known_bugs=" split "
+failed=0 xfails=()
 for c in "${cases[@]}"; do
-  case "$c" in
-    fast) run_case fast fast on fast true steady ;;
-    slow) run_case slow slow on slow true ;;
-    mixed) run_case mixed slow on fast true ;;
-    xslow) run_case xslow fast on slow true steady ;;
-    kpassive) run_case kpassive fast off fast true ;;
-    xpassive) run_case xpassive fast on fast false steady ;;
-    fallback) fallback_case ;;
-    restart) restart_case ;;
-    minlinks) minlinks_case ;;
-    *) fail "unknown case $c" ;;
-  esac
+  (
+    case "$c" in
+      fast) run_case fast fast on fast true steady ;;
+      slow) run_case slow slow on slow true ;;
+      mixed) run_case mixed slow on fast true ;;
+      xslow) run_case xslow fast on slow true steady ;;
+      kpassive) run_case kpassive fast off fast true ;;
+      xpassive) run_case xpassive fast on fast false steady ;;
+      fallback) fallback_case ;;
+      restart) restart_case ;;
+      minlinks) minlinks_case ;;
+      split) split_case ;;
+      *) fail "unknown case $c" ;;
+    esac
+  )
+  rc=$?
+  teardown
+  if [ $rc -ne 0 ]; then
+    if [[ "$known_bugs" == *" $c "* ]] && [ "${VM_STRICT:-0}" != 1 ]; then
+      echo "XFAIL [$c]: a known xbond bug (see docs/vmlab.md); VM_STRICT=1 makes it a failure"
+      xfails+=("$c")
+    else
+      failed=1
+    fi
+  elif [[ "$known_bugs" == *" $c "* ]]; then
+    echo "XPASS [$c]: the known bug is gone; take $c out of known_bugs"
+  fi
 done
+[ ${#xfails[@]} -gt 0 ] && echo "known bugs shown: ${xfails[*]}"
+[ $failed = 0 ] || { echo FAIL; exit 1; }
 echo PASS
