@@ -2,7 +2,8 @@
 # Runs the VM tests, each in a VM of its own (scripts/vmlab.sh run), and
 # reports pass / fail / skip for each.
 #
-#   tests/vm/run.sh [TEST...]     TEST: a file name in tests/vm (smoke, lacp-kernel, ...); default all
+#   tests/vm/run.sh [TEST...]     TEST: a file name in tests/vm (smoke, lacp-kernel, ...); default
+#                                 every executable tests/vm/*.sh but run.sh, smoke first
 #
 # Exit 0 if every test passed (or some were skipped and the rest passed), 1 if
 # any failed, 77 if all were skipped (the lab cannot run here). A failed test's
@@ -12,8 +13,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 vmlab="$repo/scripts/vmlab.sh"
 
-# In this order: the lab first.
-all=(smoke lacp-kernel)
+# The lab first, then the rest in name order.
+all=(smoke)
+for f in "$here"/*.sh; do
+  t=$(basename "$f" .sh)
+  [ -x "$f" ] && [ "$t" != run ] && [ "$t" != smoke ] && all+=("$t")
+done
 tests=("$@"); [ ${#tests[@]} -eq 0 ] && tests=("${all[@]}")
 
 [ -x "$repo/target/release/xbond" ] || {
