@@ -6,11 +6,12 @@
 # downloads from crates.io, iproute2, ping and procps (kill) for the test
 # topologies and the demo, tshark for the LACPDU dissection test, ifupdown and
 # bridge-utils for the ifupdown tests (the seed's stanzas with vmbr0),
-# systemd for `systemd-analyze verify` of the unit, util-linux for setsid.
+# systemd for `systemd-analyze verify` of the unit, util-linux for setsid,
+# ethtool (xbond turns off VLAN offloads that would hide tags from XDP).
 # scripts/fresh-check.sh proves the list on a bare Debian 12 (debootstrap).
 set -euo pipefail
 pkgs=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc libc6-dev linux-libc-dev
-  ca-certificates iproute2 iputils-ping procps kmod tshark ifupdown bridge-utils systemd util-linux)
+  ca-certificates iproute2 iputils-ping procps kmod tshark ifupdown bridge-utils systemd util-linux ethtool)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -26,7 +26,7 @@ use xbond_xdp::worker::{
 };
 
 use crate::control::{ControlServer, Request};
-use crate::{runstate, upper};
+use crate::{offload, runstate, upper};
 
 /// A worker whose loop has not moved for this long is stuck (its longest
 /// sleep is one second); the systemd watchdog is then no longer fed.
@@ -58,6 +58,8 @@ struct HostGuard {
     /// error during set-up removes it again, leaving nothing half-made.
     created_now: bool,
     restore_macs: Vec<(String, MacAddr)>,
+    /// Offloads turned off on slaves, turned back on at exit.
+    restore_offloads: Vec<(String, Vec<(String, bool)>)>,
 }
 
 impl Drop for HostGuard {
@@ -66,6 +68,9 @@ impl Drop for HostGuard {
             if let Err(e) = self.nl.set_mac(&name, mac) {
                 warn!("could not restore the MAC of {name}: {e}");
             }
+        }
+        for (name, features) in self.restore_offloads.drain(..) {
+            offload::set(&name, &features);
         }
         let Some((host, data)) = self.upper.take() else {
             return;
@@ -115,6 +120,7 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         upper: None,
         created_now: false,
         restore_macs: Vec::new(),
+        restore_offloads: Vec::new(),
     };
 
     // Slaves must exist and have a queue per worker.
@@ -181,6 +187,14 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         }
     }
     guard.upper = Some((cfg.name.clone(), cfg.peer_name.clone()));
+    // VLAN tags must be in the frames the data path sees.
+    offload::turn_off(&cfg.name, offload::UPPER_OFF);
+    for s in &cfg.slaves {
+        let was = offload::turn_off(s, offload::SLAVE_OFF);
+        if !was.is_empty() {
+            guard.restore_offloads.push((s.clone(), was));
+        }
+    }
     let host_was_up = nl.link(&cfg.name)?.admin_up;
 
     let now = Instant::now();

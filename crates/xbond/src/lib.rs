@@ -9,6 +9,7 @@ pub mod failover;
 pub mod ifupdown;
 pub mod install;
 pub mod lab;
+pub mod offload;
 pub mod pktgen;
 pub mod runstate;
 pub mod upper;
