@@ -436,7 +436,9 @@ fn markdown(r: &Results) -> String {
         let what = match f.detection {
             xbond::failover::Detection::Carrier => "carrier loss (netlink event, TX hint)",
             xbond::failover::Detection::Arp => "dead path, carrier up (ARP monitor 100 ms x 2)",
-            xbond::failover::Detection::Restart => "daemon restart (SIGTERM, start adopts bond0; no failover)",
+            xbond::failover::Detection::Restart => {
+                "daemon restart (SIGTERM, start adopts bond0; no failover)"
+            }
         };
         o.push_str(&format!(
             "| {what} | {} | {} | {:.2} |\n",
