@@ -153,6 +153,22 @@ impl Notified {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits for READY=1, then gives bond0 its address.
+    fn ready_with_address(&self) {
+        assert!(
+            self.expect("READY=1", Duration::from_secs(20)),
+            "READY=1; log:\n{}",
+            self.log()
+        );
+        self.t
+            .lab
+            .exec(
+                &self.t.host,
+                &["ip", "addr", "add", "10.72.0.1/24", "dev", "bond0"],
+            )
+            .unwrap();
+    }
+
     /// One frame from the host through bond0: the fault strikes on it.
     fn send_a_frame(&self) {
         let _ = self
@@ -172,19 +188,9 @@ impl Drop for Notified {
 #[test]
 fn ready_comes_once_forwarding_works_and_the_watchdog_is_fed() {
     let n = Notified::start("sn", None);
-    assert!(
-        n.expect("READY=1", Duration::from_secs(20)),
-        "READY=1; log:\n{}",
-        n.log()
-    );
+    n.ready_with_address();
     // Ready means it forwards: the status answers and a ping crosses.
     common::status(&n.control);
-    n.t.lab
-        .exec(
-            &n.t.host,
-            &["ip", "addr", "add", "10.72.0.1/24", "dev", "bond0"],
-        )
-        .unwrap();
     n.t.ping(&n.t.host, "10.72.0.2");
     for _ in 0..3 {
         assert!(
@@ -198,18 +204,8 @@ fn ready_comes_once_forwarding_works_and_the_watchdog_is_fed() {
 #[test]
 fn a_stuck_worker_stops_the_keep_alives() {
     let n = Notified::start("sw", Some("worker-stall"));
-    assert!(
-        n.expect("READY=1", Duration::from_secs(20)),
-        "log:\n{}",
-        n.log()
-    );
+    n.ready_with_address();
     assert!(n.expect("WATCHDOG=1", Duration::from_secs(10)));
-    n.t.lab
-        .exec(
-            &n.t.host,
-            &["ip", "addr", "add", "10.72.0.1/24", "dev", "bond0"],
-        )
-        .unwrap();
     n.send_a_frame();
     // Read the socket meanwhile, as systemd does.
     let stuck = xbond::lab::wait_for(Duration::from_secs(30), || {
@@ -236,17 +232,7 @@ fn a_stuck_worker_stops_the_keep_alives() {
 #[test]
 fn a_dead_worker_ends_the_daemon_with_an_error_and_bond0_without_carrier() {
     let mut n = Notified::start("sp", Some("worker-panic"));
-    assert!(
-        n.expect("READY=1", Duration::from_secs(20)),
-        "log:\n{}",
-        n.log()
-    );
-    n.t.lab
-        .exec(
-            &n.t.host,
-            &["ip", "addr", "add", "10.72.0.1/24", "dev", "bond0"],
-        )
-        .unwrap();
+    n.ready_with_address();
     n.send_a_frame();
     let status = xbond::lab::wait_for(Duration::from_secs(30), || {
         n.child.try_wait().ok().flatten()
