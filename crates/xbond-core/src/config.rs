@@ -98,6 +98,7 @@ pub const KEYS: &[&str] = &[
     "resend_igmp",
     "use_carrier",
     "control_socket",
+    "control_group",
 ];
 
 /// The kernel bonding options that [`import_option_string`] and
@@ -307,6 +308,9 @@ pub struct BondConfig {
     /// Path of the daemon's unix control socket; `None` means
     /// `/run/xbond/<name>.sock` (see [`BondConfig::socket_path`]).
     pub control_socket: Option<String>,
+    /// A group whose members may read the status over the control socket
+    /// (mode 0660 then); `None`: root only.
+    pub control_group: Option<String>,
 }
 
 /// What went wrong in a configuration. Every message is one line that names
@@ -539,6 +543,7 @@ impl BondConfig {
             resend_igmp: 1,
             use_carrier: true,
             control_socket: None,
+            control_group: None,
         }
     }
 
@@ -721,6 +726,15 @@ impl BondConfig {
         if let Some(p) = &self.control_socket {
             if !p.starts_with('/') || p.len() > MAX_SOCKET_PATH || p.contains('\0') {
                 return Err(bad("control_socket", p));
+            }
+        }
+        if let Some(g) = &self.control_group {
+            let ok = !g.is_empty()
+                && g.len() <= 32
+                && g.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+            if !ok {
+                return Err(bad("control_group", g));
             }
         }
         check_targets("arp_ip_target", &self.arp_ip_target, |a| {
@@ -1093,6 +1107,9 @@ impl BondConfig {
         if let Some(p) = &self.control_socket {
             w.line("control_socket", toml_str(p));
         }
+        if let Some(g) = &self.control_group {
+            w.line("control_group", toml_str(g));
+        }
         for (table, entries) in [
             ("prio", render_table(&self.prio)),
             ("ad_actor_port_prio", render_table(&self.ad_actor_port_prio)),
@@ -1209,6 +1226,10 @@ fn valid_for(key: &str) -> String {
         "control_socket" => format!(
             "an absolute path of at most {MAX_SOCKET_PATH} bytes, e.g. \"/run/xbond/bond0.sock\""
         ),
+        "control_group" => {
+            "a group name of up to 32 letters, digits, _ - . (its members may read the status)"
+                .into()
+        }
         "prio" => "a table of slave = integer priority, e.g. [prio] then eno1 = 10".into(),
         "ad_actor_port_prio" => {
             "a table of slave = LACP port priority 0-65535 (lower is preferred), e.g. [ad_actor_port_prio] then eno1 = 100".into()
@@ -1582,6 +1603,7 @@ fn set_key(c: &mut BondConfig, key: &str, v: &toml::Value) -> Result<(), ConfigE
         "resend_igmp" => c.resend_igmp = get_int(key, v)?,
         "use_carrier" => c.use_carrier = get_bool(key, v)?,
         "control_socket" => c.control_socket = Some(get_str(key, v)?),
+        "control_group" => c.control_group = Some(get_str(key, v)?),
         _ => {
             return Err(ConfigError::UnknownKey {
                 key: clean(key),

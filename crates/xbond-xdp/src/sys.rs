@@ -114,3 +114,55 @@ pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) {
     // SAFETY: `pfd[..n]` is a valid array of pollfds of length `n`.
     unsafe { libc::poll(pfd.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
 }
+
+/// The credentials of the process at the other end of a unix socket
+/// (SO_PEERCRED), as the kernel recorded them at connect time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    /// Process id.
+    pub pid: i32,
+    /// Effective user id.
+    pub uid: u32,
+    /// Effective group id.
+    pub gid: u32,
+}
+
+/// Reads SO_PEERCRED of a connected unix socket.
+pub fn peer_cred(fd: RawFd) -> io::Result<PeerCred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a writable ucred and `len` its size, as
+    // getsockopt(SO_PEERCRED) requires; a bad fd only makes it fail.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(PeerCred {
+        pid: cred.pid,
+        uid: cred.uid,
+        gid: cred.gid,
+    })
+}
+
+/// Runs `f` with the process umask set to `mask`, then restores it: a file
+/// (a unix socket) made by `f` never exists with looser permissions.
+pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask only swaps the process's file mode mask; it cannot fail.
+    let old = unsafe { libc::umask(mask as libc::mode_t) };
+    let r = f();
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(old) };
+    r
+}

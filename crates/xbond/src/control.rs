@@ -1,11 +1,17 @@
-//! The daemon's control socket: a root-only unix stream socket
-//! (`/run/xbond/<bond>.sock`, mode 0600 in a 0700 directory). A client writes
-//! one request line (`status`) and reads one JSON line back.
+//! The daemon's control socket: a unix stream socket
+//! (`/run/xbond/<bond>.sock`), made under a restrictive umask (mode 0600, or
+//! 0660 with group `control_group`). A client writes one request line
+//! (`status`) and reads one JSON line back. The peer's credentials
+//! (SO_PEERCRED) decide what it may ask: root anything, members of
+//! `control_group` the status, anyone else nothing. Requests are bounded in
+//! size ([`MAX_REQUEST`]) and clients in number ([`MAX_CLIENTS`]).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +19,21 @@ use anyhow::{bail, Context, Result};
 use crossbeam::channel::{bounded, Receiver, Sender};
 use xbond_core::status::Status;
 use xbond_xdp::sys::Waker;
+
+/// The longest request line, in bytes.
+pub const MAX_REQUEST: u64 = 4096;
+
+/// Clients served at once; more are refused.
+pub const MAX_CLIENTS: usize = 16;
+
+/// What a client may ask, from its credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// root: every request.
+    Full,
+    /// A member of `control_group`: the status.
+    Status,
+}
 
 /// A request from a client, answered by the control loop.
 #[derive(Debug)]
@@ -40,7 +61,7 @@ pub struct ControlServer {
 impl ControlServer {
     /// Binds the socket at `path` and starts accepting clients.
     /// Each request wakes the control loop through `waker`.
-    pub fn bind(path: &str, waker: Arc<Waker>) -> Result<ControlServer> {
+    pub fn bind(path: &str, group: Option<&str>, waker: Arc<Waker>) -> Result<ControlServer> {
         let path = PathBuf::from(path);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -55,22 +76,51 @@ impl ControlServer {
             std::fs::remove_file(&path)
                 .with_context(|| format!("removing stale {}", path.display()))?;
         }
-        let listener =
-            UnixListener::bind(&path).with_context(|| format!("bind({})", path.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let gid = group.map(group_id).transpose()?;
+        // Made 0600 (umask 0177): no window in which others could connect.
+        let listener = xbond_xdp::sys::with_umask(0o177, || UnixListener::bind(&path))
+            .with_context(|| format!("bind({})", path.display()))?;
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(&path, Some(0), Some(gid))
+                .with_context(|| format!("chown {} to group {gid}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+        }
+        let clients = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = bounded::<Request>(16);
         std::thread::Builder::new()
             .name("xbond-control".into())
             .spawn(move || {
                 for conn in listener.incoming() {
-                    let Ok(conn) = conn else { continue };
+                    let Ok(mut conn) = conn else { continue };
+                    let access = match access(&conn, gid) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            let _ = reply(&mut conn, &error_json(&e));
+                            continue;
+                        }
+                    };
+                    if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                        clients.fetch_sub(1, Ordering::AcqRel);
+                        let _ = reply(
+                            &mut conn,
+                            &error_json(&format!("busy: {MAX_CLIENTS} clients already connected")),
+                        );
+                        continue;
+                    }
                     let tx = tx.clone();
                     let waker = waker.clone();
+                    let mine = clients.clone();
                     // One short-lived thread per client keeps a slow client
                     // from holding up others.
-                    let _ = std::thread::Builder::new()
+                    let spawned = std::thread::Builder::new()
                         .name("xbond-client".into())
-                        .spawn(move || handle(conn, tx, &waker));
+                        .spawn(move || {
+                            handle(conn, access, tx, &waker);
+                            mine.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    if spawned.is_err() {
+                        clients.fetch_sub(1, Ordering::AcqRel);
+                    }
                 }
             })
             .context("spawning the control thread")?;
@@ -89,13 +139,62 @@ impl Drop for ControlServer {
     }
 }
 
-fn handle(conn: UnixStream, tx: Sender<Request>, waker: &Waker) {
+/// The gid of group `name`, from /etc/group.
+fn group_id(name: &str) -> Result<u32> {
+    let text = std::fs::read_to_string("/etc/group").context("reading /etc/group")?;
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let (n, _, gid) = (f.next()?, f.next()?, f.next()?);
+            (n == name).then(|| gid.parse().ok()).flatten()
+        })
+        .next()
+        .with_context(|| format!("control_group {name:?}: no such group in /etc/group"))
+}
+
+/// What the peer of `conn` may ask.
+fn access(conn: &UnixStream, group: Option<u32>) -> std::result::Result<Access, String> {
+    let cred = xbond_xdp::sys::peer_cred(conn.as_raw_fd())
+        .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+    if cred.uid == 0 {
+        return Ok(Access::Full);
+    }
+    if group.is_some_and(|g| g == cred.gid) {
+        return Ok(Access::Status);
+    }
+    Err(format!(
+        "permission denied: uid {} gid {} is neither root nor in control_group",
+        cred.uid, cred.gid
+    ))
+}
+
+fn error_json(msg: &str) -> String {
+    serde_json::json!({ "error": msg }).to_string()
+}
+
+fn reply(conn: &mut UnixStream, answer: &str) -> std::io::Result<()> {
+    conn.write_all(answer.as_bytes())?;
+    conn.write_all(b"\n")
+}
+
+fn handle(conn: UnixStream, access: Access, tx: Sender<Request>, waker: &Waker) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut line = String::new();
+    let mut bytes = Vec::new();
     let Ok(reader) = conn.try_clone() else { return };
-    if BufReader::new(reader).read_line(&mut line).is_err() {
+    // One bounded line: a client cannot make the daemon read without end.
+    let read = BufReader::new(reader.take(MAX_REQUEST)).read_until(b'\n', &mut bytes);
+    let mut conn = conn;
+    let line = String::from_utf8_lossy(&bytes);
+    if read.is_err() || !line.ends_with('\n') {
+        let _ = reply(
+            &mut conn,
+            &error_json(&format!(
+                "a request is one line of at most {MAX_REQUEST} bytes ending in a newline"
+            )),
+        );
         return;
     }
+    let _ = access; // Every request there is (status) is open to both.
     let answer = match line.trim() {
         "status" => {
             let (rtx, rrx) = bounded(1);
@@ -106,11 +205,12 @@ fn handle(conn: UnixStream, tx: Sender<Request>, waker: &Waker) {
             rrx.recv_timeout(Duration::from_secs(5))
                 .unwrap_or_else(|_| "{\"error\":\"the daemon did not answer\"}".into())
         }
-        other => format!("{{\"error\":\"unknown request {other:?}; valid: status\"}}"),
+        other => error_json(&format!(
+            "unknown request {:?}; valid: status",
+            other.chars().take(64).collect::<String>()
+        )),
     };
-    let mut conn = conn;
-    let _ = conn.write_all(answer.as_bytes());
-    let _ = conn.write_all(b"\n");
+    let _ = reply(&mut conn, &answer);
 }
 
 /// Asks the daemon behind `path` for its status.
@@ -119,7 +219,9 @@ pub fn query_status(path: &str) -> Result<Status> {
         format!("connecting to {path}: is xbond running for this bond (and are you root)?")
     })?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    conn.write_all(b"status\n")?;
+    // A daemon that refuses the client answers before reading and closes:
+    // the write may fail, the answer is still there to read.
+    let _ = conn.write_all(b"status\n");
     let mut line = String::new();
     BufReader::new(conn).read_line(&mut line)?;
     if let Ok(err) = serde_json::from_str::<serde_json::Value>(&line) {

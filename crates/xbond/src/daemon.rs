@@ -296,7 +296,11 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
     if let Err(e) = xbond_xdp::sys::set_realtime(10) {
         warn!("control thread keeps normal priority (SCHED_FIFO: {e}); failover may wait for CPU");
     }
-    let server = ControlServer::bind(&cfg.socket_path(), waker.clone())?;
+    let server = ControlServer::bind(
+        &cfg.socket_path(),
+        cfg.control_group.as_deref(),
+        waker.clone(),
+    )?;
     info!(
         "{} running in mode {} with slaves {}; status: xbond status {}",
         cfg.name,
