@@ -176,11 +176,14 @@ fn an_interface_that_is_not_xbonds_is_refused_and_left_alone() {
     let err = xbond(&t, &host, &["run", "--config", &cfg.display().to_string()]).unwrap_err();
     let msg = format!("{err}");
     assert!(
-        msg.contains("bond0 exists and is a veth interface without xbond's mark"),
+        msg.contains("xb-bond0 exists and is a veth interface without xbond's mark"),
         "{msg}"
     );
     let err = xbond(&t, &host, &["down", "bond0"]).unwrap_err();
-    assert!(format!("{err}").contains("not the host side"), "{err}");
+    assert!(
+        format!("{err}").contains("not the data-plane side"),
+        "{err}"
+    );
     assert_eq!(ifindex(&t, &host, "bond0"), index, "left alone");
     let addrs = t
         .lab

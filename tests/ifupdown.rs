@@ -304,3 +304,147 @@ fn ifup_fails_with_xbonds_error_and_leaves_nothing_when_the_bond_cannot_start() 
     assert!(msg.contains("bond-miimon") && msg.contains("fast"), "{msg}");
     assert!(!h.links().contains("bond0"));
 }
+
+/// ifupdown2 (Proxmox VE's), unpacked by scripts/setup.sh under target/
+/// (it conflicts with the ifupdown package), copied into the lab so that
+/// `xbond install` can put the addon in its addons folder; run from there
+/// in the host namespace, whose /etc/network (interfaces, ifupdown2's
+/// config) is the lab's.
+struct Ifupdown2 {
+    lab: Lab,
+    host: String,
+    far: String,
+    bin: PathBuf,
+    run: PathBuf,
+}
+
+impl Ifupdown2 {
+    fn new(prefix: &str, stanzas: &str) -> Ifupdown2 {
+        require_root();
+        let unpacked = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ifupdown2");
+        assert!(
+            unpacked.join("usr/share/ifupdown2/__main__.py").exists(),
+            "ifupdown2 is not unpacked under target/: run scripts/setup.sh"
+        );
+        let mut lab = Lab::new(prefix).expect("lab");
+        let host = lab.netns("host").unwrap();
+        let far = lab.netns("far").unwrap();
+        lab.veth(&host, "eno1", &far, "sw1").unwrap();
+        lab.veth(&host, "eno2", &far, "sw2").unwrap();
+        let i2 = lab.dir().join("ifupdown2");
+        xbond::lab::cmd(&[
+            "cp",
+            "-a",
+            &unpacked.display().to_string(),
+            &i2.display().to_string(),
+        ])
+        .unwrap();
+        let net = lab.etc_dir(&host).unwrap().join("network");
+        std::fs::create_dir_all(&net).unwrap();
+        xbond::lab::cmd(&[
+            "cp",
+            "-a",
+            &i2.join("etc/network/ifupdown2").display().to_string(),
+            &net.display().to_string(),
+        ])
+        .unwrap();
+        let run = lab.dir().join("run");
+        // ifupdown2 passes no environment: xbond's settings are stanza lines.
+        let stanzas = stanzas.replace(
+            "bond-driver xbond\n",
+            &format!(
+                "bond-driver xbond\nxbond-run-dir {}\nxbond-manager direct\n",
+                run.display()
+            ),
+        );
+        std::fs::write(net.join("interfaces"), stanzas).unwrap();
+        let out = xbond::lab::cmd(&[
+            &exe().display().to_string(),
+            "install",
+            "--root",
+            &lab.dir().join("root").display().to_string(),
+            "--bin",
+            &exe().display().to_string(),
+            "--ifupdown-dir",
+            &net.display().to_string(),
+            "--ifupdown2-addons",
+            &i2.join("usr/share/ifupdown2/addons").display().to_string(),
+        ])
+        .expect("xbond install");
+        assert!(out.contains("ifupdown2"), "the addon installed: {out}");
+        // ifupdown2 picks its command from the name it is run as.
+        let bin = lab.dir().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for c in ["ifreload", "ifdown"] {
+            std::os::unix::fs::symlink(i2.join("usr/share/ifupdown2/__main__.py"), bin.join(c))
+                .unwrap();
+        }
+        lab.track_pid_file(run.join("bond0.pid"));
+        Ifupdown2 {
+            lab,
+            host,
+            far,
+            bin,
+            run,
+        }
+    }
+
+    fn cmd(&self, c: &str, args: &[&str]) -> anyhow::Result<String> {
+        let prog = self.bin.join(c).display().to_string();
+        let mut all = vec!["python3", &prog];
+        all.extend_from_slice(args);
+        self.lab.exec(&self.host, &all)
+    }
+}
+
+#[test]
+fn the_seed_802_3ad_stanza_comes_up_with_ifupdown2_ifreload_and_goes_with_ifdown() {
+    let h = Ifupdown2::new("i2", LACP_STANZAS);
+    let far = h.far.clone();
+    let far_cfg = "name = \"bond0\"\nslaves = [\"sw1\", \"sw2\"]\nmode = \"802.3ad\"\nlacp_rate = \"fast\"\nmiimon = 100\n";
+    let mut lab = h;
+    lab.lab
+        .start_xbond(exe(), &far, "switch", far_cfg)
+        .expect("far bond");
+    let h = lab;
+    h.lab
+        .exec(
+            &far,
+            &["ip", "addr", "add", "192.168.1.1/24", "dev", "bond0"],
+        )
+        .unwrap();
+    let out = h.cmd("ifreload", &["-a"]).expect("ifreload -a");
+    assert!(!out.contains("error"), "{out}");
+    let sock = h.run.join("bond0.sock").display().to_string();
+    let link = h
+        .lab
+        .exec(&h.host, &["ip", "-d", "-o", "link", "show", "bond0"])
+        .unwrap();
+    assert!(
+        link.contains("master vmbr0") && link.contains("veth"),
+        "xbond's bond0 in vmbr0, no kernel bond: {link}"
+    );
+    let s = wait_status(&sock, Duration::from_secs(20), |s| {
+        s.proc_text().contains("Number of ports: 2")
+    });
+    assert!(s.proc_text().contains("Transmit Hash Policy: layer3+4"));
+    let _ = h
+        .lab
+        .exec(&h.host, &["ping", "-c", "1", "-W", "5", "192.168.1.1"]);
+    h.lab
+        .exec(
+            &h.host,
+            &["ping", "-c", "3", "-i", "0.1", "-W", "2", "192.168.1.1"],
+        )
+        .expect("the host reaches the gateway over the bond");
+
+    h.cmd("ifdown", &["-a"]).expect("ifdown -a");
+    let links = h.lab.exec(&h.host, &["ip", "-o", "link"]).unwrap();
+    for gone in ["bond0", "xb-bond0", "vmbr0"] {
+        assert!(
+            !links.contains(&format!(" {gone}:")) && !links.contains(&format!(" {gone}@")),
+            "{gone} left behind: {links}"
+        );
+    }
+    assert!(!pid_running(&h.run.join("bond0.pid")), "the daemon stopped");
+}

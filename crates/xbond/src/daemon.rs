@@ -572,8 +572,12 @@ impl Notifier {
                         Notice::Watchdog => sd_notify::notify(&[NotifyState::Watchdog]),
                         Notice::Stopping => sd_notify::notify(&[NotifyState::Stopping]),
                     };
-                    if let Err(e) = r {
-                        warn!("sd_notify {n:?}: {e}");
+                    // Only readiness matters to a caller; a manager that
+                    // went away later (the ifupdown hook's socket) is not.
+                    match (&n, r) {
+                        (_, Ok(())) => {}
+                        (Notice::Ready(_), Err(e)) => warn!("sd_notify READY: {e}"),
+                        (_, Err(e)) => debug!("sd_notify {n:?}: {e}"),
                     }
                 }
             })

@@ -17,6 +17,13 @@ pub const UNIT: &str = include_str!("../../../contrib/systemd/xbond@.service");
 /// binary's path).
 pub const HOOK: &str = include_str!("../../../contrib/ifupdown/xbond-hook");
 
+/// The ifupdown2 addon, as shipped in `contrib/ifupdown2/` (`@XBOND@` is
+/// the binary's path).
+pub const IFUPDOWN2_ADDON: &str = include_str!("../../../contrib/ifupdown2/xbond.py");
+
+/// The lines that make ifupdown2 run the addon, first in addons.conf.
+pub const IFUPDOWN2_LINES: &[&str] = &["pre-up,xbond", "post-down,xbond"];
+
 /// Where the unit and hooks expect the binary by default.
 pub const DEFAULT_BIN: &str = "/usr/local/sbin/xbond";
 
@@ -30,6 +37,26 @@ pub struct Install {
     pub bin: Option<PathBuf>,
     /// ifupdown's folder (default `ROOT/etc/network`).
     pub ifupdown_dir: Option<PathBuf>,
+    /// ifupdown2's addon folder (default `ROOT/usr/share/ifupdown2/addons`);
+    /// the addon is installed where ifupdown2 is (this folder exists).
+    pub ifupdown2_addons: Option<PathBuf>,
+}
+
+/// Puts `IFUPDOWN2_LINES` first in ifupdown2's addons.conf (once).
+fn enable_ifupdown2_addon(conf: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(conf).with_context(|| format!("reading {}", conf.display()))?;
+    let rest: Vec<&str> = text
+        .lines()
+        .filter(|l| !IFUPDOWN2_LINES.contains(&l.trim()))
+        .collect();
+    let mut out = IFUPDOWN2_LINES.join("\n");
+    out.push('\n');
+    for l in rest {
+        out.push_str(l);
+        out.push('\n');
+    }
+    write(conf, &out, 0o644)
 }
 
 fn under(root: &Path, abs: &str) -> PathBuf {
@@ -84,6 +111,21 @@ pub fn install(i: &Install) -> Result<Vec<String>> {
         done.push(format!(
             "{} (ifupdown: stanzas with `bond-driver xbond`)",
             p.display()
+        ));
+    }
+    let addons = i
+        .ifupdown2_addons
+        .clone()
+        .unwrap_or_else(|| under(&i.root, "/usr/share/ifupdown2/addons"));
+    let conf = net.join("ifupdown2/addons.conf");
+    if addons.is_dir() && conf.is_file() {
+        let p = addons.join("xbond.py");
+        write(&p, &IFUPDOWN2_ADDON.replace("@XBOND@", &bin_s), 0o644)?;
+        enable_ifupdown2_addon(&conf)?;
+        done.push(format!(
+            "{} and {} (ifupdown2: stanzas with `bond-driver xbond`)",
+            p.display(),
+            conf.display()
         ));
     }
     let etc = under(&i.root, "/etc/xbond");

@@ -89,9 +89,14 @@ enum Cmd {
         /// binary copied to ROOT/usr/local/sbin/xbond.
         #[arg(long)]
         bin: Option<PathBuf>,
-        /// Folder of ifupdown's hook folders (default ROOT/etc/network).
+        /// Folder of ifupdown's hook folders and of ifupdown2's config
+        /// (default ROOT/etc/network).
         #[arg(long)]
         ifupdown_dir: Option<PathBuf>,
+        /// ifupdown2's addon folder (default ROOT/usr/share/ifupdown2/addons);
+        /// the addon is installed only where ifupdown2 is.
+        #[arg(long)]
+        ifupdown2_addons: Option<PathBuf>,
     },
     /// Run by the ifupdown hooks (IFACE, PHASE and the stanza's IF_* options
     /// in the environment): starts and stops `bond-driver xbond` bonds.
@@ -363,11 +368,13 @@ fn real_main(cli: Cli) -> Result<()> {
             root,
             bin,
             ifupdown_dir,
+            ifupdown2_addons,
         } => {
             let report = xbond::install::install(&xbond::install::Install {
                 root,
                 bin,
                 ifupdown_dir,
+                ifupdown2_addons,
             })?;
             for line in report {
                 println!("{line}");

@@ -2,9 +2,13 @@
 //! side) that xbond creates once and then keeps, as the kernel keeps a bond
 //! device until `ip link del`.
 //!
-//! Both ends carry an alias (IFLA_IFALIAS, `/sys/class/net/*/ifalias`) that
-//! marks them as xbond's: `xbond:<bond> host` and `xbond:<bond> data`. A start
-//! adopts a marked pair, so everything the host configured on `bond0`
+//! The data-plane end carries an alias (IFLA_IFALIAS,
+//! `/sys/class/net/xb-bond0/ifalias`) that marks the pair as xbond's:
+//! `xbond:<bond> data`. The host side's alias is the operator's (ifupdown2,
+//! for one, rewrites it from the stanza's `alias` line), so the mark is on
+//! the end no host tool configures, and `bond0` is recognised as the veth
+//! whose peer carries it. A start adopts a marked pair, so everything the
+//! host configured on `bond0`
 //! (addresses, routes, MTU, VLAN devices, bridge membership) survives a
 //! restart; an interface of that name without the mark (a kernel bond, a
 //! user's veth) is refused and never changed. While no daemon runs, the
@@ -14,11 +18,6 @@
 use anyhow::{bail, Context, Result};
 use tracing::info;
 use xbond_xdp::netlink::{Link, Netlink};
-
-/// The alias on the host side of `bond`'s upper port.
-pub fn host_mark(bond: &str) -> String {
-    format!("xbond:{bond} host")
-}
 
 /// The alias on the data-plane side of `bond`'s upper port.
 pub fn data_mark(bond: &str) -> String {
@@ -72,7 +71,7 @@ pub fn inspect(nl: &mut Netlink, name: &str, peer: &str) -> Result<Option<Pair>>
         (Some(h), None) => Err(refuse(&h, "name", "host side")),
         (None, Some(d)) => Err(refuse(&d, "peer_name", "data-plane side")),
         (Some(h), Some(d)) => {
-            if h.kind.as_deref() != Some("veth") || h.alias.as_deref() != Some(&host_mark(name)) {
+            if h.kind.as_deref() != Some("veth") {
                 return Err(refuse(&h, "name", "host side"));
             }
             if d.kind.as_deref() != Some("veth") || d.alias.as_deref() != Some(&data_mark(name)) {
@@ -93,10 +92,7 @@ pub fn inspect(nl: &mut Netlink, name: &str, peer: &str) -> Result<Option<Pair>>
 pub fn create(nl: &mut Netlink, name: &str, peer: &str, queues: u32) -> Result<()> {
     nl.create_veth(name, peer, queues)
         .context("creating the upper port")?;
-    let marked = nl
-        .set_alias(name, &host_mark(name))
-        .and_then(|()| nl.set_alias(peer, &data_mark(name)));
-    if let Err(e) = marked {
+    if let Err(e) = nl.set_alias(peer, &data_mark(name)) {
         let _ = nl.delete(name);
         return Err(e).context("marking the upper port as xbond's");
     }
