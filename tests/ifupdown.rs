@@ -399,14 +399,12 @@ impl Ifupdown2 {
 
 #[test]
 fn the_seed_802_3ad_stanza_comes_up_with_ifupdown2_ifreload_and_goes_with_ifdown() {
-    let h = Ifupdown2::new("i2", LACP_STANZAS);
+    let mut h = Ifupdown2::new("i2", LACP_STANZAS);
     let far = h.far.clone();
     let far_cfg = "name = \"bond0\"\nslaves = [\"sw1\", \"sw2\"]\nmode = \"802.3ad\"\nlacp_rate = \"fast\"\nmiimon = 100\n";
-    let mut lab = h;
-    lab.lab
+    h.lab
         .start_xbond(exe(), &far, "switch", far_cfg)
         .expect("far bond");
-    let h = lab;
     h.lab
         .exec(
             &far,
