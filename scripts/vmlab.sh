@@ -179,7 +179,7 @@ cleanup() {
   fi
   [ -n "${tailpid:-}" ] && kill "$tailpid" 2>/dev/null && wait "$tailpid" 2>/dev/null
   [ -n "${netns:-}" ] && ip netns del "$netns" 2>/dev/null
-  [ -n "${run:-}" ] && [ -d "$run" ] && [ "$rc" -ge 128 ] && log "interrupted (exit $rc); run directory kept: $run"
+  [ -n "${interrupted:-}" ] && [ -n "${run:-}" ] && [ -d "$run" ] && log "interrupted (exit $rc); run directory kept: $run"
   exit "$rc"
 }
 
@@ -206,6 +206,7 @@ boot_and_run() { # mode(run|shell) args...
     [ $# -ge 1 ] || die "usage: vmlab.sh run [opts] SCRIPT [ARGS...]"
     script=$(realpath "$1") || die "no such script $1"; shift
     [ -f "$script" ] || die "no such script $script"
+    case "$script" in /tmp/*) die "the guest cannot see the host's /tmp (a tmpfs covers it there): put $script elsewhere" ;; esac
   fi
   prepare
   command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not found"
@@ -217,9 +218,9 @@ boot_and_run() { # mode(run|shell) args...
   mkdir -p "$run"
   : > "$run/output"
   trap cleanup EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  trap 'exit 129' HUP
+  trap 'interrupted=1; exit 130' INT
+  trap 'interrupted=1; exit 143' TERM
+  trap 'interrupted=1; exit 129' HUP
   netns="vmlab-$$-$RANDOM"
   ip netns add "$netns" 2>/dev/null || skip "cannot create a network namespace"
   ip -n "$netns" link set lo up
