@@ -200,6 +200,23 @@ fn an_interface_that_is_not_xbonds_is_refused_and_left_alone() {
         format!("{err}").contains("bond0 exists and is a bridge interface"),
         "{err}"
     );
+
+    // A slave that another master holds (a kernel bond, a bridge) is not
+    // taken from it.
+    t.lab.exec(&host, &["ip", "link", "del", "bond0"]).unwrap();
+    t.lab
+        .exec(&host, &["ip", "link", "add", "brx", "type", "bridge"])
+        .unwrap();
+    t.lab
+        .exec(&host, &["ip", "link", "set", "a1", "master", "brx"])
+        .unwrap();
+    let err = xbond(&t, &host, &["run", "--config", &cfg.display().to_string()]).unwrap_err();
+    assert!(
+        format!("{err}").contains("slave a1 (key slaves) is enslaved to brx"),
+        "{err}"
+    );
+    let links = t.lab.exec(&host, &["ip", "-o", "link"]).unwrap();
+    assert!(!links.contains("bond0"), "nothing made: {links}");
 }
 
 #[test]

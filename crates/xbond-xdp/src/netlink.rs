@@ -46,6 +46,8 @@ pub struct Link {
     pub peer_index: Option<u32>,
     /// MTU.
     pub mtu: u32,
+    /// IFLA_MASTER: the bond or bridge this link is enslaved to.
+    pub master: Option<u32>,
 }
 
 impl Link {
@@ -63,6 +65,7 @@ impl Link {
             alias: None,
             peer_index: None,
             mtu: 0,
+            master: None,
         };
         let mut carrier = None;
         let mut oper_up = false;
@@ -78,6 +81,7 @@ impl Link {
                 LinkAttribute::IfAlias(a) if !a.is_empty() => l.alias = Some(a.clone()),
                 LinkAttribute::Link(i) => l.peer_index = Some(*i),
                 LinkAttribute::Mtu(m) => l.mtu = *m,
+                LinkAttribute::Controller(i) => l.master = Some(*i),
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         if let LinkInfo::Kind(k) = i {

@@ -184,8 +184,8 @@ struct Port {
 }
 
 /// A fault a test makes a worker suffer (`xbond run --inject-fault`, hidden):
-/// it strikes when the worker receives its first frame from the host, so
-/// that a test decides when by sending one.
+/// it strikes when the worker receives the first IPv4 frame from the host,
+/// so that a test decides when by sending one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InjectedFault {
     /// The worker thread panics.
@@ -422,6 +422,18 @@ impl Worker {
         }
     }
 
+    /// Test-only: whether a batch holds the frame an injected fault waits
+    /// for, an IPv4 frame (bond0 sends IPv6 and ARP on its own when it comes
+    /// up, IPv4 only when a test gives it an address and traffic).
+    fn fault_strikes(&self, descs: &[FrameDesc]) -> bool {
+        descs.iter().any(|d| {
+            // SAFETY: `d` was just received and is owned by the worker.
+            let data = unsafe { self.umem.data(d) }.contents();
+            xbond_core::wire::EthInfo::parse(data)
+                .is_some_and(|e| e.ethertype == xbond_core::wire::ETH_P_IP)
+        })
+    }
+
     fn forward_upper(
         &mut self,
         plan: &TxPlan,
@@ -437,15 +449,17 @@ impl Worker {
             return 0;
         }
         self.pool.received(got);
-        match self.fault {
-            Some(InjectedFault::Panic) => {
-                panic!("injected fault: worker of queue {} panics", self.queue)
+        if self.fault.is_some() && self.fault_strikes(&descs[..got]) {
+            match self.fault {
+                Some(InjectedFault::Panic) => {
+                    panic!("injected fault: worker of queue {} panics", self.queue)
+                }
+                Some(InjectedFault::Stall) => {
+                    self.stalled = true;
+                    return got;
+                }
+                None => {}
             }
-            Some(InjectedFault::Stall) => {
-                self.stalled = true;
-                return got;
-            }
-            None => {}
         }
         if self.raw {
             let sent = Self::push_tx(&mut self.slaves[0], &mut self.pool, &descs[..got]);

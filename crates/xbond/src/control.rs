@@ -66,7 +66,10 @@ impl ControlServer {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             if dir == Path::new("/run/xbond") {
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+                // 0711 with control_group: its members reach the socket by
+                // name, and list nothing.
+                let mode = if group.is_some() { 0o711 } else { 0o700 };
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
             }
         }
         if path.exists() {

@@ -123,8 +123,22 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         restore_offloads: Vec::new(),
     };
 
-    // Slaves must exist and have a queue per worker.
+    // The upper port: adopted when it is ours (a restart keeps what the host
+    // configured on it), created otherwise.
+    if crate::control::query_status(&cfg.socket_path()).is_ok() {
+        bail!(
+            "an xbond for {} is already running (its control socket {} answers)",
+            cfg.name,
+            cfg.socket_path()
+        );
+    }
+    // Checked before anything on the host is touched: a refused start
+    // changes nothing.
+    let found = upper::inspect(&mut nl, &cfg.name, &cfg.peer_name)?;
+
+    // Slaves must exist, be free and have a queue per worker.
     let mut specs = Vec::new();
+    let mut restore_macs = Vec::new();
     for name in &cfg.slaves {
         let link = nl
             .link(name)
@@ -135,14 +149,20 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
                 link.rx_queues, link.tx_queues, cfg.queues, cfg.queues, cfg.queues
             );
         }
+        if let Some(m) = link.master {
+            let master = nl
+                .link_by_index(m)
+                .map_or(format!("ifindex {m}"), |l| l.name);
+            bail!(
+                "slave {name} (key slaves) is enslaved to {master}; release it first \
+                 (ip link set {name} nomaster)"
+            );
+        }
         let (speed, duplex) = speed_duplex(name);
-        let perm = link.perm_mac.filter(|m| !m.is_zero()).unwrap_or(link.mac);
         // Restore the permanent address where the driver reports one (after a
         // crash the current one may still be the bond's).
-        guard.restore_macs.push((
-            name.clone(),
-            link.perm_mac.filter(|m| !m.is_zero()).unwrap_or(link.mac),
-        ));
+        let perm = link.perm_mac.filter(|m| !m.is_zero()).unwrap_or(link.mac);
+        restore_macs.push((name.clone(), perm));
         specs.push(SlaveSpec {
             name: name.clone(),
             perm_mac: perm,
@@ -151,16 +171,7 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         });
     }
 
-    // The upper port: adopted when it is ours (a restart keeps what the host
-    // configured on it), created otherwise.
-    if crate::control::query_status(&cfg.socket_path()).is_ok() {
-        bail!(
-            "an xbond for {} is already running (its control socket {} answers)",
-            cfg.name,
-            cfg.socket_path()
-        );
-    }
-    match upper::inspect(&mut nl, &cfg.name, &cfg.peer_name)? {
+    match found {
         None => {
             upper::create(&mut nl, &cfg.name, &cfg.peer_name, cfg.queues)?;
             guard.created_now = true;
@@ -187,6 +198,7 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
         }
     }
     guard.upper = Some((cfg.name.clone(), cfg.peer_name.clone()));
+    guard.restore_macs = restore_macs;
     // VLAN tags must be in the frames the data path sees.
     offload::turn_off(&cfg.name, offload::UPPER_OFF);
     for s in &cfg.slaves {

@@ -90,7 +90,7 @@ impl HookEnv {
             Some("direct") => Manager::Direct,
             Some("systemd") => Manager::Systemd,
             Some(other) => {
-                bail!("XBOND_IFUPDOWN_MANAGER={other}: valid values are systemd, direct")
+                bail!("xbond-manager {other}: valid values are systemd, direct")
             }
             None if systemd => Manager::Systemd,
             None => Manager::Direct,
@@ -162,6 +162,26 @@ pub fn hook(env: &HookEnv, exe: &Path) -> Result<()> {
 }
 
 fn up(env: &HookEnv, exe: &Path) -> Result<()> {
+    let etc = PathBuf::from(format!("/etc/xbond/{}.toml", env.iface));
+    if env.manager == Manager::Systemd {
+        // The unit reads /etc/xbond/<bond>.toml, else /run/xbond/<bond>.toml.
+        if env.run_dir != Path::new(RUN_DIR) {
+            bail!(
+                "{}: xbond-run-dir {} works with xbond-manager direct only; under systemd \
+                 the unit reads {RUN_DIR}",
+                env.iface,
+                env.run_dir.display()
+            );
+        }
+        if etc.exists() {
+            bail!(
+                "{}: both the stanza (bond-driver xbond) and {} configure this bond; \
+                 remove one of them",
+                env.iface,
+                etc.display()
+            );
+        }
+    }
     std::fs::create_dir_all(&env.run_dir)
         .with_context(|| format!("creating {}", env.run_dir.display()))?;
     let cfg_path = env.path("toml");
@@ -184,6 +204,11 @@ fn start_systemd(env: &HookEnv) -> Result<()> {
         .output()
         .context("running systemctl")?;
     if !out.status.success() {
+        // Not left to restart behind ifup's back.
+        let _ = Command::new("systemctl").args(["stop", &unit]).status();
+        let _ = Command::new("systemctl")
+            .args(["reset-failed", &unit])
+            .status();
         let journal = Command::new("journalctl")
             .args(["-u", &unit, "-n", "5", "--no-pager", "-o", "cat"])
             .output()
@@ -234,8 +259,18 @@ fn start_direct(env: &HookEnv, exe: &Path, cfg_path: &Path) -> Result<()> {
             break Err(anyhow::anyhow!("xbond run exited ({status})"));
         }
         if Instant::now() >= deadline {
+            // SIGTERM first, so that the daemon undoes what it made.
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let gone = Instant::now() + Duration::from_secs(10);
+            while child.try_wait()?.is_none() && Instant::now() < gone {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
+            if let Ok(mut nl) = Netlink::open() {
+                let _ = upper::remove(&mut nl, &env.iface);
+            }
             break Err(anyhow::anyhow!(
                 "xbond run was not ready within {} s",
                 START_TIMEOUT.as_secs()
@@ -262,12 +297,35 @@ fn down(env: &HookEnv) -> Result<()> {
     match env.manager {
         Manager::Systemd => {
             let unit = format!("xbond@{}.service", env.iface);
+            // --no-block: at shutdown, networking.service's `ifdown -a` runs
+            // this while the unit's own stop job waits for networking to
+            // stop (the unit is ordered before it); a blocking stop would
+            // wait for itself.
             let st = Command::new("systemctl")
-                .args(["stop", &unit])
+                .args(["stop", "--no-block", &unit])
                 .status()
                 .context("running systemctl")?;
             if !st.success() {
                 bail!("{}: systemctl stop {unit} failed ({st})", env.iface);
+            }
+            let stopping = Command::new("systemctl")
+                .arg("is-system-running")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "stopping");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let active = || {
+                Command::new("systemctl")
+                    .args(["is-active", "--quiet", &unit])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            while !stopping && active() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if active() {
+                // The unit stops later and takes bond0's carrier down then;
+                // bond0 is not pulled from under a running daemon.
+                return Ok(());
             }
         }
         Manager::Direct => stop_direct(env)?,

@@ -303,20 +303,29 @@ fn real_main(cli: Cli) -> Result<()> {
             busy_poll_us,
             inject_fault,
         } => {
-            let config = match (config, bond) {
+            let config = match (config, &bond) {
                 (Some(c), _) => c,
-                (None, Some(b)) => bond_config_path(&b),
+                (None, Some(b)) => bond_config_path(b),
                 (None, None) => bail!("give --config FILE or --bond NAME"),
             };
+            // A bad config is not fixed by a restart (the unit's
+            // RestartPreventExitStatus names this code).
             let cfg = match load(&config) {
                 Ok(c) => c,
                 Err(e) => {
-                    // A bad config is not fixed by a restart (the unit's
-                    // RestartPreventExitStatus names this code).
                     eprintln!("xbond: {e:#}");
                     return Err(ConfigError.into());
                 }
             };
+            if let Some(b) = bond.filter(|b| *b != cfg.name) {
+                eprintln!(
+                    "xbond: in {}: key name: the bond is {:?} but --bond (the unit's instance) is {b:?}; \
+                     they must be the same (the unit's clean-up acts on {b:?})",
+                    config.display(),
+                    cfg.name
+                );
+                return Err(ConfigError.into());
+            }
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(sig, stop.clone())
