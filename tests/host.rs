@@ -51,6 +51,7 @@ fn a_restart_keeps_bond0_its_configuration_and_the_active_slave() {
         "ip link set bond0m up",
         "ip route add 10.68.0.0/24 via 10.66.0.2",
         "ip link set bond0 mtu 1400",
+        "ip link set bond0 address 02:00:00:66:00:01",
     ] {
         t.lab
             .exec(&host, &cmd.split(' ').collect::<Vec<_>>())
@@ -100,6 +101,15 @@ fn a_restart_keeps_bond0_its_configuration_and_the_active_slave() {
     assert!(
         addrs.contains("10.67.0.1/24"),
         "the VLAN device kept: {addrs}"
+    );
+    let link = t
+        .lab
+        .exec(&host, &["ip", "-o", "link", "show", "bond0"])
+        .unwrap();
+    assert!(link.contains("mtu 1400"), "MTU kept: {link}");
+    assert!(
+        link.contains("link/ether 02:00:00:66:00:01"),
+        "the MAC the host gave bond0 kept: {link}"
     );
     let routes = t.lab.exec(&host, &["ip", "route"]).unwrap();
     assert!(

@@ -106,7 +106,7 @@ fn check_supported(cfg: &BondConfig) -> Result<()> {
 }
 
 /// Runs the daemon until `stop` is set (by a signal).
-pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<()> {
+pub fn run(mut cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<()> {
     check_supported(&cfg)?;
     if cfg.monitoring_off() {
         warn!(
@@ -190,6 +190,11 @@ pub fn run(cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<(
             }
             // No carrier until the bond says so.
             nl.set_up(&cfg.peer_name, false)?;
+            // bond0 keeps the MAC it has (the one xbond gave it, or the
+            // host's `hwaddress`), as a kernel bond keeps its address.
+            if cfg.mac.is_none() && !host.mac.is_zero() {
+                cfg.mac = Some(host.mac);
+            }
             info!(
                 "{}: adopted the upper port ({} host side, {} data plane); its addresses, \
                  routes and uppers stay",
