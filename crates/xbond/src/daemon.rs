@@ -47,6 +47,9 @@ pub struct RunOptions {
     pub busy_poll: Duration,
     /// Test-only: a fault for the worker of queue 0.
     pub fault: Option<InjectedFault>,
+    /// Readable when a stop signal arrived (a self-pipe): wakes the control
+    /// loop at once, so a stop (and a restart) waits for no timer.
+    pub stop_fd: Option<std::os::fd::RawFd>,
 }
 
 /// What the daemon changed on the host, undone on exit (also on error).
@@ -284,6 +287,7 @@ pub fn run(mut cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Resu
     };
     let mut wait_fds: Vec<std::os::fd::RawFd> = vec![waker.fd()];
     wait_fds.extend(slow.iter().map(|s| s.raw_fd()));
+    wait_fds.extend(opts.stop_fd);
     let mut slow_buf = vec![0u8; 2048];
 
     // Carrier as it is now. The slave that was active before a restart is

@@ -327,14 +327,20 @@ fn real_main(cli: Cli) -> Result<()> {
                 return Err(ConfigError.into());
             }
             let stop = Arc::new(AtomicBool::new(false));
+            // The flag says stop; the self-pipe wakes the control loop to see it.
+            let (stop_rd, stop_wr) =
+                std::os::unix::net::UnixStream::pair().context("socketpair for signals")?;
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(sig, stop.clone())
+                    .context("installing signal handlers")?;
+                signal_hook::low_level::pipe::register(sig, stop_wr.try_clone()?)
                     .context("installing signal handlers")?;
             }
             let opts = daemon::RunOptions {
                 raw_forwarder,
                 busy_poll: Duration::from_micros(busy_poll_us),
                 zero_copy: if copy { ZeroCopy::Never } else { ZeroCopy::Try },
+                stop_fd: Some(std::os::fd::AsRawFd::as_raw_fd(&stop_rd)),
                 fault: inject_fault.map(|f| match f {
                     FaultArg::WorkerPanic => InjectedFault::Panic,
                     FaultArg::WorkerStall => InjectedFault::Stall,
