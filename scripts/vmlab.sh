@@ -138,6 +138,7 @@ make_qemu() {
   local accel=$1 run=$2 extra=$3 cpu=max
   qemu=(qemu-system-x86_64 -nodefaults -no-user-config -display none -monitor none -no-reboot
     -machine pc -m "$mem" -smp "$smp")
+  # shellcheck disable=SC2054 # -accel takes one comma-separated argument
   if [ "$accel" = kvm ]; then qemu+=(-accel kvm -cpu host); else qemu+=(-accel tcg,thread=multi -cpu "$cpu"); fi
   qemu+=(-kernel "$kdir/vmlinuz" -initrd "$kdir/initramfs.cpio.gz"
     -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off tsc=reliable $extra ${VMLAB_APPEND:-}"
@@ -201,7 +202,7 @@ boot_and_run() { # mode(run|shell) args...
       *) break ;;
     esac
   done
-  local script="" job
+  local script=""
   if [ "$mode" = run ]; then
     [ $# -ge 1 ] || die "usage: vmlab.sh run [opts] SCRIPT [ARGS...]"
     script=$(realpath "$1") || die "no such script $1"; shift

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the guest scripts in tests/vm (sourced; bash, in the VM).
 # Every wait is on a state, with a generous timeout; time never decides.
 

@@ -17,7 +17,7 @@ ok "bonding.ko"
 
 # pktgen: one thread per CPU.
 [ -d /proc/net/pktgen ] || fail "pktgen not loaded"
-n=$(ls /proc/net/pktgen | grep -c '^kpktgend_')
+n=$(find /proc/net/pktgen -maxdepth 1 -name 'kpktgend_*' | wc -l)
 [ "$n" -eq "$(nproc)" ] || fail "pktgen threads: $n, CPUs: $(nproc)"
 ok "pktgen ($n threads)"
 
