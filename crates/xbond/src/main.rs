@@ -139,7 +139,7 @@ enum Cmd {
         #[arg(long, default_value_t = 100_000)]
         rate: u64,
         /// Seconds of traffic.
-        #[arg(long, default_value_t = 3.0)]
+        #[arg(long, default_value_t = 3.0, value_parser = seconds)]
         seconds: f64,
         /// Print JSON.
         #[arg(long)]
@@ -215,7 +215,7 @@ enum PktgenCmd {
         #[arg(long, value_enum, default_value_t = Engine::AfPacket)]
         engine: Engine,
         /// With af_xdp: stop after this many seconds.
-        #[arg(long, default_value_t = 30.0)]
+        #[arg(long, default_value_t = 30.0, value_parser = seconds)]
         duration: f64,
     },
     /// Count a stream's frames per interface; prints a JSON report.
@@ -227,7 +227,7 @@ enum PktgenCmd {
         #[arg(long, default_value_t = 1)]
         stream: u32,
         /// Give up after this many seconds.
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, default_value_t = 10.0, value_parser = seconds)]
         duration: f64,
         /// Stop this long after the last frame.
         #[arg(long, default_value_t = 500)]
@@ -257,6 +257,19 @@ fn main() -> ExitCode {
             eprintln!("xbond: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A number of seconds from the command line: finite, above 0 and at most a
+/// day (`Duration::from_secs_f64` panics on NaN, negatives and overflow).
+fn seconds(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s:?}: give seconds above 0 and at most 86400"))
     }
 }
 
@@ -537,5 +550,19 @@ fn real_main(cli: Cli) -> Result<()> {
                 Ok(())
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds;
+
+    #[test]
+    fn seconds_refuses_what_duration_would_panic_on() {
+        assert_eq!(seconds("2.5"), Ok(2.5));
+        for bad in ["nan", "NaN", "-1", "0", "inf", "-inf", "1e30", "", "three"] {
+            let e = seconds(bad).unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
     }
 }
