@@ -3090,4 +3090,26 @@ iface bond1 inet static
         assert_eq!(imp.config.peer_name, "xb-uplink");
         assert_eq!(imp.config.socket_path(), "/run/xbond/uplink.sock");
     }
+
+    #[test]
+    fn the_bond_driver_line_hands_a_stanza_to_xbond_and_sets_nothing() {
+        let text = "iface bond0 inet manual\n    bond-slaves eno1 eno2\n    bond-mode 802.3ad\n    bond-driver xbond\n";
+        let with = import_ifupdown_named(text, Some("bond0")).unwrap();
+        let without =
+            import_ifupdown_named(&text.replace("    bond-driver xbond\n", ""), Some("bond0"))
+                .unwrap();
+        assert_eq!(with.config, without.config);
+        assert!(with.warnings.is_empty(), "{:?}", with.warnings);
+        let e = import_ifupdown_named(&text.replace("driver xbond", "driver bonding"), None)
+            .unwrap_err();
+        assert_mentions(&e, &["bond-driver", "bonding", "xbond"]);
+    }
+
+    #[test]
+    fn control_group_is_a_group_name() {
+        let c = BondConfig::from_toml_str(&with_header("control_group = \"xbond-ops\"")).unwrap();
+        assert_eq!(c.control_group.as_deref(), Some("xbond-ops"));
+        let e = toml_err(&with_header("control_group = \"ops;rm\""));
+        assert_mentions(&e, &["control_group", "ops;rm", "group name"]);
+    }
 }
