@@ -141,7 +141,19 @@ fn after_a_crash_the_carrier_goes_down_and_the_next_start_adopts_bond0() {
     let mut t = TwoLinks::new("cr");
     t.far_bridge("10.69.0.2/24");
     let host = t.host.clone();
+    let mac_a1 = t.mac(&host, "a1");
+    let rxvlan = |t: &TwoLinks| {
+        t.lab
+            .exec(&host, &["ethtool", "-k", "a1"])
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("rx-vlan-offload:"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let rxvlan_before = rxvlan(&t);
     let _sock = t.start(&host, "xa", &ab(""), "10.69.0.1/24");
+    assert_ne!(t.mac(&host, "a1"), mac_a1, "a1 carries the bond MAC");
     let index = ifindex(&t, &host, "bond0");
     t.lab.kill("xa").unwrap();
     // What the unit's ExecStopPost runs.
@@ -159,6 +171,11 @@ fn after_a_crash_the_carrier_goes_down_and_the_next_start_adopts_bond0() {
     wait_status(&sock, Duration::from_secs(5), |s| s.mii_status);
     assert_eq!(ifindex(&t, &host, "bond0"), index, "bond0 adopted");
     t.ping(&host, "10.69.0.2");
+    // The crash left a1 with the bond's MAC and its offload off; the clean
+    // exit after the restart still gives back what it had before.
+    assert!(t.lab.stop("xa").unwrap());
+    assert_eq!(t.mac(&host, "a1"), mac_a1, "a1's own MAC back");
+    assert_eq!(rxvlan(&t), rxvlan_before, "a1's rx-vlan-offload back");
 }
 
 #[test]

@@ -139,6 +139,11 @@ pub fn run(mut cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Resu
     // changes nothing.
     let found = upper::inspect(&mut nl, &cfg.name, &cfg.peer_name)?;
 
+    // What an earlier run recorded: the active slave, and the slaves as they
+    // were before xbond first changed them (a crash leaves them changed).
+    let state_path = runstate::path(&cfg);
+    let mut state = runstate::load(&state_path).unwrap_or_default();
+
     // Slaves must exist, be free and have a queue per worker.
     let mut specs = Vec::new();
     let mut restore_macs = Vec::new();
@@ -162,10 +167,11 @@ pub fn run(mut cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Resu
             );
         }
         let (speed, duplex) = speed_duplex(name);
-        // Restore the permanent address where the driver reports one (after a
-        // crash the current one may still be the bond's).
+        // The MAC to give back: the one recorded before the first start, else
+        // the permanent one where the driver reports it, else the current.
         let perm = link.perm_mac.filter(|m| !m.is_zero()).unwrap_or(link.mac);
-        restore_macs.push((name.clone(), perm));
+        let original = state.originals.get(name).map_or(perm, |o| o.mac);
+        restore_macs.push((name.clone(), original));
         specs.push(SlaveSpec {
             name: name.clone(),
             perm_mac: perm,
@@ -209,11 +215,28 @@ pub fn run(mut cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Resu
     guard.restore_macs = restore_macs;
     // VLAN tags must be in the frames the data path sees.
     offload::turn_off(&cfg.name, offload::UPPER_OFF);
-    for s in &cfg.slaves {
-        let was = offload::turn_off(s, offload::SLAVE_OFF);
-        if !was.is_empty() {
-            guard.restore_offloads.push((s.clone(), was));
+    for (s, (_, mac)) in cfg.slaves.iter().zip(&guard.restore_macs) {
+        let turned_off = offload::turn_off(s, offload::SLAVE_OFF);
+        let original = state
+            .originals
+            .entry(s.clone())
+            .or_insert_with(|| runstate::Original {
+                mac: *mac,
+                offloads: turned_off,
+            });
+        if !original.offloads.is_empty() {
+            guard
+                .restore_offloads
+                .push((s.clone(), original.offloads.clone()));
         }
+    }
+    state.originals.retain(|k, _| cfg.slaves.contains(k));
+    if let Err(e) = runstate::save(&state_path, &state) {
+        warn!(
+            "{}: could not save {}: {e:#}",
+            cfg.name,
+            state_path.display()
+        );
     }
     let host_was_up = nl.link(&cfg.name)?.admin_up;
 
@@ -293,8 +316,7 @@ pub fn run(mut cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Resu
     // Carrier as it is now. The slave that was active before a restart is
     // read first, so that it stays active where its link allows (no failover
     // from a restart); the primary, if set, still wins as primary_reselect says.
-    let state_path = runstate::path(&cfg);
-    let resume = runstate::load(&state_path).and_then(|st| st.active_index(&cfg.slaves));
+    let resume = state.active_index(&cfg.slaves);
     let mut order: Vec<usize> = (0..cfg.slaves.len()).collect();
     if let Some(r) = resume {
         order.retain(|&i| i != r);
@@ -398,8 +420,8 @@ pub fn run(mut cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Resu
                     let name =
                         |i: Option<usize>| i.map_or("none".to_string(), |i| cfg.slaves[i].clone());
                     info!("active slave {} -> {}", name(old), name(new));
-                    if let Err(e) = runstate::save(&state_path, new.map(|i| cfg.slaves[i].as_str()))
-                    {
+                    state.active = new.map(|i| cfg.slaves[i].clone());
+                    if let Err(e) = runstate::save(&state_path, &state) {
                         warn!("{}: could not save the active slave: {e:#}", cfg.name);
                     }
                     refresh_addresses(&mut nl, &cfg.name, &mut bond);

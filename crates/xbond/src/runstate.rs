@@ -1,18 +1,35 @@
 //! State kept across restarts of one bond's daemon, beside its control socket
 //! (`/run/xbond/<bond>.state`, which the systemd unit preserves across
-//! restarts): the active slave, so that a restart causes no failover.
+//! restarts): the active slave, so that a restart causes no failover, and
+//! what the slaves were before xbond first changed them (MAC, VLAN offloads),
+//! so that what a crash left changed is still given back at the next clean
+//! exit. `xbond down` removes it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use xbond_core::config::BondConfig;
+use xbond_core::options::MacAddr;
+
+/// A slave as it was before xbond changed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Original {
+    /// Its MAC address.
+    pub mac: MacAddr,
+    /// Offloads xbond turned off, with the value they had.
+    pub offloads: Vec<(String, bool)>,
+}
 
 /// What a restart resumes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunState {
     /// The active slave's name, in modes that have one.
     pub active: Option<String>,
+    /// Per slave, as it was before the first start.
+    #[serde(default)]
+    pub originals: BTreeMap<String, Original>,
 }
 
 impl RunState {
@@ -35,12 +52,9 @@ pub fn load(path: &Path) -> Option<RunState> {
 }
 
 /// Writes the state atomically (a temporary file renamed over the old one).
-pub fn save(path: &Path, active: Option<&str>) -> Result<()> {
-    let st = RunState {
-        active: active.map(str::to_string),
-    };
+pub fn save(path: &Path, st: &RunState) -> Result<()> {
     let tmp = path.with_extension("state.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&st)?)
+    std::fs::write(&tmp, serde_json::to_vec(st)?)
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
@@ -50,22 +64,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn saved_active_slave_is_found_again() {
+    fn saved_state_is_found_again() {
         let dir = std::env::temp_dir().join(format!("xbond-runstate-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("bond0.state");
         assert_eq!(load(&p), None);
-        save(&p, Some("eth1")).unwrap();
-        let st = load(&p).unwrap();
+        let mut st = RunState {
+            active: Some("eth1".into()),
+            ..RunState::default()
+        };
+        st.originals.insert(
+            "eth0".into(),
+            Original {
+                mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                offloads: vec![("rx-vlan-offload".into(), true)],
+            },
+        );
+        save(&p, &st).unwrap();
+        let back = load(&p).unwrap();
+        assert_eq!(back, st);
         let slaves = ["eth0".to_string(), "eth1".to_string()];
-        assert_eq!(st.active_index(&slaves), Some(1));
+        assert_eq!(back.active_index(&slaves), Some(1));
         assert_eq!(
-            st.active_index(&slaves[..1]),
+            back.active_index(&slaves[..1]),
             None,
             "a slave no longer configured"
         );
         std::fs::write(&p, "garbage").unwrap();
         assert_eq!(load(&p), None, "a damaged file is a fresh start");
+        std::fs::write(&p, r#"{"active":"eth0"}"#).unwrap();
+        assert_eq!(
+            load(&p).unwrap().active.as_deref(),
+            Some("eth0"),
+            "older files load"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
