@@ -679,6 +679,28 @@ impl Bond {
         self.arp.as_ref().map(|a| a.is_up(slave))
     }
 
+    /// Which slaves carry the bond's receive filters (promisc, allmulti,
+    /// multicast list), as the kernel's `bond_set_promiscuity` and
+    /// `bond_set_rx_mode` decide: in modes with an active slave only that one
+    /// (moved at failover), in the others every slave.
+    pub fn filter_slaves(&self) -> Vec<bool> {
+        (0..self.slaves.len())
+            .map(|i| !self.cfg.mode.has_active_slave() || self.active == Some(i))
+            .collect()
+    }
+
+    /// Multicast addresses every slave must receive for the bond itself: the
+    /// Slow Protocols group 01:80:c2:00:00:02 in 802.3ad (IEEE 802.1AX
+    /// LACPDUs), as the kernel adds it on enslave.
+    pub fn own_multicast(&self) -> &'static [MacAddr] {
+        const SLOW_PROTOCOLS: MacAddr = MacAddr([0x01, 0x80, 0xc2, 0x00, 0x00, 0x02]);
+        if self.cfg.mode == Mode::Ieee8023ad {
+            &[SLOW_PROTOCOLS]
+        } else {
+            &[]
+        }
+    }
+
     /// The LACP state, in 802.3ad mode.
     pub fn lacp(&self) -> Option<&Lacp> {
         self.lacp.as_ref()

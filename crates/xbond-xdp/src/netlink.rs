@@ -48,6 +48,12 @@ pub struct Link {
     pub mtu: u32,
     /// IFLA_MASTER: the bond or bridge this link is enslaved to.
     pub master: Option<u32>,
+    /// Promiscuous: IFF_PROMISC asked by the user, or a promiscuity count
+    /// from the kernel (a bridge counts its ports' promiscuity without the
+    /// flag).
+    pub promisc: bool,
+    /// All-multicast: IFF_ALLMULTI, or an all-multicast count.
+    pub allmulti: bool,
 }
 
 impl Link {
@@ -66,6 +72,8 @@ impl Link {
             peer_index: None,
             mtu: 0,
             master: None,
+            promisc: m.header.flags.contains(LinkFlags::Promisc),
+            allmulti: m.header.flags.contains(LinkFlags::Allmulti),
         };
         let mut carrier = None;
         let mut oper_up = false;
@@ -82,6 +90,8 @@ impl Link {
                 LinkAttribute::Link(i) => l.peer_index = Some(*i),
                 LinkAttribute::Mtu(m) => l.mtu = *m,
                 LinkAttribute::Controller(i) => l.master = Some(*i),
+                LinkAttribute::Promiscuity(n) if *n > 0 => l.promisc = true,
+                LinkAttribute::AllMulticast(n) if *n > 0 => l.allmulti = true,
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         if let LinkInfo::Kind(k) = i {

@@ -12,6 +12,19 @@ use crate::error::{Error, Result};
 /// EtherType that captures every frame.
 pub const ETH_P_ALL: u16 = 0x0003;
 
+/// What an AF_PACKET membership asks of its device. Memberships are counted
+/// by the kernel and dropped when the socket closes, also when the process
+/// dies: a filter passed down this way never outlives the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Membership {
+    /// Promiscuous mode (PACKET_MR_PROMISC).
+    Promisc,
+    /// All multicast (PACKET_MR_ALLMULTI).
+    AllMulti,
+    /// One multicast address in the device's filter (PACKET_MR_MULTICAST).
+    Multicast([u8; 6]),
+}
+
 /// An AF_PACKET (SOCK_RAW) socket bound to one interface and EtherType.
 #[derive(Debug)]
 pub struct PacketSocket {
@@ -152,6 +165,52 @@ impl PacketSocket {
             return Ok(Some(0));
         }
         Ok(Some(n as usize))
+    }
+
+    /// Adds (`on`) or drops a membership on the socket's interface.
+    pub fn set_membership(&self, m: Membership, on: bool) -> Result<()> {
+        let (kind, addr) = match m {
+            Membership::Promisc => (libc::PACKET_MR_PROMISC, None),
+            Membership::AllMulti => (libc::PACKET_MR_ALLMULTI, None),
+            Membership::Multicast(a) => (libc::PACKET_MR_MULTICAST, Some(a)),
+        };
+        let mut mr = libc::packet_mreq {
+            mr_ifindex: self.ifindex,
+            mr_type: kind as u16,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        if let Some(a) = addr {
+            mr.mr_alen = 6;
+            mr.mr_address[..6].copy_from_slice(&a);
+        }
+        let op = if on {
+            libc::PACKET_ADD_MEMBERSHIP
+        } else {
+            libc::PACKET_DROP_MEMBERSHIP
+        };
+        // SAFETY: `mr` is a valid packet_mreq and the length is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                op,
+                (&mr as *const libc::packet_mreq).cast(),
+                std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::sys(
+                if on {
+                    "setsockopt(PACKET_ADD_MEMBERSHIP)"
+                } else {
+                    "setsockopt(PACKET_DROP_MEMBERSHIP)"
+                },
+                &self.iface,
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
     }
 
     /// The raw descriptor.

@@ -26,6 +26,7 @@ use xbond_xdp::worker::{
 };
 
 use crate::control::{ControlServer, Request};
+use crate::filters::{self, Filters};
 use crate::{offload, runstate, upper};
 
 /// A worker whose loop has not moved for this long is stuck (its longest
@@ -378,6 +379,12 @@ pub fn run(mut cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Resu
     let balancing = matches!(cfg.mode, Mode::BalanceTlb | Mode::BalanceAlb);
     let mut last_tlb_sample = Instant::now();
     let mut last_addr_refresh = Instant::now();
+    // bond0's receive filters, passed down to the slaves per mode.
+    let upper_index = nl.link(&cfg.name)?.index;
+    let mut filters = Filters::new(&cfg.slaves);
+    let mut wanted = filters::read(&mut nl, &cfg.name).unwrap_or_default();
+    let mut applied: Option<(Vec<bool>, filters::Wanted)> = None;
+    let mut last_filter_read = Instant::now();
 
     while !stop.load(Ordering::Relaxed) {
         match dp.check_workers(WORKER_STUCK) {
@@ -493,6 +500,16 @@ pub fn run(mut cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Resu
             })
             .min(watchdog.map_or(Duration::MAX, |w| w / 4));
         let links = events.wait(&wait_fds, wait);
+        // bond0's flags change with a link event; its multicast list has
+        // none, so it is read again every second.
+        if links.iter().any(|l| l.index == upper_index)
+            || last_filter_read.elapsed() >= Duration::from_secs(1)
+        {
+            last_filter_read = Instant::now();
+            if let Some(w) = filters::read(&mut nl, &cfg.name) {
+                wanted = w;
+            }
+        }
         // With link_watch_policy = "none" nothing but the reading at start
         // counts: the bond never fails over, as the operator asked.
         if !cfg.monitoring_off() {
@@ -558,6 +575,11 @@ pub fn run(mut cfg: BondConfig, opts: RunOptions, stop: Arc<AtomicBool>) -> Resu
         let now = Instant::now();
         if bond.poll_timeout().is_some_and(|t| t <= now) {
             bond.handle_timeout(now);
+        }
+        let key = (bond.filter_slaves(), wanted.clone());
+        if applied.as_ref() != Some(&key) {
+            filters.apply(&bond, &wanted);
+            applied = Some(key);
         }
         if events.take_addresses_changed()
             || now.duration_since(last_addr_refresh) > Duration::from_secs(10)

@@ -6,6 +6,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod failover;
+pub mod filters;
 pub mod ifupdown;
 pub mod install;
 pub mod lab;
