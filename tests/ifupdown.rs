@@ -73,12 +73,7 @@ struct Host {
 
 impl Host {
     fn new(prefix: &str, stanzas: &str) -> Host {
-        require_root();
-        let mut lab = Lab::new(prefix).expect("lab");
-        let host = lab.netns("host").unwrap();
-        let far = lab.netns("far").unwrap();
-        lab.veth(&host, "eno1", &far, "sw1").unwrap();
-        lab.veth(&host, "eno2", &far, "sw2").unwrap();
+        let (mut lab, host, far) = wired(prefix);
         // The namespace's own /etc/network: what the host has (bridge-utils'
         // hooks among it), plus xbond's hooks from `xbond install`.
         let etc = lab.etc_dir(&host).unwrap();
@@ -168,6 +163,30 @@ impl Host {
     }
 }
 
+/// The switch side: an 802.3ad partner (another xbond) over sw1/sw2 with
+/// the gateway 192.168.1.1.
+fn lacp_switch(lab: &mut Lab, far: &str) {
+    let cfg = "name = \"bond0\"\nslaves = [\"sw1\", \"sw2\"]\nmode = \"802.3ad\"\nlacp_rate = \"fast\"\nmiimon = 100\n";
+    lab.start_xbond(exe(), far, "switch", cfg)
+        .expect("far bond");
+    lab.exec(
+        far,
+        &["ip", "addr", "add", "192.168.1.1/24", "dev", "bond0"],
+    )
+    .unwrap();
+}
+
+/// Namespaces host (eno1, eno2) and far (sw1, sw2), wired eno1-sw1, eno2-sw2.
+fn wired(prefix: &str) -> (Lab, String, String) {
+    require_root();
+    let mut lab = Lab::new(prefix).expect("lab");
+    let host = lab.netns("host").unwrap();
+    let far = lab.netns("far").unwrap();
+    lab.veth(&host, "eno1", &far, "sw1").unwrap();
+    lab.veth(&host, "eno2", &far, "sw2").unwrap();
+    (lab, host, far)
+}
+
 fn pid_running(pid_file: &Path) -> bool {
     std::fs::read_to_string(pid_file)
         .is_ok_and(|p| Path::new(&format!("/proc/{}", p.trim())).exists())
@@ -176,18 +195,8 @@ fn pid_running(pid_file: &Path) -> bool {
 #[test]
 fn the_seed_802_3ad_stanza_comes_up_with_ifup_and_goes_with_ifdown() {
     let mut h = Host::new("iu", LACP_STANZAS);
-    // The switch side: an 802.3ad partner (another xbond) with the gateway.
     let far = h.far.clone();
-    let far_cfg = "name = \"bond0\"\nslaves = [\"sw1\", \"sw2\"]\nmode = \"802.3ad\"\nlacp_rate = \"fast\"\nmiimon = 100\n";
-    h.lab
-        .start_xbond(exe(), &far, "switch", far_cfg)
-        .expect("far bond");
-    h.lab
-        .exec(
-            &far,
-            &["ip", "addr", "add", "192.168.1.1/24", "dev", "bond0"],
-        )
-        .unwrap();
+    lacp_switch(&mut h.lab, &far);
     let mac_eno1 = h
         .lab
         .exec(&h.host, &["cat", "/sys/class/net/eno1/address"])
@@ -320,17 +329,12 @@ struct Ifupdown2 {
 
 impl Ifupdown2 {
     fn new(prefix: &str, stanzas: &str) -> Ifupdown2 {
-        require_root();
         let unpacked = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ifupdown2");
         assert!(
             unpacked.join("usr/share/ifupdown2/__main__.py").exists(),
             "ifupdown2 is not unpacked under target/: run scripts/setup.sh"
         );
-        let mut lab = Lab::new(prefix).expect("lab");
-        let host = lab.netns("host").unwrap();
-        let far = lab.netns("far").unwrap();
-        lab.veth(&host, "eno1", &far, "sw1").unwrap();
-        lab.veth(&host, "eno2", &far, "sw2").unwrap();
+        let (mut lab, host, far) = wired(prefix);
         let i2 = lab.dir().join("ifupdown2");
         xbond::lab::cmd(&[
             "cp",
@@ -401,16 +405,7 @@ impl Ifupdown2 {
 fn the_seed_802_3ad_stanza_comes_up_with_ifupdown2_ifreload_and_goes_with_ifdown() {
     let mut h = Ifupdown2::new("i2", LACP_STANZAS);
     let far = h.far.clone();
-    let far_cfg = "name = \"bond0\"\nslaves = [\"sw1\", \"sw2\"]\nmode = \"802.3ad\"\nlacp_rate = \"fast\"\nmiimon = 100\n";
-    h.lab
-        .start_xbond(exe(), &far, "switch", far_cfg)
-        .expect("far bond");
-    h.lab
-        .exec(
-            &far,
-            &["ip", "addr", "add", "192.168.1.1/24", "dev", "bond0"],
-        )
-        .unwrap();
+    lacp_switch(&mut h.lab, &far);
     let out = h.cmd("ifreload", &["-a"]).expect("ifreload -a");
     assert!(!out.contains("error"), "{out}");
     let sock = h.run.join("bond0.sock").display().to_string();
