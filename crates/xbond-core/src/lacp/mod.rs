@@ -969,6 +969,17 @@ impl Lacp {
             let partner_collecting = port.partner.state.has(PortState::COLLECTING);
             let active = port.aggregator.is_some() && port.aggregator == self.active_agg;
             let coupled = self.cfg.coupled;
+            // In ATTACHED the port is in sync only while its aggregator is
+            // the active one, as the kernel's ad_mux_machine does: a port of
+            // an unused aggregator must not tell its partner to distribute.
+            if port.mux == MuxState::Attached
+                && port.actor.state.has(PortState::SYNCHRONIZATION) != active
+            {
+                let port = &mut self.ports[p];
+                port.actor.state.set(PortState::SYNCHRONIZATION, active);
+                port.ntt = true;
+                continue;
+            }
             let next = match port.mux {
                 MuxState::Detached if selected => Some(MuxState::Waiting),
                 MuxState::Waiting if !selected => Some(MuxState::Detached),
@@ -1021,7 +1032,11 @@ impl Lacp {
             }
             MuxState::Waiting => port.wait_while = Timer::start(now, AGGREGATE_WAIT),
             MuxState::Attached => {
-                s.set(PortState::SYNCHRONIZATION, true);
+                // Synchronization only for the active aggregator's ports (set
+                // and cleared by mux_machine as the active one changes).
+                let active = port.aggregator.is_some() && port.aggregator == self.active_agg;
+                let s = &mut port.actor.state;
+                s.set(PortState::SYNCHRONIZATION, active);
                 s.set(PortState::COLLECTING, false);
                 s.set(PortState::DISTRIBUTING, false);
                 port.ntt = true;
