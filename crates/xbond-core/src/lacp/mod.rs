@@ -15,7 +15,8 @@
 //!   nothing (the kernel's default partner is active and makes a passive
 //!   port transmit).
 //! - A port goes to collecting/distributing only in the active aggregator.
-//! - Standby selection is not used; ports of other aggregators stay ATTACHED.
+//! - Standby selection is not used; ports of other aggregators stay ATTACHED
+//!   and, as in the kernel, out of sync until theirs becomes the active one.
 
 pub mod wire;
 
