@@ -207,7 +207,12 @@ boot_and_run() { # mode(run|shell) args...
     [ $# -ge 1 ] || die "usage: vmlab.sh run [opts] SCRIPT [ARGS...]"
     script=$(realpath "$1") || die "no such script $1"; shift
     [ -f "$script" ] || die "no such script $script"
-    case "$script" in /tmp/*) die "the guest cannot see the host's /tmp (a tmpfs covers it there): put $script elsewhere" ;; esac
+    # The guest covers /tmp, /run and /var/tmp with tmpfs; the repository is
+    # shared on its own (below), so only scripts outside it are out of sight.
+    case "$script" in
+      "$repo"/*) ;;
+      /tmp/* | /run/* | /var/tmp/*) die "the guest cannot see the host's ${script%/*} (a tmpfs covers it there): put $script elsewhere" ;;
+    esac
   fi
   prepare
   command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not found"
@@ -235,7 +240,7 @@ boot_and_run() { # mode(run|shell) args...
     fi
   } > "$run/job.sh"
 
-  make_qemu "$accel" "$run" "vmlab.nics=$nics vmlab.queues=$queues vmlab.kernel=$kver vmlab.mode=$mode"
+  make_qemu "$accel" "$run" "vmlab.nics=$nics vmlab.queues=$queues vmlab.kernel=$kver vmlab.mode=$mode vmlab.repo=$repo"
   [ "$mode" = shell ] && qemu=("${qemu[@]/file:$run\/console.log/mon:stdio}")
   local i tap mac
   for ((i = 0; i < nics; i++)); do
@@ -248,7 +253,8 @@ boot_and_run() { # mode(run|shell) args...
       -device "virtio-net-pci,netdev=n$i,mq=on,vectors=$((2 * queues + 2)),mac=$mac")
   done
   qemu+=(-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
-    -virtfs "local,path=$run,mount_tag=results,security_model=none")
+    -virtfs "local,path=$run,mount_tag=results,security_model=none"
+    -virtfs "local,path=$repo,mount_tag=repo,security_model=none,readonly=on,multidevs=remap")
 
   local t0 t1 t2="" rc
   t0=$(date +%s.%N)
@@ -346,6 +352,15 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroo
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 mount -t tmpfs -o mode=755 tmpfs $R/run
 mount -t tmpfs -o mode=1777 tmpfs $R/var/tmp
+# A repository under /tmp, /run or /var/tmp (a CI clone) is hidden by those
+# tmpfs: it comes in over its own share, at the same path.
+repo=$(arg repo)
+case "$repo" in
+  /tmp/* | /run/* | /var/tmp/*)
+    mkdir -p "$R$repo"
+    mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose repo "$R$repo" || fail "cannot mount the repository"
+    ;;
+esac
 mount -t proc proc $R/proc
 mount -t sysfs sysfs $R/sys
 mount -t devtmpfs devtmpfs $R/dev
