@@ -106,9 +106,12 @@ fn fast_rate_negotiates_carries_traffic_and_survives_a_link_loss() {
     t.lab
         .exec(&far, &["ip", "link", "set", "b0", "down"])
         .unwrap();
-    let s = wait_status(&sa, Duration::from_secs(2), |s| distributing(s) == ["a1"]);
+    let s = wait_status(&sa, Duration::from_secs(5), |s| distributing(s) == ["a1"]);
     assert!(s.mii_status);
     assert_eq!(s.lacp.unwrap().active_aggregator.unwrap().ports, 1);
+    // Both ends settled on the remaining link (its port may re-attach on the
+    // far end when its aggregator changes) before the stream starts.
+    wait_status(&sb, Duration::from_secs(10), |s| distributing(s) == ["b1"]);
     t.sink(&far, "sink3", &["bond0"], 3, 1000);
     t.send(&host, "bond0", &mac_b, 64, 1000, 20_000, 3);
     let r = t.sink_report("sink3");
