@@ -11,6 +11,9 @@
 //! - [`hash`]: the `xmit_hash_policy` hashes.
 //! - [`plan`]: the immutable [`plan::TxPlan`] the workers read, batch slave
 //!   selection and the receive rules per mode.
+//! - [`datapath`]: the per-frame verdicts of every mode, the [`datapath::Port`]
+//!   trait, the worker engine that applies verdicts over ports, and an
+//!   in-memory port for simulations.
 //! - [`bond`]: the control-plane state: link monitor with `updelay`/`downdelay`,
 //!   active slave selection (`primary`, `primary_reselect`), failover and peer
 //!   notification.
@@ -22,6 +25,7 @@
 pub mod alb;
 pub mod bond;
 pub mod config;
+pub mod datapath;
 pub mod hash;
 pub mod lacp;
 pub mod monitor;

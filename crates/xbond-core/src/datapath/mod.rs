@@ -1,0 +1,199 @@
+//! The data path's per-frame rules, as pure batch functions, and the engine
+//! that applies them over any [`Port`].
+//!
+//! Every frame a worker moves gets its verdict here:
+//!
+//! - [`tx_batch`]: frames from the host (the upper port) get a slave, a
+//!   copy on every slave (broadcast), a diversion to the control thread
+//!   (balance-alb's own ARP) or a drop, each with the counter it feeds and,
+//!   in balance-tlb/alb, the source-MAC rewrite and the per-destination
+//!   byte count;
+//! - [`rx_batch`]: frames from a slave are delivered, delivered with the
+//!   destination rewritten to the bond MAC (balance-alb), or dropped as
+//!   inactive, duplicate or malformed; ARP and ND are marked to be copied
+//!   to the control thread (the link monitors, ALB).
+//!
+//! [`rewrite_source`] and [`rewrite_destination`] apply the rewrites the
+//! verdicts name. The [`engine::Engine`] runs one worker's loop pass over
+//! a [`Port`] per interface: completions, fill rings, a batch from the host,
+//! a batch from each slave, the TX kicks. The AF_XDP port lives in
+//! xbond-xdp; [`mem`] has an in-memory port for simulations.
+//!
+//! Nothing here allocates per frame, takes a lock or reads a clock.
+
+pub mod engine;
+pub mod mem;
+pub mod pool;
+mod port;
+
+pub use port::{Frames, Kick, Port};
+
+use crate::alb::tlb_bucket;
+use crate::options::Mode;
+use crate::plan::{Choice, DupFilter, Selector, TxPlan};
+use crate::wire::{is_arp_or_nd, EthInfo, ETH_HLEN, ETH_P_ARP};
+
+/// Frames per batch.
+pub const BATCH: usize = 64;
+
+/// What happens to one frame from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TxAction {
+    /// No slave can carry it: dropped, counted as `tx_no_slave`.
+    #[default]
+    NoSlave,
+    /// Sent on this slave (index into the bond's slaves) as it is.
+    Slave(u8),
+    /// Sent on this slave with the slave's own MAC written as the source
+    /// (balance-tlb/alb on a slave other than the active one, so that the
+    /// switch learns that MAC there): apply [`rewrite_source`].
+    SlaveOwnSource(u8),
+    /// A copy on every transmit slave of the plan (broadcast).
+    All,
+    /// Given to the control thread and not sent (balance-alb: the host's
+    /// ARP, which the control thread rewrites per peer and sends).
+    Divert,
+    /// Shorter than an Ethernet header: dropped, counted as `tx_malformed`.
+    Malformed,
+}
+
+/// The verdict on one frame from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TxVerdict {
+    /// Where it goes.
+    pub action: TxAction,
+    /// balance-tlb/alb: the destination bucket whose byte count the frame
+    /// adds to (the load the control thread balances by).
+    pub load_bucket: Option<u8>,
+}
+
+/// What happens to one frame from a slave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RxAction {
+    /// Delivered to the host as it is.
+    #[default]
+    Deliver,
+    /// Delivered with the destination rewritten from the slave's own MAC to
+    /// the bond MAC the host accepts (balance-alb: a peer was told the slave's
+    /// MAC): apply [`rewrite_destination`].
+    DeliverToBond,
+    /// The slave must not deliver now (a backup, an unaggregated port, a
+    /// broadcast on a balance-alb slave other than the active one): dropped,
+    /// counted as `rx_inactive`.
+    Inactive,
+    /// A copy of a frame already delivered from another slave (broadcast):
+    /// dropped, counted as `rx_duplicate`.
+    Duplicate,
+    /// Shorter than an Ethernet header: dropped, counted as `rx_malformed`.
+    Malformed,
+}
+
+/// The verdict on one frame from a slave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RxVerdict {
+    /// Deliver or drop.
+    pub action: RxAction,
+    /// Copy the frame to the control thread (ARP or ND, while a link monitor
+    /// or ALB listens), whatever the action.
+    pub tap: bool,
+}
+
+fn is_arp(frame: &[u8]) -> bool {
+    EthInfo::parse(frame).is_some_and(|e| e.ethertype == ETH_P_ARP)
+}
+
+fn balancing(mode: Mode) -> bool {
+    matches!(mode, Mode::BalanceTlb | Mode::BalanceAlb)
+}
+
+/// Gives each frame from the host its verdict: `out[i]` for `frames[i]`.
+/// `frames` holds at most [`BATCH`] frames and `out` is at least as long.
+/// `sel` carries the balance-rr position from batch to batch.
+pub fn tx_batch(plan: &TxPlan, sel: &mut Selector, frames: &[&[u8]], out: &mut [TxVerdict]) {
+    debug_assert!(frames.len() <= BATCH);
+    let frames = &frames[..frames.len().min(BATCH)];
+    let mut choices = [Choice::Drop; BATCH];
+    sel.select_batch(plan, frames, &mut choices);
+    let balancing = balancing(plan.mode);
+    for ((o, f), c) in out.iter_mut().zip(frames).zip(choices) {
+        *o = TxVerdict::default();
+        if f.len() < ETH_HLEN {
+            o.action = TxAction::Malformed;
+            continue;
+        }
+        if plan.divert_host_arp && is_arp(f) {
+            o.action = TxAction::Divert;
+            continue;
+        }
+        if balancing {
+            o.load_bucket = tlb_bucket(f);
+        }
+        o.action = match c {
+            Choice::Drop => TxAction::NoSlave,
+            Choice::All => TxAction::All,
+            Choice::Slave(s) if balancing && Some(s) != plan.active => TxAction::SlaveOwnSource(s),
+            Choice::Slave(s) => TxAction::Slave(s),
+        };
+    }
+}
+
+/// Gives each frame received on `slave` its verdict: `out[i]` for
+/// `frames[i]`; `out` is at least as long as `frames`. `dups` remembers
+/// recent frames across batches and slaves (broadcast mode).
+pub fn rx_batch(
+    plan: &TxPlan,
+    slave: usize,
+    dups: &mut DupFilter,
+    frames: &[&[u8]],
+    out: &mut [RxVerdict],
+) {
+    let delivers = plan.delivers_from(slave);
+    let balancing = balancing(plan.mode);
+    let mine = plan.slave_macs.get(slave).map_or([0; 6], |m| m.0);
+    let active = plan.active.is_some_and(|a| usize::from(a) == slave);
+    for (o, f) in out.iter_mut().zip(frames) {
+        let tap = plan.tap_arp && is_arp_or_nd(f);
+        let action = if f.len() < ETH_HLEN {
+            RxAction::Malformed
+        } else if !delivers {
+            RxAction::Inactive
+        } else if balancing {
+            // A slave other than the active one delivers only what peers sent
+            // to its own MAC; broadcasts and floods come in once, on the
+            // active slave.
+            if f[0..6] == mine && mine != plan.bond_mac.0 {
+                RxAction::DeliverToBond
+            } else if active {
+                RxAction::Deliver
+            } else {
+                RxAction::Inactive
+            }
+        } else if plan.mode == Mode::Broadcast && dups.is_duplicate(f, slave as u8) {
+            RxAction::Duplicate
+        } else {
+            RxAction::Deliver
+        };
+        *o = RxVerdict { action, tap };
+    }
+}
+
+/// Applies [`TxAction::SlaveOwnSource`]: writes `slave`'s MAC as the source.
+pub fn rewrite_source(plan: &TxPlan, slave: u8, frame: &mut [u8]) {
+    if let (Some(src), Some(mac)) = (
+        frame.get_mut(6..12),
+        plan.slave_macs.get(usize::from(slave)),
+    ) {
+        src.copy_from_slice(&mac.0);
+    }
+}
+
+/// Applies [`RxAction::DeliverToBond`]: writes the bond MAC as the
+/// destination.
+pub fn rewrite_destination(plan: &TxPlan, frame: &mut [u8]) {
+    if let Some(dst) = frame.get_mut(0..6) {
+        dst.copy_from_slice(&plan.bond_mac.0);
+    }
+}
+
+#[cfg(test)]
+mod tests;
