@@ -5,42 +5,32 @@
 //! redirect every frame to its socket and counts what a caller-supplied
 //! parser recognises.
 
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use xsk_rs::config::{
-    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
-};
-use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+use xbond_core::datapath::{Frames, Port};
 
 use crate::bpf::XdpProgram;
 use crate::error::{Error, Result};
-use crate::sys::{kick_tx, poll_readable};
+use crate::sys::poll_readable;
+use crate::xsk::{create_umem, BindMode, UmemFrames, XdpFrame, XdpPort, RING_SIZE};
 
 const FRAMES: u32 = 8192;
-const RING: u32 = 2048;
 const BATCH: usize = 64;
-
-fn xerr(op: &'static str, iface: &str, e: impl std::fmt::Display) -> Error {
-    Error::sys(op, iface, std::io::Error::other(e.to_string()))
-}
 
 /// One AF_XDP socket with its own UMEM.
 pub struct XskPort {
-    name: String,
-    umem: Umem,
-    free: Vec<FrameDesc>,
-    tx: TxQueue,
-    rx: RxQueue,
-    fq: FillQueue,
-    cq: CompQueue,
+    mem: UmemFrames,
+    free: Vec<XdpFrame>,
+    port: XdpPort,
     _prog: Option<XdpProgram>,
     in_flight: usize,
 }
 
 impl std::fmt::Debug for XskPort {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("XskPort").field("name", &self.name).finish()
+        f.debug_struct("XskPort")
+            .field("name", &self.port.name())
+            .finish()
     }
 }
 
@@ -48,23 +38,7 @@ impl XskPort {
     /// Opens a socket on queue 0 of `iface` (copy mode). With `receive`, the
     /// xbond XDP program is attached to redirect every frame to it.
     pub fn open(iface: &str, ifindex: u32, receive: bool) -> Result<XskPort> {
-        let ring = QueueSize::new(RING).map_err(|e| xerr("ring size", iface, e))?;
-        let cfg = UmemConfig::builder()
-            .frame_size(FrameSize::new(2048).map_err(|e| xerr("frame size", iface, e))?)
-            .fill_queue_size(ring)
-            .comp_queue_size(ring)
-            .build()
-            .map_err(|e| xerr("UMEM config", iface, e))?;
-        let count = std::num::NonZeroU32::new(FRAMES)
-            .ok_or_else(|| Error::Unsupported("no frames".into()))?;
-        let (umem, mut free) =
-            Umem::new(cfg, count, false).map_err(|e| xerr("create UMEM", iface, e))?;
-        let sock_cfg = SocketConfig::builder()
-            .rx_queue_size(ring)
-            .tx_queue_size(ring)
-            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-            .bind_flags(BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP)
-            .build();
+        let (umem, mut free) = create_umem(iface, FRAMES)?;
         // The program goes on before the socket is bound, as in the worker
         // (veth sets up its XDP receive path when the program is attached).
         let prog = if receive {
@@ -74,41 +48,26 @@ impl XskPort {
         } else {
             None
         };
-        let ifc: Interface = iface
-            .parse()
-            .map_err(|_| Error::NoSuchInterface(iface.to_string()))?;
-        // SAFETY: INHIBIT_PROG_LOAD is set and this UMEM binds only this pair.
-        let (tx, rx, rings) = unsafe { Socket::new(sock_cfg, &umem, &ifc, 0) }
-            .map_err(|e| xerr("bind AF_XDP socket", iface, e))?;
-        let (mut fq, cq) =
-            rings.ok_or_else(|| Error::Unsupported(format!("{iface} queue 0 already bound")))?;
+        let mut port = XdpPort::bind(&umem, iface, 0, BindMode::Copy)?;
         if let Some(p) = &prog {
-            p.register_socket(0, rx.fd().as_raw_fd())?;
+            p.register_socket(0, port.fd())?;
             // Half the frames wait in the fill ring for received data.
-            let fill: Vec<FrameDesc> = free.split_off(free.len() / 2);
-            // SAFETY: the frames are fresh from this UMEM and owned by nobody.
-            let placed = unsafe { fq.produce(&fill[..RING as usize]) };
-            free.extend_from_slice(&fill[placed..]);
+            let mut fill = free.split_off(free.len() - (RING_SIZE as usize).min(free.len() / 2));
+            port.fill(&mut fill);
+            free.append(&mut fill);
         }
         Ok(XskPort {
-            name: iface.to_string(),
-            umem,
+            mem: UmemFrames::new(umem),
             free,
-            tx,
-            rx,
-            fq,
-            cq,
+            port,
             _prog: prog,
             in_flight: 0,
         })
     }
 
     fn reap(&mut self) {
-        let mut done = [FrameDesc::default(); BATCH * 4];
-        // SAFETY: completed descriptors belong to this UMEM; the kernel is done.
-        let n = unsafe { self.cq.consume(&mut done) };
+        let n = self.port.complete(&mut self.free);
         self.in_flight -= n.min(self.in_flight);
-        self.free.extend_from_slice(&done[..n]);
     }
 }
 
@@ -143,7 +102,7 @@ pub fn generate(port: &mut XskPort, spec: &GenSpec) -> Result<GenReport> {
     }
     let start = Instant::now();
     let mut seq: u64 = 0;
-    let mut batch = [FrameDesc::default(); BATCH];
+    let mut batch: Vec<XdpFrame> = Vec::with_capacity(BATCH);
     let mut last_produce = start;
     let limit = if spec.count == 0 {
         u64::MAX
@@ -161,44 +120,35 @@ pub fn generate(port: &mut XskPort, spec: &GenSpec) -> Result<GenReport> {
                 continue;
             }
         }
-        let room = port.tx.nb_free(want as u32) as usize;
-        let k = want.min(room).min(port.free.len());
+        let k = want.min(port.free.len());
         if k == 0 {
-            let _ = kick_tx(port.tx.fd().as_raw_fd());
+            let _ = port.port.kick();
             continue;
         }
-        for slot in batch.iter_mut().take(k) {
-            let Some(mut d) = port.free.pop() else { break };
-            let t = &spec.templates[(seq % spec.templates.len() as u64) as usize];
-            {
-                // SAFETY: `d` is a free frame of this UMEM: no ring holds it.
-                let mut data = unsafe { port.umem.data_mut(&mut d) };
-                let mut cur = data.cursor();
-                cur.set_pos(0);
-                let _ = std::io::Write::write_all(&mut cur, t);
-            }
-            {
-                // SAFETY: as above.
-                let mut data = unsafe { port.umem.data_mut(&mut d) };
-                if let Some(s) = data.contents_mut().get_mut(spec.seq_at..spec.seq_at + 8) {
-                    s.copy_from_slice(&seq.to_be_bytes());
+        for _ in 0..k {
+            let Some(mut f) = port.free.pop() else { break };
+            let t = &spec.templates
+                [((seq + batch.len() as u64) % spec.templates.len() as u64) as usize];
+            port.mem.write(&mut f, t);
+            let n = seq + batch.len() as u64;
+            port.mem.edit(&mut f, |b| {
+                if let Some(s) = b.get_mut(spec.seq_at..spec.seq_at + 8) {
+                    s.copy_from_slice(&n.to_be_bytes());
                 }
-            }
-            *slot = d;
-            seq += 1;
+            });
+            batch.push(f);
         }
-        // SAFETY: the frames are this UMEM's and owned by us until completion.
-        let placed = unsafe { port.tx.produce(&batch[..k]) };
-        port.free.extend_from_slice(&batch[placed..k]);
-        seq -= (k - placed) as u64;
+        let placed = port.port.transmit(&mut batch);
+        seq += placed as u64;
+        port.free.append(&mut batch);
         port.in_flight += placed;
         last_produce = Instant::now();
-        let _ = kick_tx(port.tx.fd().as_raw_fd());
+        let _ = port.port.kick();
     }
     // Let the kernel drain the ring.
     let drain_until = Instant::now() + Duration::from_secs(2);
     while port.in_flight > 0 && Instant::now() < drain_until {
-        let _ = kick_tx(port.tx.fd().as_raw_fd());
+        let _ = port.port.kick();
         port.reap();
     }
     Ok(GenReport {
@@ -218,24 +168,18 @@ pub fn receive(
 ) -> Result<()> {
     let start = Instant::now();
     let mut last = None::<Instant>;
-    let mut descs = [FrameDesc::default(); BATCH];
+    let mut got_frames: Vec<XdpFrame> = Vec::with_capacity(BATCH);
     loop {
         let mut got = 0;
         for (i, p) in ports.iter_mut().enumerate() {
-            // SAFETY: received frames belong to this UMEM and are ours now.
-            let n = unsafe { p.rx.consume(&mut descs) };
-            for d in &descs[..n] {
-                // SAFETY: `d` was just received and is not on any ring.
-                let data = unsafe { p.umem.data(d) }.contents();
-                on_frame(i, data);
+            let n = p.port.receive(&mut got_frames, BATCH);
+            for f in &got_frames {
+                on_frame(i, p.mem.bytes(f));
             }
             if n > 0 {
-                // SAFETY: the frames go straight back to this UMEM's fill ring.
-                let placed = unsafe { p.fq.produce(&descs[..n]) };
-                p.free.extend_from_slice(&descs[placed..n]);
-                if p.fq.needs_wakeup() {
-                    let _ = p.fq.wakeup(p.rx.fd_mut(), 0);
-                }
+                // The frames go straight back to the fill ring.
+                p.port.fill(&mut got_frames);
+                p.free.append(&mut got_frames);
             }
             got += n;
         }
@@ -249,7 +193,7 @@ pub fn receive(
         {
             return Ok(());
         }
-        let fds: Vec<i32> = ports.iter().map(|p| p.rx.fd().as_raw_fd()).collect();
+        let fds: Vec<i32> = ports.iter().map(|p| p.port.fd()).collect();
         poll_readable(&fds, 5);
     }
 }

@@ -1,6 +1,6 @@
 //! Kernel I/O for xbond, and the only crate of the project with `unsafe`:
 //! the XDP program (load, attach through bpf_link, maps), AF_XDP sockets on
-//! one shared UMEM per worker (xsk-rs), the frame pool, rtnetlink, raw
+//! one shared UMEM per worker (xsk-rs) as the core's `Port`, rtnetlink, raw
 //! AF_PACKET sockets for the control plane, and the worker loop.
 
 pub mod bpf;
@@ -8,8 +8,8 @@ pub mod error;
 pub mod gen;
 pub mod netlink;
 pub mod packet;
-pub mod pool;
 pub mod sys;
 pub mod worker;
+pub mod xsk;
 
 pub use error::{Error, Result};

@@ -35,9 +35,9 @@ impl Frames for MemFrames {
         edit(&mut frame.0);
     }
 
-    fn copy(&self, from: &MemFrame, to: &mut MemFrame) -> bool {
-        to.0.clear();
-        to.0.extend_from_slice(&from.0);
+    fn write(&self, frame: &mut MemFrame, bytes: &[u8]) -> bool {
+        frame.0.clear();
+        frame.0.extend_from_slice(bytes);
         true
     }
 }

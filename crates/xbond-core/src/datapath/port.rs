@@ -17,8 +17,13 @@ pub trait Frames {
     /// Edits the frame's bytes in place (the length stays).
     fn edit(&self, frame: &mut Self::Frame, edit: impl FnOnce(&mut [u8]));
 
+    /// Makes `bytes` the frame's content; false when they do not fit.
+    fn write(&self, frame: &mut Self::Frame, bytes: &[u8]) -> bool;
+
     /// Makes `to` a copy of `from`; false when it does not fit.
-    fn copy(&self, from: &Self::Frame, to: &mut Self::Frame) -> bool;
+    fn copy(&self, from: &Self::Frame, to: &mut Self::Frame) -> bool {
+        self.write(to, self.bytes(from))
+    }
 }
 
 /// What a TX kick found.
