@@ -222,3 +222,47 @@ fn lacp_engine(cfg: &BondConfig, slaves: &[Slave], bond_mac: MacAddr, now: Insta
         .collect();
     Lacp::new(lcfg, ports, now)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::time::Instant;
+
+    use super::super::test_util::{bond, cfg};
+    use crate::options::Mode;
+
+    #[test]
+    fn each_mode_runs_only_its_own_machines() {
+        let t0 = Instant::now();
+        for &mode in Mode::ALL {
+            let arp_mode = matches!(
+                mode,
+                Mode::BalanceRr | Mode::ActiveBackup | Mode::BalanceXor | Mode::Broadcast
+            );
+            let mut c = cfg(mode);
+            if arp_mode {
+                c.miimon = 0;
+                c.arp_interval = 100;
+                c.arp_ip_target = vec![Ipv4Addr::new(10, 0, 0, 254)];
+            }
+            c.validate().unwrap();
+            let b = bond(c, t0);
+            let machines = (
+                b.lacp().is_some(),
+                b.tlb().is_some(),
+                b.rlb().is_some(),
+                b.arp_monitoring(),
+            );
+            let want = match mode {
+                Mode::Ieee8023ad => (true, false, false, false),
+                Mode::BalanceTlb => (false, true, false, false),
+                Mode::BalanceAlb => (false, true, true, false),
+                _ => (false, false, false, true),
+            };
+            assert_eq!(machines, want, "{mode}: (lacp, tlb, rlb, arp)");
+            let plan = b.tx_plan();
+            assert_eq!(plan.tap_arp, arp_mode || mode == Mode::BalanceAlb, "{mode}");
+            assert_eq!(plan.divert_host_arp, mode == Mode::BalanceAlb, "{mode}");
+        }
+    }
+}
