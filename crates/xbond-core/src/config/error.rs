@@ -20,6 +20,7 @@ pub(super) const IFNAME_VALID: &str = "an interface name of 1 to 15 bytes from A
 const BOOL_VALID: &str = "true or false (also on/off, yes/no, 1/0)";
 const MAC_VALID: &str = "a unicast MAC address such as 02:00:00:00:00:01";
 
+/// What went wrong in a configuration. Every message is one line that names
 /// the key, the value and what would be valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {

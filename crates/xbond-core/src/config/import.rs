@@ -13,7 +13,7 @@ use super::{BondConfig, ConfigError, DEFAULT_MIIMON_MS, KEYS};
 use crate::options::Mode;
 
 /// The kernel bonding options that [`import_option_string`] and
-/// [`import_ifupdown`] accept (besides `slaves`).
+/// [`import_ifupdown`](super::import_ifupdown) accept (besides `slaves`).
 pub const KERNEL_KEYS: &[&str] = &[
     "mode",
     "miimon",
@@ -48,6 +48,7 @@ pub const KERNEL_KEYS: &[&str] = &[
     "use_carrier",
 ];
 
+/// Modes where the kernel turns `miimon = 100` on by itself when no monitor is set.
 const KERNEL_MIIMON_MODES: &[Mode] = &[Mode::Ieee8023ad, Mode::BalanceTlb, Mode::BalanceAlb];
 
 const OPTIONS_VALID: &str =
@@ -79,7 +80,7 @@ impl Import {
         if !self.warnings.is_empty() {
             out.push('\n');
         }
-        out.push_str(&self.config.write_toml(&self.needs));
+        out.push_str(&self.config.write_toml(&self.needs, false));
         out
     }
 }

@@ -7,6 +7,8 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+// `fmt`, `FromStr`, `BadValue` and the serde derives are what `kernel_enum!`
+// expands to; the enums are serialised in the JSON status.
 use serde::{Deserialize, Serialize};
 
 use super::{DEFAULT_MIIMON_MS, SOCKET_DIR};
@@ -70,8 +72,9 @@ crate::options::kernel_enum! {
 }
 
 /// A bond configuration. Field names are the TOML keys; [`BondConfig::new`]
-/// gives the defaults and [`BondConfig::validate`] the rules.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// gives the defaults, [`BondConfig::validate`] the rules, and
+/// [`BondConfig::from_toml_str`] / [`BondConfig::to_toml`] the file.
+#[derive(Debug, Clone, PartialEq)]
 pub struct BondConfig {
     /// Host-facing interface xbond creates (`bond0`).
     pub name: String,
@@ -166,8 +169,6 @@ pub struct BondConfig {
     /// (mode 0660 then); `None`: root only.
     pub control_group: Option<String>,
 }
-
-/// What went wrong in a configuration. Every message is one line that names
 
 impl BondConfig {
     /// A configuration with every default: the kernel's, except `miimon`

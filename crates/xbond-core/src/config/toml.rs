@@ -1,71 +1,123 @@
-//! The bond's TOML file: [`BondConfig::from_toml_str`] reads it,
-//! [`BondConfig::to_toml`] writes it.
+//! The bond's TOML file, read and written one way: one list of keys
+//! ([`KEYS`], in file order) drives both [`BondConfig::from_toml_str`] and
+//! [`BondConfig::to_toml`], and each field's type knows how it reads from a
+//! TOML value (strings and the kernel's numbers accepted for every kind) and
+//! how it is written back. The `toml` crate parses the syntax; errors name the
+//! key, the value and what is valid, and an unknown key gets the nearest known
+//! one.
 
+use ::toml::Value;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::error::{bad, bad_with, clean, int_range, missing_name, missing_slaves};
-use super::model::default_peer_name;
+use super::model::{default_peer_name, AdSelect, ArpAllTargets, ArpValidate, LacpRate};
 use super::suggest::suggest;
 use super::{BondConfig, ConfigError};
-use crate::options::{BadValue, MacAddr, Mode};
+use crate::options::{
+    BadValue, FailOverMac, HashFunction, HashPolicy, LinkWatchPolicy, MacAddr, Mode,
+    PrimaryReselect,
+};
 
-/// Every key a bond's TOML file may hold, in the order [`BondConfig::to_toml`]
-/// writes them.
-pub const KEYS: &[&str] = &[
-    "name",
-    "peer_name",
-    "slaves",
-    "mode",
-    "miimon",
-    "updelay",
-    "downdelay",
-    "primary",
-    "primary_reselect",
-    "fail_over_mac",
-    "xmit_hash_policy",
-    "xmit_hash_function",
-    "packets_per_slave",
-    "num_grat_arp",
-    "num_unsol_na",
-    "peer_notif_delay",
-    "all_slaves_active",
-    "arp_interval",
-    "arp_ip_target",
-    "ns_ip6_target",
-    "link_watch_policy",
-    "min_links",
-    "mac",
-    "queues",
-    "prio",
-    "ad_actor_port_prio",
-    "lacp_rate",
-    "lacp_active",
-    "ad_select",
-    "ad_actor_system",
-    "ad_actor_sys_prio",
-    "ad_user_port_key",
-    "coupled_control",
-    "lacp_fallback",
-    "arp_validate",
-    "arp_all_targets",
-    "arp_missed_max",
-    "tlb_dynamic_lb",
-    "lp_interval",
-    "resend_igmp",
-    "use_carrier",
-    "control_socket",
-    "control_group",
-];
+/// The file's keys, each a [`BondConfig`] field of the same name, in the
+/// order the file is written: the keys written always, then the keys written
+/// where they differ from the default (with an optional reader of their own),
+/// then the tables, which TOML puts last.
+macro_rules! toml_keys {
+    (
+        always: $($always:ident),+;
+        optional: $($opt:ident $(= $reader:path)?),+;
+        tables: $($table:ident),+;
+    ) => {
+        /// Every key a bond's TOML file may hold, in the order
+        /// [`BondConfig::to_toml`] writes them.
+        pub const KEYS: &[&str] = &[
+            $(stringify!($always),)+ $(stringify!($opt),)+ $(stringify!($table),)+
+        ];
+
+        /// Sets one key from a TOML value (strings are accepted for every kind).
+        pub(super) fn set_key(c: &mut BondConfig, key: &str, v: &Value) -> Result<(), ConfigError> {
+            match key {
+                $(stringify!($always) => c.$always = TomlValue::read(key, v)?,)+
+                $(stringify!($opt) => c.$opt = toml_keys!(@read $($reader)?)(key, v)?,)+
+                $(stringify!($table) => c.$table = read_table(key, v)?,)+
+                _ => {
+                    return Err(ConfigError::UnknownKey {
+                        key: clean(key),
+                        suggestion: suggest(key, KEYS),
+                    })
+                }
+            }
+            Ok(())
+        }
+
+        /// Writes every key of `c` that differs from `d` (or every key, if
+        /// the writer says so).
+        fn write_keys(c: &BondConfig, d: &BondConfig, w: &mut TomlWriter<'_>) {
+            $(w.line(stringify!($always), c.$always.write());)+
+            $(
+                if w.defaults || c.$opt != d.$opt {
+                    w.line(stringify!($opt), c.$opt.write());
+                }
+            )+
+            $(w.table(stringify!($table), &c.$table);)+
+        }
+    };
+    (@read) => { TomlValue::read };
+    (@read $reader:path) => { $reader };
+}
+
+toml_keys! {
+    always: name, slaves, mode, miimon;
+    optional:
+        peer_name,
+        updelay,
+        downdelay,
+        primary,
+        primary_reselect,
+        fail_over_mac,
+        xmit_hash_policy,
+        xmit_hash_function,
+        packets_per_slave,
+        num_grat_arp,
+        num_unsol_na,
+        peer_notif_delay,
+        all_slaves_active,
+        arp_interval,
+        arp_ip_target,
+        ns_ip6_target,
+        link_watch_policy,
+        min_links,
+        mac,
+        queues,
+        lacp_rate,
+        lacp_active,
+        ad_select,
+        ad_actor_system,
+        ad_actor_sys_prio,
+        ad_user_port_key,
+        coupled_control,
+        lacp_fallback = read_lacp_fallback,
+        arp_validate,
+        arp_all_targets,
+        arp_missed_max,
+        tlb_dynamic_lb,
+        lp_interval,
+        resend_igmp,
+        use_carrier,
+        control_socket,
+        control_group;
+    tables: prio, ad_actor_port_prio;
+}
 
 impl BondConfig {
     /// Parses and validates a bond's TOML file (flat, one bond per file, keys
     /// with the kernel's names in underscore form; see [`KEYS`]).
     pub fn from_toml_str(text: &str) -> Result<BondConfig, ConfigError> {
-        let table: toml::Table = text
+        let table: ::toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Toml(toml_error_text(text, &e)))?;
+            .map_err(|e: ::toml::de::Error| ConfigError::Toml(toml_error_text(text, &e)))?;
         let mut cfg = BondConfig::new("", Vec::new());
         for (key, value) in &table {
             set_key(&mut cfg, key, value)?;
@@ -88,117 +140,24 @@ impl BondConfig {
     /// `miimon` always, every other key only where it differs from the
     /// default.
     pub fn to_toml(&self) -> String {
-        self.write_toml(&[])
+        self.write_toml(&[], false)
+    }
+
+    /// As [`BondConfig::to_toml`], but with every key that has a value,
+    /// defaults included (what `xbond check` prints); reads back to an equal
+    /// configuration too.
+    pub fn to_toml_with_defaults(&self) -> String {
+        self.write_toml(&[], true)
     }
 
     /// Writes the TOML file; keys in `fill_in` get a `# fill in` comment.
-    pub(super) fn write_toml(&self, fill_in: &[String]) -> String {
-        let d = BondConfig::new(&self.name, Vec::new());
+    pub(super) fn write_toml(&self, fill_in: &[String], defaults: bool) -> String {
         let mut w = TomlWriter {
             out: String::new(),
             fill_in,
+            defaults,
         };
-        w.line("name", toml_str(&self.name));
-        w.line("slaves", render_strings(&self.slaves));
-        w.line("mode", toml_str(self.mode.as_str()));
-        w.line("miimon", self.miimon.to_string());
-        if self.peer_name != d.peer_name {
-            w.line("peer_name", toml_str(&self.peer_name));
-        }
-        w.num("updelay", self.updelay, d.updelay);
-        w.num("downdelay", self.downdelay, d.downdelay);
-        if let Some(p) = &self.primary {
-            w.line("primary", toml_str(p));
-        }
-        w.word(
-            "primary_reselect",
-            self.primary_reselect,
-            d.primary_reselect,
-        );
-        w.word("fail_over_mac", self.fail_over_mac, d.fail_over_mac);
-        w.word(
-            "xmit_hash_policy",
-            self.xmit_hash_policy,
-            d.xmit_hash_policy,
-        );
-        w.word(
-            "xmit_hash_function",
-            self.xmit_hash_function,
-            d.xmit_hash_function,
-        );
-        w.num(
-            "packets_per_slave",
-            self.packets_per_slave,
-            d.packets_per_slave,
-        );
-        w.num("num_grat_arp", self.num_grat_arp, d.num_grat_arp);
-        w.num("num_unsol_na", self.num_unsol_na, d.num_unsol_na);
-        w.num(
-            "peer_notif_delay",
-            self.peer_notif_delay,
-            d.peer_notif_delay,
-        );
-        w.num(
-            "all_slaves_active",
-            self.all_slaves_active,
-            d.all_slaves_active,
-        );
-        w.num("arp_interval", self.arp_interval, d.arp_interval);
-        if !self.arp_ip_target.is_empty() {
-            w.line("arp_ip_target", render_display_list(&self.arp_ip_target));
-        }
-        if !self.ns_ip6_target.is_empty() {
-            w.line("ns_ip6_target", render_display_list(&self.ns_ip6_target));
-        }
-        if let Some(p) = self.link_watch_policy {
-            w.line("link_watch_policy", toml_str(p.as_str()));
-        }
-        w.num("min_links", self.min_links, d.min_links);
-        if let Some(m) = self.mac {
-            w.line("mac", toml_str(&m.to_string()));
-        }
-        w.num("queues", self.queues, d.queues);
-        w.word("lacp_rate", self.lacp_rate, d.lacp_rate);
-        w.num("lacp_active", self.lacp_active, d.lacp_active);
-        w.word("ad_select", self.ad_select, d.ad_select);
-        if let Some(m) = self.ad_actor_system {
-            w.line("ad_actor_system", toml_str(&m.to_string()));
-        }
-        w.num(
-            "ad_actor_sys_prio",
-            self.ad_actor_sys_prio,
-            d.ad_actor_sys_prio,
-        );
-        w.num(
-            "ad_user_port_key",
-            self.ad_user_port_key,
-            d.ad_user_port_key,
-        );
-        w.num("coupled_control", self.coupled_control, d.coupled_control);
-        if let Some(m) = self.lacp_fallback {
-            w.line("lacp_fallback", toml_str(m.as_str()));
-        }
-        w.word("arp_validate", self.arp_validate, d.arp_validate);
-        w.word("arp_all_targets", self.arp_all_targets, d.arp_all_targets);
-        w.num("arp_missed_max", self.arp_missed_max, d.arp_missed_max);
-        w.num("tlb_dynamic_lb", self.tlb_dynamic_lb, d.tlb_dynamic_lb);
-        w.num("lp_interval", self.lp_interval, d.lp_interval);
-        w.num("resend_igmp", self.resend_igmp, d.resend_igmp);
-        w.num("use_carrier", self.use_carrier, d.use_carrier);
-        if let Some(p) = &self.control_socket {
-            w.line("control_socket", toml_str(p));
-        }
-        if let Some(g) = &self.control_group {
-            w.line("control_group", toml_str(g));
-        }
-        for (table, entries) in [
-            ("prio", render_table(&self.prio)),
-            ("ad_actor_port_prio", render_table(&self.ad_actor_port_prio)),
-        ] {
-            if !entries.is_empty() {
-                w.out.push_str(&format!("\n[{table}]\n{entries}"));
-            }
-        }
+        write_keys(self, &BondConfig::new(&self.name, Vec::new()), &mut w);
         w.out
     }
 }
@@ -206,11 +165,18 @@ impl BondConfig {
 /// Accumulates TOML lines.
 struct TomlWriter<'a> {
     out: String,
+    /// Keys that get a `# fill in` comment.
     fill_in: &'a [String],
+    /// Write keys that have their default value too.
+    defaults: bool,
 }
 
 impl TomlWriter<'_> {
-    fn line(&mut self, key: &str, value: String) {
+    /// `key = value`, if there is a value.
+    fn line(&mut self, key: &str, value: Option<String>) {
+        let Some(value) = value else {
+            return;
+        };
         self.out.push_str(key);
         self.out.push_str(" = ");
         self.out.push_str(&value);
@@ -220,41 +186,252 @@ impl TomlWriter<'_> {
         self.out.push('\n');
     }
 
-    /// A number or boolean, written only if not the default.
-    fn num<T: PartialEq + fmt::Display>(&mut self, key: &str, v: T, default: T) {
-        if v != default {
-            self.line(key, v.to_string());
-        }
-    }
-
-    /// An enum, written as its string only if not the default.
-    fn word<T: PartialEq + fmt::Display>(&mut self, key: &str, v: T, default: T) {
-        if v != default {
-            self.line(key, toml_str(&v.to_string()));
+    /// A `[table]` section, if the table has entries.
+    fn table<V: fmt::Display>(&mut self, name: &str, t: &BTreeMap<String, V>) {
+        if !t.is_empty() {
+            self.out.push_str(&format!("\n[{name}]\n"));
+            for (k, v) in t {
+                self.out.push_str(&format!("{} = {v}\n", toml_key(k)));
+            }
         }
     }
 }
 
+/// A field's type as the file holds it.
+trait TomlValue: Sized {
+    /// The value of `key` from what the user wrote.
+    fn read(key: &str, v: &Value) -> Result<Self, ConfigError>;
+    /// The value as TOML that reads back to it; `None` for an unset option.
+    fn write(&self) -> Option<String>;
+}
+
+impl TomlValue for String {
+    fn read(key: &str, v: &Value) -> Result<Self, ConfigError> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(bad(key, render(other))),
+        }
+    }
+    fn write(&self) -> Option<String> {
+        Some(toml_str(self))
+    }
+}
+
+impl<T: TomlValue> TomlValue for Option<T> {
+    fn read(key: &str, v: &Value) -> Result<Self, ConfigError> {
+        T::read(key, v).map(Some)
+    }
+    fn write(&self) -> Option<String> {
+        self.as_ref().and_then(T::write)
+    }
+}
+
+/// Integers, within the key's range (see `int_range`); strings of digits too.
+macro_rules! int_value {
+    ($($t:ty),+) => {$(
+        impl TomlValue for $t {
+            fn read(key: &str, v: &Value) -> Result<Self, ConfigError> {
+                let (min, max, _) = int_range(key).unwrap_or((0, u64::MAX, ""));
+                let n = match v {
+                    Value::Integer(i) => u64::try_from(*i).ok(),
+                    Value::String(s) => s.trim().parse::<u64>().ok(),
+                    _ => None,
+                };
+                n.filter(|n| (min..=max).contains(n))
+                    .and_then(|n| <$t>::try_from(n).ok())
+                    .ok_or_else(|| bad(key, render(v)))
+            }
+            fn write(&self) -> Option<String> {
+                Some(self.to_string())
+            }
+        }
+    )+};
+}
+
+int_value!(u8, u16, u32);
+
+impl TomlValue for bool {
+    fn read(key: &str, v: &Value) -> Result<Self, ConfigError> {
+        let b = match v {
+            Value::Boolean(b) => Some(*b),
+            Value::Integer(0) => Some(false),
+            Value::Integer(1) => Some(true),
+            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "1" | "on" | "true" | "yes" => Some(true),
+                "0" | "off" | "false" | "no" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        };
+        b.ok_or_else(|| bad(key, render(v)))
+    }
+    fn write(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+/// The kernel's enums: by name or by the kernel's number, written by name.
+macro_rules! enum_value {
+    ($($t:ty),+) => {$(
+        impl TomlValue for $t {
+            fn read(key: &str, v: &Value) -> Result<Self, ConfigError> {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Integer(i) => i.to_string(),
+                    other => return Err(bad(key, render(other))),
+                };
+                text.parse().map_err(|_: BadValue| bad(key, render(v)))
+            }
+            fn write(&self) -> Option<String> {
+                Some(toml_str(self.as_str()))
+            }
+        }
+    )+};
+}
+
+enum_value!(
+    Mode,
+    PrimaryReselect,
+    FailOverMac,
+    HashPolicy,
+    HashFunction,
+    LinkWatchPolicy,
+    LacpRate,
+    AdSelect,
+    ArpValidate,
+    ArpAllTargets
+);
+
+impl TomlValue for MacAddr {
+    fn read(key: &str, v: &Value) -> Result<Self, ConfigError> {
+        let s = String::read(key, v)?;
+        s.parse().map_err(|_: BadValue| bad(key, &s))
+    }
+    fn write(&self) -> Option<String> {
+        Some(toml_str(&self.to_string()))
+    }
+}
+
+/// Lists: a TOML array of strings, or one string separated by commas or
+/// whitespace; written as an array of strings.
+macro_rules! list_value {
+    ($($t:ty),+) => {$(
+        impl TomlValue for Vec<$t> {
+            fn read(key: &str, v: &Value) -> Result<Self, ConfigError> {
+                let items: Vec<String> = match v {
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|item| match item {
+                            Value::String(s) => Ok(s.trim().to_string()),
+                            other => Err(bad(key, render(other))),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    Value::String(s) => split_items(s).map(str::to_string).collect(),
+                    other => return Err(bad(key, render(other))),
+                };
+                items
+                    .iter()
+                    .map(|s| s.parse::<$t>().map_err(|_| bad(key, s)))
+                    .collect()
+            }
+            fn write(&self) -> Option<String> {
+                Some(render_list(self))
+            }
+        }
+    )+};
+}
+
+list_value!(String, Ipv4Addr, Ipv6Addr);
+
+/// `lacp_fallback`: "off" (and the like) for none, else only active-backup.
+fn read_lacp_fallback(key: &str, v: &Value) -> Result<Option<Mode>, ConfigError> {
+    let off = match v {
+        Value::Boolean(false) => true,
+        Value::String(s) => matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "off" | "none" | "no" | "false"
+        ),
+        _ => false,
+    };
+    if off {
+        return Ok(None);
+    }
+    match Mode::read(key, v) {
+        Ok(Mode::ActiveBackup) => Ok(Some(Mode::ActiveBackup)),
+        _ => Err(bad(key, render(v))),
+    }
+}
+
+/// A table of slave = integer (`[prio]`, `[ad_actor_port_prio]`), each
+/// integer within `V`'s range.
+fn read_table<V>(key: &str, v: &Value) -> Result<BTreeMap<String, V>, ConfigError>
+where
+    V: TryFrom<i64> + Into<i64> + Bounded,
+{
+    let Value::Table(t) = v else {
+        return Err(bad(key, render(v)));
+    };
+    let mut out = BTreeMap::new();
+    for (slave, p) in t {
+        let n = match p {
+            Value::Integer(i) => Some(*i),
+            Value::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        let n = n.and_then(|n| V::try_from(n).ok()).ok_or_else(|| {
+            bad_with(
+                &format!("{key}.{slave}"),
+                render(p),
+                format!("an integer from {} to {}", V::MIN.into(), V::MAX.into()),
+            )
+        })?;
+        out.insert(slave.clone(), n);
+    }
+    Ok(out)
+}
+
+/// The range of a table's integers, for messages.
+trait Bounded: Sized {
+    const MIN: Self;
+    const MAX: Self;
+}
+
+impl Bounded for i32 {
+    const MIN: i32 = i32::MIN;
+    const MAX: i32 = i32::MAX;
+}
+
+impl Bounded for u16 {
+    const MIN: u16 = u16::MIN;
+    const MAX: u16 = u16::MAX;
+}
+
+/// The words of a list given as one string.
+pub(super) fn split_items(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+}
+
 /// A TOML value as the user wrote it, for messages.
-fn render(v: &toml::Value) -> String {
+fn render(v: &Value) -> String {
     match v {
-        toml::Value::String(s) => s.clone(),
+        Value::String(s) => s.clone(),
         other => render_inner(other),
     }
 }
 
-fn render_inner(v: &toml::Value) -> String {
+fn render_inner(v: &Value) -> String {
     match v {
-        toml::Value::String(s) => toml_str(s),
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(f) => f.to_string(),
-        toml::Value::Boolean(b) => b.to_string(),
-        toml::Value::Datetime(d) => d.to_string(),
-        toml::Value::Array(a) => format!(
+        Value::String(s) => toml_str(s),
+        Value::Integer(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Datetime(d) => d.to_string(),
+        Value::Array(a) => format!(
             "[{}]",
             a.iter().map(render_inner).collect::<Vec<_>>().join(", ")
         ),
-        toml::Value::Table(t) => format!(
+        Value::Table(t) => format!(
             "{{ {} }}",
             t.iter()
                 .map(|(k, v)| format!("{} = {}", toml_key(k), render_inner(v)))
@@ -264,18 +441,8 @@ fn render_inner(v: &toml::Value) -> String {
     }
 }
 
-pub(super) fn render_strings(items: &[String]) -> String {
-    format!(
-        "[{}]",
-        items
-            .iter()
-            .map(|s| toml_str(s))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-}
-
-pub(super) fn render_display_list<T: fmt::Display>(items: &[T]) -> String {
+/// A list as a TOML array of strings.
+pub(super) fn render_list<T: fmt::Display>(items: &[T]) -> String {
     format!(
         "[{}]",
         items
@@ -286,13 +453,8 @@ pub(super) fn render_display_list<T: fmt::Display>(items: &[T]) -> String {
     )
 }
 
-fn render_table<V: std::fmt::Display>(t: &BTreeMap<String, V>) -> String {
-    t.iter()
-        .map(|(k, v)| format!("{} = {v}\n", toml_key(k)))
-        .collect()
-}
-
-pub(super) fn render_prio<V: std::fmt::Display>(prio: &BTreeMap<String, V>) -> String {
+/// A table as a TOML inline table, for messages.
+pub(super) fn render_prio<V: fmt::Display>(prio: &BTreeMap<String, V>) -> String {
     format!(
         "{{ {} }}",
         prio.iter()
@@ -333,7 +495,8 @@ fn toml_key(k: &str) -> String {
     }
 }
 
-fn toml_error_text(text: &str, e: &toml::de::Error) -> String {
+/// A syntax error in one line, with its line and column.
+fn toml_error_text(text: &str, e: &::toml::de::Error) -> String {
     let msg = e.message().trim().replace(['\n', '\r'], " ");
     match e.span() {
         Some(span) => {
@@ -344,197 +507,6 @@ fn toml_error_text(text: &str, e: &toml::de::Error) -> String {
         }
         None => msg,
     }
-}
-
-fn get_str(key: &str, v: &toml::Value) -> Result<String, ConfigError> {
-    match v {
-        toml::Value::String(s) => Ok(s.clone()),
-        other => Err(bad(key, render(other))),
-    }
-}
-
-fn get_int<T: TryFrom<u64>>(key: &str, v: &toml::Value) -> Result<T, ConfigError> {
-    let (min, max, _) = int_range(key).unwrap_or((0, u64::MAX, ""));
-    let n = match v {
-        toml::Value::Integer(i) => u64::try_from(*i).ok(),
-        toml::Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    match n {
-        Some(n) if (min..=max).contains(&n) => T::try_from(n).map_err(|_| bad(key, render(v))),
-        _ => Err(bad(key, render(v))),
-    }
-}
-
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "1" | "on" | "true" | "yes" => Some(true),
-        "0" | "off" | "false" | "no" => Some(false),
-        _ => None,
-    }
-}
-
-fn get_bool(key: &str, v: &toml::Value) -> Result<bool, ConfigError> {
-    let b = match v {
-        toml::Value::Boolean(b) => Some(*b),
-        toml::Value::Integer(0) => Some(false),
-        toml::Value::Integer(1) => Some(true),
-        toml::Value::String(s) => parse_bool(s),
-        _ => None,
-    };
-    b.ok_or_else(|| bad(key, render(v)))
-}
-
-fn get_enum<T: FromStr<Err = BadValue>>(key: &str, v: &toml::Value) -> Result<T, ConfigError> {
-    let text = match v {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Integer(i) => i.to_string(),
-        other => return Err(bad(key, render(other))),
-    };
-    text.parse().map_err(|_: BadValue| bad(key, render(v)))
-}
-
-fn get_mac(key: &str, v: &toml::Value) -> Result<MacAddr, ConfigError> {
-    let s = get_str(key, v)?;
-    s.parse().map_err(|_: BadValue| bad(key, &s))
-}
-
-/// Items of a list value: a TOML array of strings, or one string separated
-/// by commas or whitespace.
-fn get_items(key: &str, v: &toml::Value) -> Result<Vec<String>, ConfigError> {
-    match v {
-        toml::Value::Array(a) => a
-            .iter()
-            .map(|item| match item {
-                toml::Value::String(s) => Ok(s.trim().to_string()),
-                other => Err(bad(key, render(other))),
-            })
-            .collect(),
-        toml::Value::String(s) => Ok(split_items(s).map(str::to_string).collect()),
-        other => Err(bad(key, render(other))),
-    }
-}
-
-pub(super) fn split_items(s: &str) -> impl Iterator<Item = &str> {
-    s.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|t| !t.is_empty())
-}
-
-fn get_addrs<A: FromStr>(key: &str, v: &toml::Value) -> Result<Vec<A>, ConfigError> {
-    get_items(key, v)?
-        .iter()
-        .map(|s| s.parse::<A>().map_err(|_| bad(key, s)))
-        .collect()
-}
-
-fn get_lacp_fallback(key: &str, v: &toml::Value) -> Result<Option<Mode>, ConfigError> {
-    let off = match v {
-        toml::Value::Boolean(false) => true,
-        toml::Value::String(s) => matches!(
-            s.trim().to_ascii_lowercase().as_str(),
-            "off" | "none" | "no" | "false"
-        ),
-        _ => false,
-    };
-    if off {
-        return Ok(None);
-    }
-    match get_enum::<Mode>(key, v) {
-        Ok(Mode::ActiveBackup) => Ok(Some(Mode::ActiveBackup)),
-        _ => Err(bad(key, render(v))),
-    }
-}
-
-fn get_prio(key: &str, v: &toml::Value) -> Result<BTreeMap<String, i32>, ConfigError> {
-    let toml::Value::Table(t) = v else {
-        return Err(bad(key, render(v)));
-    };
-    let mut out = BTreeMap::new();
-    for (slave, p) in t {
-        let n = match p {
-            toml::Value::Integer(i) => i32::try_from(*i).ok(),
-            toml::Value::String(s) => s.trim().parse::<i32>().ok(),
-            _ => None,
-        };
-        let n = n.ok_or_else(|| {
-            bad_with(
-                &format!("prio.{slave}"),
-                render(p),
-                format!("an integer from {} to {}", i32::MIN, i32::MAX),
-            )
-        })?;
-        out.insert(slave.clone(), n);
-    }
-    Ok(out)
-}
-
-/// Sets one key from a TOML value (strings are accepted for every kind).
-pub(super) fn set_key(c: &mut BondConfig, key: &str, v: &toml::Value) -> Result<(), ConfigError> {
-    match key {
-        "name" => c.name = get_str(key, v)?,
-        "peer_name" => c.peer_name = get_str(key, v)?,
-        "slaves" => c.slaves = get_items(key, v)?,
-        "mode" => c.mode = get_enum(key, v)?,
-        "miimon" => c.miimon = get_int(key, v)?,
-        "updelay" => c.updelay = get_int(key, v)?,
-        "downdelay" => c.downdelay = get_int(key, v)?,
-        "primary" => c.primary = Some(get_str(key, v)?),
-        "primary_reselect" => c.primary_reselect = get_enum(key, v)?,
-        "fail_over_mac" => c.fail_over_mac = get_enum(key, v)?,
-        "xmit_hash_policy" => c.xmit_hash_policy = get_enum(key, v)?,
-        "xmit_hash_function" => c.xmit_hash_function = get_enum(key, v)?,
-        "packets_per_slave" => c.packets_per_slave = get_int(key, v)?,
-        "num_grat_arp" => c.num_grat_arp = get_int(key, v)?,
-        "num_unsol_na" => c.num_unsol_na = get_int(key, v)?,
-        "peer_notif_delay" => c.peer_notif_delay = get_int(key, v)?,
-        "all_slaves_active" => c.all_slaves_active = get_bool(key, v)?,
-        "arp_interval" => c.arp_interval = get_int(key, v)?,
-        "arp_ip_target" => c.arp_ip_target = get_addrs(key, v)?,
-        "ns_ip6_target" => c.ns_ip6_target = get_addrs(key, v)?,
-        "link_watch_policy" => c.link_watch_policy = Some(get_enum(key, v)?),
-        "min_links" => c.min_links = get_int(key, v)?,
-        "mac" => c.mac = Some(get_mac(key, v)?),
-        "queues" => c.queues = get_int(key, v)?,
-        "prio" => c.prio = get_prio(key, v)?,
-        "ad_actor_port_prio" => {
-            c.ad_actor_port_prio = get_prio(key, v)?
-                .into_iter()
-                .map(|(slave, p)| {
-                    u16::try_from(p).map(|p| (slave.clone(), p)).map_err(|_| {
-                        bad_with(
-                            &format!("ad_actor_port_prio.{slave}"),
-                            p.to_string(),
-                            "an integer from 0 to 65535".to_string(),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?
-        }
-        "lacp_rate" => c.lacp_rate = get_enum(key, v)?,
-        "lacp_active" => c.lacp_active = get_bool(key, v)?,
-        "ad_select" => c.ad_select = get_enum(key, v)?,
-        "ad_actor_system" => c.ad_actor_system = Some(get_mac(key, v)?),
-        "ad_actor_sys_prio" => c.ad_actor_sys_prio = get_int(key, v)?,
-        "ad_user_port_key" => c.ad_user_port_key = get_int(key, v)?,
-        "coupled_control" => c.coupled_control = get_bool(key, v)?,
-        "lacp_fallback" => c.lacp_fallback = get_lacp_fallback(key, v)?,
-        "arp_validate" => c.arp_validate = get_enum(key, v)?,
-        "arp_all_targets" => c.arp_all_targets = get_enum(key, v)?,
-        "arp_missed_max" => c.arp_missed_max = get_int(key, v)?,
-        "tlb_dynamic_lb" => c.tlb_dynamic_lb = get_bool(key, v)?,
-        "lp_interval" => c.lp_interval = get_int(key, v)?,
-        "resend_igmp" => c.resend_igmp = get_int(key, v)?,
-        "use_carrier" => c.use_carrier = get_bool(key, v)?,
-        "control_socket" => c.control_socket = Some(get_str(key, v)?),
-        "control_group" => c.control_group = Some(get_str(key, v)?),
-        _ => {
-            return Err(ConfigError::UnknownKey {
-                key: clean(key),
-                suggestion: suggest(key, KEYS),
-            })
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -696,6 +668,8 @@ mod tests {
         let text = c.to_toml();
         assert_eq!(BondConfig::from_toml_str(&text).unwrap(), c, "{text}");
         assert!(text.contains("\"eno2.100\" = 20"), "{text}");
+        let text = c.to_toml_with_defaults();
+        assert_eq!(BondConfig::from_toml_str(&text).unwrap(), c, "{text}");
         // The defaults write only the four keys always present.
         let text = BondConfig::new("bond0", two()).to_toml();
         assert_eq!(
@@ -710,5 +684,31 @@ mod tests {
         assert_eq!(c.control_group.as_deref(), Some("xbond-ops"));
         let e = toml_err(&with_header("control_group = \"ops;rm\""));
         assert_mentions(&e, &["control_group", "ops;rm", "group name"]);
+    }
+
+    #[test]
+    fn with_defaults_writes_every_key_that_has_a_value() {
+        let c = base(Mode::ActiveBackup);
+        let text = c.to_toml_with_defaults();
+        assert_eq!(BondConfig::from_toml_str(&text).unwrap(), c, "{text}");
+        let unset = [
+            "primary",
+            "link_watch_policy",
+            "mac",
+            "ad_actor_system",
+            "lacp_fallback",
+            "control_socket",
+            "control_group",
+            "prio",
+            "ad_actor_port_prio",
+        ];
+        let written: Vec<&str> = text.lines().filter_map(|l| l.split(" = ").next()).collect();
+        let want: Vec<&str> = KEYS
+            .iter()
+            .copied()
+            .filter(|k| !unset.contains(k))
+            .collect();
+        assert_eq!(written, want, "{text}");
+        assert!(text.contains("\nlacp_rate = \"slow\"\n"), "{text}");
     }
 }

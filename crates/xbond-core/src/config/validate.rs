@@ -9,11 +9,12 @@ use super::error::{
     bad, bad_with, clean, int_range, missing_name, missing_slaves, IFNAME_VALID, MAX_SOCKET_PATH,
 };
 use super::model::default_peer_name;
-use super::toml::{render_display_list, render_prio, render_strings};
+use super::toml::{render_list, render_prio};
 use super::{BondConfig, ConfigError, MAX_IFNAME_LEN, MAX_TARGETS};
 use crate::options::Mode;
 use crate::MAX_SLAVES;
 
+/// Modes with an active slave: `primary`, `primary_reselect`, `fail_over_mac`, `prio`.
 const ACTIVE_SLAVE_MODES: &[Mode] = &[Mode::ActiveBackup, Mode::BalanceTlb, Mode::BalanceAlb];
 /// Modes where the ARP / NS monitor may run (the kernel refuses it in 802.3ad, tlb, alb).
 const ARP_MODES: &[Mode] = &[
@@ -78,7 +79,7 @@ impl BondConfig {
         if self.slaves.len() > MAX_SLAVES {
             return Err(bad_with(
                 "slaves",
-                render_strings(&self.slaves),
+                render_list(&self.slaves),
                 format!("1 to {MAX_SLAVES} interfaces (got {})", self.slaves.len()),
             ));
         }
@@ -89,7 +90,7 @@ impl BondConfig {
                 let other = if s == &self.name { "name" } else { "peer_name" };
                 return Err(ConfigError::Conflict {
                     key: "slaves".into(),
-                    value: render_strings(&self.slaves),
+                    value: render_list(&self.slaves),
                     with: format!("{other} = {s}"),
                     reason: format!("{s} is the bond's own interface and cannot be its slave"),
                 });
@@ -287,13 +288,13 @@ impl BondConfig {
             (
                 "arp_ip_target",
                 !self.arp_ip_target.is_empty(),
-                render_display_list(&self.arp_ip_target),
+                render_list(&self.arp_ip_target),
                 ARP_MODES,
             ),
             (
                 "ns_ip6_target",
                 !self.ns_ip6_target.is_empty(),
-                render_display_list(&self.ns_ip6_target),
+                render_list(&self.ns_ip6_target),
                 ARP_MODES,
             ),
             (
@@ -461,7 +462,7 @@ fn check_targets<A: PartialEq + fmt::Display>(
     unusable: impl Fn(&A) -> bool,
 ) -> Result<(), ConfigError> {
     if targets.len() > MAX_TARGETS {
-        return Err(bad(key, render_display_list(targets)));
+        return Err(bad(key, render_list(targets)));
     }
     for (i, t) in targets.iter().enumerate() {
         if unusable(t) || targets[..i].contains(t) {
