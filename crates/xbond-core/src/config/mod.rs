@@ -5,6 +5,8 @@
 //!
 //! - [`BondConfig::from_toml_str`] parses and validates a bond's TOML file.
 //! - [`BondConfig::validate`] checks a configuration built by hand.
+//! - [`BondConfig::to_toml`] writes the file back (keys that differ from the
+//!   defaults); [`BondConfig::to_toml_with_defaults`] writes every key.
 //! - [`import_option_string`] reads `mode=active-backup,miimon=100,primary=eno1`
 //!   (NetworkManager `bond.options`, modprobe lines, `BONDING_OPTS`).
 //! - [`import_ifupdown`] / [`import_ifupdown_named`] read an
@@ -16,6 +18,11 @@
 //! (`miimon = 100`), delays that are not multiples of `miimon` are rejected
 //! instead of rounded down, and options that do nothing in the chosen mode are
 //! errors instead of being silently ignored.
+//!
+//! The code: `model` (the struct and its defaults), `validate` (the rules),
+//! `toml` (the file, read and written from one list of keys), `error`
+//! ([`ConfigError`] and what is valid for each key), `suggest` ("did you
+//! mean"), `import` (option strings) and `ifupdown` (stanzas).
 
 mod error;
 mod ifupdown;
