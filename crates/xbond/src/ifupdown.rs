@@ -144,7 +144,7 @@ impl HookEnv {
         }
         cfg.validate()
             .with_context(|| format!("{}: the stanza's bond-* options", self.iface))?;
-        Ok(toml::to_string(&cfg)?)
+        Ok(cfg.to_toml())
     }
 }
 

@@ -420,7 +420,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 "# {} is valid; every option with its value:",
                 config.display()
             );
-            println!("{}", toml::to_string(&cfg)?);
+            println!("{}", cfg.to_toml_with_defaults());
             Ok(())
         }
         Cmd::Import {
