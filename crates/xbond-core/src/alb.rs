@@ -28,7 +28,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::options::MacAddr;
 use crate::timer::Timer;
-use crate::wire::{EthInfo, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6};
+use crate::wire::{
+    arp_frame, push_eth_header, set_arp_sender_mac, ArpInfo, EthInfo, ARPOP_REPLY, ARPOP_REQUEST,
+    ETH_HLEN, ETH_P_IP, ETH_P_IPV6, ETH_ZLEN,
+};
 use crate::MAX_SLAVES;
 
 /// Number of TLB buckets (kernel `TLB_HASH_TABLE_SIZE`).
@@ -55,14 +58,6 @@ pub const RLB_MAX_CLIENTS: usize = 4096;
 pub const ETH_P_LOOPBACK: u16 = 0x9000;
 
 const IPPROTO_IGMP: u8 = 2;
-const ARPOP_REQUEST: u16 = 1;
-const ARPOP_REPLY: u16 = 2;
-/// ARP header for Ethernet/IPv4: htype, ptype, hlen, plen.
-const ARP_ETH_IPV4: [u8; 6] = [0, 1, 8, 0, 6, 4];
-/// Length of an Ethernet/IPv4 ARP body.
-const ARP_LEN: usize = 28;
-/// Minimum Ethernet frame length without FCS (`ETH_ZLEN`).
-const ETH_ZLEN: usize = 60;
 
 fn xor_fold(bytes: &[u8]) -> u8 {
     bytes.iter().fold(0, |h, b| h ^ b)
@@ -432,88 +427,12 @@ fn is_unicast(mac: MacAddr) -> bool {
     !mac.is_multicast() && !mac.is_zero()
 }
 
-fn mac_at(b: &[u8], at: usize) -> Option<MacAddr> {
-    Some(MacAddr(b.get(at..at + 6)?.try_into().ok()?))
-}
-
-fn ipv4_at(b: &[u8], at: usize) -> Option<Ipv4Addr> {
-    let o: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-    Some(Ipv4Addr::from(o))
-}
-
-/// An Ethernet/IPv4 ARP request or reply, as far as the balancer reads it.
-#[derive(Debug, Clone, Copy)]
-struct Arp {
-    /// Offset of the ARP body in the frame.
-    l3: usize,
-    /// Outer VLAN id, 0 if untagged.
-    vlan: u16,
-    /// Ethernet destination.
-    eth_dst: MacAddr,
-    /// `ARPOP_REQUEST` or `ARPOP_REPLY`.
-    op: u16,
-    /// Sender hardware address.
-    sha: MacAddr,
-    /// Sender protocol address.
-    spa: Ipv4Addr,
-    /// Target hardware address.
-    tha: MacAddr,
-    /// Target protocol address.
-    tpa: Ipv4Addr,
-}
-
-/// Parses an Ethernet/IPv4 ARP request or reply after up to two VLAN tags;
-/// `None` for anything else or anything short.
-fn parse_arp(frame: &[u8]) -> Option<Arp> {
-    let eth = EthInfo::parse(frame)?;
-    if eth.ethertype != ETH_P_ARP {
-        return None;
-    }
-    let l3 = eth.l3_offset;
-    let a = frame.get(l3..l3 + ARP_LEN)?;
-    if a.get(..6)? != ARP_ETH_IPV4 {
-        return None;
-    }
-    let op = u16::from_be_bytes([*a.get(6)?, *a.get(7)?]);
-    if op != ARPOP_REQUEST && op != ARPOP_REPLY {
-        return None;
-    }
-    Some(Arp {
-        l3,
-        vlan: eth.vlan,
-        eth_dst: MacAddr(eth.dst),
-        op,
-        sha: mac_at(a, 8)?,
-        spa: ipv4_at(a, 14)?,
-        tha: mac_at(a, 18)?,
-        tpa: ipv4_at(a, 24)?,
-    })
-}
-
-fn push_vlan(f: &mut Vec<u8>, vlan: u16) {
-    if vlan != 0 {
-        f.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
-        f.extend_from_slice(&(vlan & 0x0fff).to_be_bytes());
-    }
-}
-
-/// An ARP reply from `src`/`src_ip` to `dst`/`dst_ip`, the Ethernet addresses
-/// equal to the ARP hardware addresses (kernel `arp_create` in
-/// `rlb_update_client`), padded to the minimum frame length.
-fn arp_reply(src: MacAddr, src_ip: Ipv4Addr, dst: MacAddr, dst_ip: Ipv4Addr, vlan: u16) -> Vec<u8> {
-    let mut f = Vec::with_capacity(64);
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&src.0);
-    push_vlan(&mut f, vlan);
-    f.extend_from_slice(&ETH_P_ARP.to_be_bytes());
-    f.extend_from_slice(&ARP_ETH_IPV4);
-    f.extend_from_slice(&ARPOP_REPLY.to_be_bytes());
-    f.extend_from_slice(&src.0);
-    f.extend_from_slice(&src_ip.octets());
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&dst_ip.octets());
-    f.resize(f.len().max(ETH_ZLEN), 0);
-    f
+/// Parses an Ethernet/IPv4 ARP request or reply after up to two VLAN tags
+/// ([`ArpInfo::parse`]); `None` for any other operation, anything else or
+/// anything short.
+fn parse_request_or_reply(frame: &[u8]) -> Option<ArpInfo> {
+    let arp = ArpInfo::parse(frame)?;
+    matches!(arp.op, ARPOP_REQUEST | ARPOP_REPLY).then_some(arp)
 }
 
 /// A peer of the bond as the receive balancer sees it (kernel
@@ -659,7 +578,7 @@ impl Rlb {
     /// and anything that is not an Ethernet/IPv4 ARP request or reply are
     /// ignored.
     pub fn learn_from_peer(&mut self, frame: &[u8], now: Instant) {
-        let Some(arp) = parse_arp(frame) else {
+        let Some(arp) = parse_request_or_reply(frame) else {
             return;
         };
         if arp.spa.is_unspecified()
@@ -721,7 +640,7 @@ impl Rlb {
     /// behind the bond), gratuitous ARPs, non-IPv4 ARP, non-ARP and short
     /// frames, and when no slave is usable; the frame is then untouched.
     pub fn rewrite_host_arp(&mut self, frame: &mut [u8], now: Instant) -> Option<u8> {
-        let arp = parse_arp(frame)?;
+        let arp = parse_request_or_reply(frame)?;
         if !self.bond_ips.contains(&arp.spa) || !self.is_own_mac(arp.sha) {
             return None;
         }
@@ -741,10 +660,7 @@ impl Rlb {
                 return None;
             }
             let mac = *self.slave_macs.get(usize::from(slave))?;
-            frame.get_mut(6..12)?.copy_from_slice(&mac.0);
-            frame
-                .get_mut(arp.l3 + 8..arp.l3 + 14)?
-                .copy_from_slice(&mac.0);
+            set_arp_sender_mac(frame, mac)?;
             self.insert(
                 peer,
                 Entry {
@@ -807,7 +723,10 @@ impl Rlb {
         if e.burst_left == 0 {
             e.update = Timer::Stopped;
         }
-        Some((e.slave, arp_reply(src, e.bond_ip, dst, *ip, e.vlan)))
+        // An ARP reply, the Ethernet addresses equal to the ARP hardware
+        // addresses (kernel `arp_create` in `rlb_update_client`).
+        let reply = arp_frame(ARPOP_REPLY, dst, src, e.bond_ip, dst, *ip, e.vlan);
+        Some((e.slave, reply))
     }
 
     /// When [`Rlb::poll_transmit`] next has something to send.
@@ -969,11 +888,8 @@ fn sendable(e: &Entry, macs: &[MacAddr], usable: &[bool]) -> bool {
 /// makes switches learn (again) which port a MAC is behind.
 pub fn learning_packet(slave_mac: MacAddr, vlan: u16) -> Vec<u8> {
     let mut f = Vec::with_capacity(64);
-    f.extend_from_slice(&slave_mac.0);
-    f.extend_from_slice(&slave_mac.0);
-    push_vlan(&mut f, vlan);
-    f.extend_from_slice(&ETH_P_LOOPBACK.to_be_bytes());
-    f.resize(f.len() + (ETH_ZLEN - crate::wire::ETH_HLEN), 0);
+    push_eth_header(&mut f, slave_mac, slave_mac, vlan, ETH_P_LOOPBACK);
+    f.resize(f.len() + (ETH_ZLEN - ETH_HLEN), 0);
     f
 }
 
@@ -1055,6 +971,7 @@ pub fn swap_on_failover(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ETH_P_8021Q;
 
     fn mac(last: u8) -> MacAddr {
         MacAddr([0x02, 0, 0, 0, 0, last])
@@ -1098,33 +1015,9 @@ mod tests {
         eth(mac(0x99), BOND_MAC, &[], ETH_P_IPV6, &ip)
     }
 
-    struct ArpFix {
-        eth_dst: MacAddr,
-        eth_src: MacAddr,
-        vlan: u16,
-        op: u16,
-        sha: MacAddr,
-        spa: Ipv4Addr,
-        tha: MacAddr,
-        tpa: Ipv4Addr,
-    }
-
-    fn arp_frame(a: &ArpFix) -> Vec<u8> {
-        let mut body = vec![0, 1, 8, 0, 6, 4];
-        body.extend_from_slice(&a.op.to_be_bytes());
-        body.extend_from_slice(&a.sha.0);
-        body.extend_from_slice(&a.spa.octets());
-        body.extend_from_slice(&a.tha.0);
-        body.extend_from_slice(&a.tpa.octets());
-        let vlans: &[u16] = if a.vlan == 0 { &[] } else { &[a.vlan] };
-        let mut f = eth(a.eth_dst, a.eth_src, vlans, ETH_P_ARP, &body);
-        f.resize(f.len().max(60), 0);
-        f
-    }
-
     /// The host's ARP reply from the bond to peer `p` at `pmac`.
     fn host_reply(p: Ipv4Addr, pmac: MacAddr) -> Vec<u8> {
-        arp_frame(&ArpFix {
+        ArpInfo {
             eth_dst: pmac,
             eth_src: BOND_MAC,
             vlan: 0,
@@ -1133,12 +1026,13 @@ mod tests {
             spa: BOND_IP,
             tha: pmac,
             tpa: p,
-        })
+        }
+        .emit()
     }
 
     /// The host's broadcast ARP request for peer `p`.
     fn host_request(p: Ipv4Addr) -> Vec<u8> {
-        arp_frame(&ArpFix {
+        ArpInfo {
             eth_dst: MacAddr::BROADCAST,
             eth_src: BOND_MAC,
             vlan: 0,
@@ -1147,12 +1041,13 @@ mod tests {
             spa: BOND_IP,
             tha: MacAddr([0; 6]),
             tpa: p,
-        })
+        }
+        .emit()
     }
 
     /// Peer `p` at `pmac` answering the bond.
     fn peer_reply(p: Ipv4Addr, pmac: MacAddr) -> Vec<u8> {
-        arp_frame(&ArpFix {
+        ArpInfo {
             eth_dst: BOND_MAC,
             eth_src: pmac,
             vlan: 0,
@@ -1161,12 +1056,13 @@ mod tests {
             spa: p,
             tha: BOND_MAC,
             tpa: BOND_IP,
-        })
+        }
+        .emit()
     }
 
     /// Peer `p` at `pmac` asking for the bond's address.
     fn peer_request(p: Ipv4Addr, pmac: MacAddr) -> Vec<u8> {
-        arp_frame(&ArpFix {
+        ArpInfo {
             eth_dst: MacAddr::BROADCAST,
             eth_src: pmac,
             vlan: 0,
@@ -1175,12 +1071,13 @@ mod tests {
             spa: p,
             tha: MacAddr([0; 6]),
             tpa: BOND_IP,
-        })
+        }
+        .emit()
     }
 
     /// Reads back an ARP reply the balancer sent.
-    fn read_arp(f: &[u8]) -> Arp {
-        parse_arp(f).expect("an ARP frame")
+    fn read_arp(f: &[u8]) -> ArpInfo {
+        parse_request_or_reply(f).expect("an ARP frame")
     }
 
     fn rlb2(now: Instant) -> Rlb {
@@ -1464,7 +1361,7 @@ mod tests {
     fn host_reply_through_a_vlan_is_rewritten() {
         let now = Instant::now();
         let mut r = rlb2(now);
-        let mut f = arp_frame(&ArpFix {
+        let mut f = ArpInfo {
             eth_dst: peer_mac(7),
             eth_src: BOND_MAC,
             vlan: 42,
@@ -1473,7 +1370,8 @@ mod tests {
             spa: BOND_IP,
             tha: peer_mac(7),
             tpa: ip(7),
-        });
+        }
+        .emit();
         let s = r.rewrite_host_arp(&mut f, now).unwrap();
         let a = read_arp(&f);
         assert_eq!((a.vlan, a.sha), (42, mac(0x10 + s)));
@@ -1681,7 +1579,7 @@ mod tests {
         let t0 = Instant::now();
         let mut r = rlb2(t0);
         // A bridged guest behind the bond.
-        let mut f = arp_frame(&ArpFix {
+        let mut f = ArpInfo {
             eth_dst: peer_mac(2),
             eth_src: mac(0x77),
             vlan: 0,
@@ -1690,7 +1588,8 @@ mod tests {
             spa: ip(77),
             tha: peer_mac(2),
             tpa: ip(2),
-        });
+        }
+        .emit();
         let orig = f.clone();
         assert_eq!(r.rewrite_host_arp(&mut f, t0), None);
         assert_eq!(f, orig);
@@ -1820,7 +1719,7 @@ mod tests {
             host_request(ip(3)),
             peer_reply(ip(4), peer_mac(4)),
             peer_request(ip(5), peer_mac(5)),
-            arp_frame(&ArpFix {
+            ArpInfo {
                 eth_dst: peer_mac(6),
                 eth_src: BOND_MAC,
                 vlan: 9,
@@ -1829,7 +1728,8 @@ mod tests {
                 spa: BOND_IP,
                 tha: peer_mac(6),
                 tpa: ip(6),
-            }),
+            }
+            .emit(),
             learning_packet(mac(1), 3),
         ]
     }
@@ -1838,7 +1738,7 @@ mod tests {
     fn parsers_survive_every_truncation() {
         let now = Instant::now();
         for f in fixtures() {
-            let min_arp = EthInfo::parse(&f).map(|e| e.l3_offset + ARP_LEN);
+            let min_arp = EthInfo::parse(&f).map(|e| e.l3_offset + crate::wire::ARP_LEN);
             for len in 0..=f.len() {
                 let cut = &f[..len];
                 let _ = tlb_bucket(cut);
@@ -1849,7 +1749,7 @@ mod tests {
                 if min_arp.is_none_or(|min| len < min) {
                     assert_eq!(s, None);
                     assert_eq!(&m[..], cut, "a short frame is not modified");
-                    assert!(parse_arp(cut).is_none());
+                    assert!(parse_request_or_reply(cut).is_none());
                 }
                 let _ = drain(&mut r, now + Duration::from_secs(1));
             }
