@@ -1,15 +1,24 @@
-//! Frame headers: the flow fields the hash policies read, and the frames the
-//! bond sends on its own behalf (gratuitous ARP, unsolicited neighbour
-//! advertisement).
+//! Frame headers: the Ethernet header ([`EthInfo`], and [`push_eth_header`],
+//! the one writer of it and of its 802.1Q tag), the flow fields the hash
+//! policies read ([`parse_flow`]), the Internet checksum, and, in
+//! submodules re-exported here, the one ARP codec ([`ArpInfo`], with the
+//! gratuitous ARP and the ARP probe) and IPv6 neighbour discovery
+//! ([`parse_nd`], the NS probe, the unsolicited neighbour advertisement).
 //!
 //! Parsing never panics: every read is bounds-checked, and a frame too short
 //! for a header simply yields fewer fields (a hash policy then falls back the
 //! way the kernel's does). Multi-byte fields on the wire are big-endian
 //! (network order); the comments say where a value is kept in wire order.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+mod arp;
+mod nd;
 
 pub use crate::options::MacAddr;
+pub use arp::{
+    arp_frame, arp_request, gratuitous_arp, parse_arp, set_arp_sender_mac, ArpInfo, ARPOP_REPLY,
+    ARPOP_REQUEST, ARP_LEN,
+};
+pub use nd::{neighbour_solicitation, parse_nd, unsolicited_na, NdInfo, NdKind};
 
 /// EtherType of IPv4.
 pub const ETH_P_IP: u16 = 0x0800;
@@ -25,6 +34,9 @@ pub const ETH_P_8021AD: u16 = 0x88a8;
 pub const ETH_P_SLOW: u16 = 0x8809;
 /// Length of an Ethernet header without VLAN tags.
 pub const ETH_HLEN: usize = 14;
+/// Minimum Ethernet frame length without FCS (`ETH_ZLEN`): the frames the
+/// bond builds are padded with zeros to it.
+pub const ETH_ZLEN: usize = 60;
 
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_IPIP: u8 = 4;
@@ -268,230 +280,18 @@ fn parse_gre(frame: &[u8], off: usize) -> Option<(u16, usize)> {
     }
 }
 
-/// A gratuitous ARP announcing `ip` at `mac`: an ARP request (as the kernel
-/// bond sends) with sender and target address both `ip`, to broadcast. With
-/// `vlan` non-zero, the frame carries an 802.1Q tag.
-pub fn gratuitous_arp(mac: MacAddr, ip: Ipv4Addr, vlan: u16) -> Vec<u8> {
-    let mut f = Vec::with_capacity(64);
-    f.extend_from_slice(&MacAddr::BROADCAST.0);
-    f.extend_from_slice(&mac.0);
-    push_vlan(&mut f, vlan);
-    f.extend_from_slice(&ETH_P_ARP.to_be_bytes());
-    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]); // Ethernet, IPv4, request
-    f.extend_from_slice(&mac.0);
-    f.extend_from_slice(&ip.octets());
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&ip.octets());
-    f.resize(f.len().max(60), 0);
-    f
-}
-
-fn push_vlan(f: &mut Vec<u8>, vlan: u16) {
+/// Appends an Ethernet header: `dst`, `src`, an IEEE 802.1Q tag when `vlan`
+/// is non-zero (priority 0, the low 12 bits of `vlan` as the VLAN id), then
+/// `ethertype`. Every frame the bond builds starts here; [`EthInfo::parse`]
+/// reads the header back.
+pub fn push_eth_header(f: &mut Vec<u8>, dst: MacAddr, src: MacAddr, vlan: u16, ethertype: u16) {
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
     if vlan != 0 {
         f.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
         f.extend_from_slice(&(vlan & 0x0fff).to_be_bytes());
     }
-}
-
-/// An unsolicited neighbour advertisement (RFC 4861 7.2.6) for `ip` at `mac`,
-/// to the all-nodes group, with the override flag and a target link-layer
-/// address option.
-pub fn unsolicited_na(mac: MacAddr, ip: Ipv6Addr, vlan: u16) -> Vec<u8> {
-    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-    let mut icmp = Vec::with_capacity(32);
-    icmp.extend_from_slice(&[136, 0, 0, 0]); // type NA, code, checksum (later)
-    icmp.extend_from_slice(&[0x20, 0, 0, 0]); // Override flag
-    icmp.extend_from_slice(&ip.octets());
-    icmp.extend_from_slice(&[2, 1]); // option: target link-layer address, 8 bytes
-    icmp.extend_from_slice(&mac.0);
-    let csum = icmpv6_checksum(&ip, &all_nodes, &icmp);
-    icmp[2..4].copy_from_slice(&csum.to_be_bytes());
-
-    let mut f = Vec::with_capacity(90);
-    f.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
-    f.extend_from_slice(&mac.0);
-    push_vlan(&mut f, vlan);
-    f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
-    f.extend_from_slice(&[0x60, 0, 0, 0]);
-    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
-    f.push(IPPROTO_ICMPV6);
-    f.push(255); // hop limit 255, required for ND
-    f.extend_from_slice(&ip.octets());
-    f.extend_from_slice(&all_nodes.octets());
-    f.extend_from_slice(&icmp);
-    f
-}
-
-/// The fields of an Ethernet/IPv4 ARP packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArpInfo {
-    /// Operation: 1 request, 2 reply.
-    pub op: u16,
-    /// Sender hardware address.
-    pub sha: MacAddr,
-    /// Sender protocol address.
-    pub spa: Ipv4Addr,
-    /// Target hardware address.
-    pub tha: MacAddr,
-    /// Target protocol address.
-    pub tpa: Ipv4Addr,
-    /// Offset of the ARP header in the frame.
-    pub offset: usize,
-}
-
-/// ARP operation: request.
-pub const ARPOP_REQUEST: u16 = 1;
-/// ARP operation: reply.
-pub const ARPOP_REPLY: u16 = 2;
-
-/// Parses an Ethernet/IPv4 ARP packet (after up to two VLAN tags).
-pub fn parse_arp(frame: &[u8]) -> Option<ArpInfo> {
-    let eth = EthInfo::parse(frame)?;
-    if eth.ethertype != ETH_P_ARP {
-        return None;
-    }
-    let o = eth.l3_offset;
-    // htype Ethernet, ptype IPv4, hlen 6, plen 4.
-    if frame.get(o..o + 6)? != [0, 1, 8, 0, 6, 4] {
-        return None;
-    }
-    Some(ArpInfo {
-        op: be16(frame, o + 6)?,
-        sha: MacAddr(array::<6>(frame, o + 8)?),
-        spa: Ipv4Addr::from(array::<4>(frame, o + 14)?),
-        tha: MacAddr(array::<6>(frame, o + 18)?),
-        tpa: Ipv4Addr::from(array::<4>(frame, o + 24)?),
-        offset: o,
-    })
-}
-
-/// An ARP request for `target` from `src_ip` at `mac`, to broadcast: the
-/// ARP monitor's probe (`bond_arp_send`).
-pub fn arp_request(mac: MacAddr, src_ip: Ipv4Addr, target: Ipv4Addr, vlan: u16) -> Vec<u8> {
-    arp_frame(
-        ARPOP_REQUEST,
-        MacAddr::BROADCAST,
-        mac,
-        src_ip,
-        MacAddr::default(),
-        target,
-        vlan,
-    )
-}
-
-/// An Ethernet/IPv4 ARP frame.
-pub fn arp_frame(
-    op: u16,
-    dst: MacAddr,
-    sha: MacAddr,
-    spa: Ipv4Addr,
-    tha: MacAddr,
-    tpa: Ipv4Addr,
-    vlan: u16,
-) -> Vec<u8> {
-    let mut f = Vec::with_capacity(64);
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&sha.0);
-    push_vlan(&mut f, vlan);
-    f.extend_from_slice(&ETH_P_ARP.to_be_bytes());
-    f.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
-    f.extend_from_slice(&op.to_be_bytes());
-    f.extend_from_slice(&sha.0);
-    f.extend_from_slice(&spa.octets());
-    f.extend_from_slice(&tha.0);
-    f.extend_from_slice(&tpa.octets());
-    f.resize(f.len().max(60), 0);
-    f
-}
-
-/// Which neighbour-discovery message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NdKind {
-    /// Neighbour Solicitation (ICMPv6 type 135).
-    Solicitation,
-    /// Neighbour Advertisement (ICMPv6 type 136).
-    Advertisement,
-}
-
-/// The fields of a neighbour solicitation or advertisement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NdInfo {
-    /// NS or NA.
-    pub kind: NdKind,
-    /// IPv6 source.
-    pub src: Ipv6Addr,
-    /// IPv6 destination.
-    pub dst: Ipv6Addr,
-    /// The target address of the message.
-    pub target: Ipv6Addr,
-}
-
-/// Parses an IPv6 neighbour solicitation or advertisement (no extension
-/// headers, as RFC 4861 messages carry none; hop limit 255).
-pub fn parse_nd(frame: &[u8]) -> Option<NdInfo> {
-    let eth = EthInfo::parse(frame)?;
-    if eth.ethertype != ETH_P_IPV6 {
-        return None;
-    }
-    let o = eth.l3_offset;
-    if *frame.get(o)? >> 4 != 6 || *frame.get(o + 6)? != IPPROTO_ICMPV6 || *frame.get(o + 7)? != 255
-    {
-        return None;
-    }
-    let kind = match *frame.get(o + 40)? {
-        135 => NdKind::Solicitation,
-        136 => NdKind::Advertisement,
-        _ => return None,
-    };
-    Some(NdInfo {
-        kind,
-        src: Ipv6Addr::from(array::<16>(frame, o + 8)?),
-        dst: Ipv6Addr::from(array::<16>(frame, o + 24)?),
-        target: Ipv6Addr::from(array::<16>(frame, o + 48)?),
-    })
-}
-
-/// A neighbour solicitation for `target` from `src_ip` at `mac`, to the
-/// target's solicited-node multicast group: the NS monitor's probe
-/// (`bond_ns_send`), with a source link-layer address option.
-pub fn neighbour_solicitation(
-    mac: MacAddr,
-    src_ip: Ipv6Addr,
-    target: Ipv6Addr,
-    vlan: u16,
-) -> Vec<u8> {
-    let t = target.octets();
-    let group = Ipv6Addr::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | u16::from(t[13]),
-        u16::from_be_bytes([t[14], t[15]]),
-    );
-    let mut icmp = Vec::with_capacity(32);
-    icmp.extend_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
-    icmp.extend_from_slice(&t);
-    icmp.extend_from_slice(&[1, 1]); // source link-layer address, 8 bytes
-    icmp.extend_from_slice(&mac.0);
-    let csum = icmpv6_checksum(&src_ip, &group, &icmp);
-    icmp[2..4].copy_from_slice(&csum.to_be_bytes());
-    let g = group.octets();
-    let mut f = Vec::with_capacity(90);
-    f.extend_from_slice(&[0x33, 0x33, g[12], g[13], g[14], g[15]]);
-    f.extend_from_slice(&mac.0);
-    push_vlan(&mut f, vlan);
-    f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
-    f.extend_from_slice(&[0x60, 0, 0, 0]);
-    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
-    f.push(IPPROTO_ICMPV6);
-    f.push(255);
-    f.extend_from_slice(&src_ip.octets());
-    f.extend_from_slice(&g);
-    f.extend_from_slice(&icmp);
-    f
+    f.extend_from_slice(&ethertype.to_be_bytes());
 }
 
 /// True for frames the link monitors and ALB look at: ARP, and IPv6
@@ -532,20 +332,10 @@ pub fn inet_checksum(parts: &[&[u8]]) -> u16 {
     !(sum as u16)
 }
 
-fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, body: &[u8]) -> u16 {
-    inet_checksum(&[
-        &src.octets(),
-        &dst.octets(),
-        &(body.len() as u32).to_be_bytes(),
-        &[0, 0, 0, IPPROTO_ICMPV6],
-        body,
-    ])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+    use etherparse::PacketBuilder;
 
     #[test]
     fn parses_vlan_tagged_ipv4_udp() {
@@ -585,91 +375,21 @@ mod tests {
     }
 
     #[test]
-    fn gratuitous_arp_dissects_as_arp_request_for_itself() {
-        let mac: MacAddr = "02:00:00:00:00:07".parse().unwrap();
-        let f = gratuitous_arp(mac, Ipv4Addr::new(10, 1, 2, 3), 0);
-        let eth = etherparse::Ethernet2Header::from_slice(&f).unwrap().0;
-        assert_eq!(eth.ether_type, etherparse::EtherType::ARP);
-        assert_eq!(eth.source, mac.0);
-        assert_eq!(&f[28..32], &[10, 1, 2, 3]);
-        assert_eq!(&f[38..42], &[10, 1, 2, 3]);
-    }
-
-    #[test]
-    fn arp_probe_parses_back() {
-        let mac: MacAddr = "02:00:00:00:00:07".parse().unwrap();
-        let f = arp_request(
-            mac,
-            Ipv4Addr::new(10, 0, 0, 1),
-            Ipv4Addr::new(10, 0, 0, 254),
-            0,
-        );
-        let a = parse_arp(&f).unwrap();
-        assert_eq!(
-            (a.op, a.sha, a.spa, a.tpa),
-            (
-                ARPOP_REQUEST,
-                mac,
-                Ipv4Addr::new(10, 0, 0, 1),
-                Ipv4Addr::new(10, 0, 0, 254)
-            )
-        );
-        assert!(is_arp_or_nd(&f));
-        let tagged = arp_request(
-            mac,
-            Ipv4Addr::new(10, 0, 0, 1),
-            Ipv4Addr::new(10, 0, 0, 254),
-            5,
-        );
-        assert_eq!(
-            parse_arp(&tagged).map(|a| a.tpa),
-            Some(Ipv4Addr::new(10, 0, 0, 254))
-        );
-        for n in 0..f.len() {
-            let _ = parse_arp(&f[..n]);
+    fn eth_header_parses_back() {
+        let (dst, src) = (MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]));
+        for (vlan, len) in [(0, ETH_HLEN), (100, ETH_HLEN + 4), (0x1064, ETH_HLEN + 4)] {
+            let mut f = Vec::new();
+            push_eth_header(&mut f, dst, src, vlan, ETH_P_IPV6);
+            assert_eq!(
+                EthInfo::parse(&f),
+                Some(EthInfo {
+                    dst: dst.0,
+                    src: src.0,
+                    ethertype: ETH_P_IPV6,
+                    vlan: vlan & 0x0fff,
+                    l3_offset: len,
+                })
+            );
         }
-        assert_eq!(parse_arp(&f[..41]), None);
-    }
-
-    #[test]
-    fn ns_probe_parses_back_with_a_valid_checksum() {
-        let mac: MacAddr = "02:00:00:00:00:07".parse().unwrap();
-        let src: Ipv6Addr = "fd00::1".parse().unwrap();
-        let target: Ipv6Addr = "fd00::1:2:abcd".parse().unwrap();
-        let f = neighbour_solicitation(mac, src, target, 0);
-        assert_eq!(&f[0..6], &[0x33, 0x33, 0xff, 0x02, 0xab, 0xcd]);
-        let nd = parse_nd(&f).unwrap();
-        assert_eq!(
-            (nd.kind, nd.src, nd.target),
-            (NdKind::Solicitation, src, target)
-        );
-        assert_eq!(icmpv6_checksum(&src, &nd.dst, &f[54..]), 0);
-        assert!(is_arp_or_nd(&f));
-        let na = unsolicited_na(mac, target, 0);
-        assert_eq!(
-            parse_nd(&na).map(|n| (n.kind, n.target)),
-            Some((NdKind::Advertisement, target))
-        );
-        for n in 0..f.len() {
-            let _ = parse_nd(&f[..n]);
-            let _ = is_arp_or_nd(&f[..n]);
-        }
-    }
-
-    #[test]
-    fn unsolicited_na_has_a_valid_checksum() {
-        let mac: MacAddr = "02:00:00:00:00:07".parse().unwrap();
-        let ip: Ipv6Addr = "fd00::7".parse().unwrap();
-        let f = unsolicited_na(mac, ip, 0);
-        let p = SlicedPacket::from_ethernet(&f).unwrap();
-        let Some(TransportSlice::Icmpv6(icmp)) = p.transport else {
-            panic!("not icmpv6")
-        };
-        assert_eq!(icmp.type_u8(), 136);
-        // Recomputing over the whole message, checksum included, gives 0.
-        let body = &f[54..];
-        let dst: Ipv6Addr = "ff02::1".parse().unwrap();
-        assert_eq!(icmpv6_checksum(&ip, &dst, body), 0);
-        assert_eq!(&f[0..6], &[0x33, 0x33, 0, 0, 0, 1]);
     }
 }
