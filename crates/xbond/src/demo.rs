@@ -53,7 +53,9 @@ pub fn run(exe: &Path) -> Result<()> {
 
     step(
         4,
-        &format!("Failover: {COUNT} frames at {RATE} frames/s; sw-p0 goes down after 0.5 s"),
+        &format!(
+            "Failover: {COUNT} frames at {RATE} frames/s; sw-p0 goes down 0.5 s into the stream"
+        ),
     );
     let r = fl.run(Detection::Carrier, RATE, COUNT, Duration::from_millis(500))?;
     println!("  sw-p0 went down: eth0 lost carrier");
