@@ -1,5 +1,7 @@
 //! Shared pieces of the integration tests: two namespaces joined by two veth
-//! links, xbond started inside them, and the pktgen sender and sink.
+//! links, xbond started inside them, and the pktgen sender and sink. The
+//! namespaces, the bridge, ping and the sink are the library's
+//! (`xbond::lab`); the failover tests use its failover lab whole.
 #![allow(dead_code)] // Not every test file uses every helper.
 
 use std::path::Path;
@@ -47,19 +49,12 @@ impl TwoLinks {
     }
 
     /// Puts b0 and b1 in a bridge with address `addr`: a switch without a
-    /// LAG, and a neighbour behind it.
+    /// LAG, and a neighbour behind it (the failover lab's bridge, with its
+    /// fixed MAC).
     pub fn far_bridge(&self, addr: &str) {
-        let l = &self.lab;
-        l.exec(&self.far, &["ip", "link", "add", "br0", "type", "bridge"])
-            .unwrap();
-        for p in ["b0", "b1"] {
-            l.exec(&self.far, &["ip", "link", "set", p, "master", "br0"])
-                .unwrap();
-        }
-        l.exec(&self.far, &["ip", "link", "set", "br0", "up"])
-            .unwrap();
-        l.exec(&self.far, &["ip", "addr", "add", addr, "dev", "br0"])
-            .unwrap();
+        self.lab
+            .bridge(&self.far, &["b0", "b1"], addr)
+            .expect("bridge br0");
     }
 
     /// Starts xbond in `ns` with `config` (name, slaves and options) and puts
@@ -78,42 +73,22 @@ impl TwoLinks {
 
     pub fn mac(&self, ns: &str, iface: &str) -> String {
         self.lab
-            .exec(ns, &["cat", &format!("/sys/class/net/{iface}/address")])
-            .unwrap()
-            .trim()
-            .to_string()
+            .mac(ns, iface)
+            .unwrap_or_else(|e| panic!("MAC of {iface}: {e}"))
     }
 
-    /// Starts a sink (process `name`) on `ifaces` in `ns`.
+    /// Starts a sink (process `name`) on `ifaces` in `ns`; returns once it
+    /// listens.
     pub fn sink(&mut self, ns: &str, name: &str, ifaces: &[&str], stream: u32, expect: u64) {
-        let exe = exe().display().to_string();
-        let stream = stream.to_string();
-        let expect = expect.to_string();
-        let mut args = vec![
-            exe.as_str(),
-            "pktgen",
-            "sink",
-            "--stream",
-            &stream,
-            "--expect",
-            &expect,
-            "--duration",
-            "20",
-            "--idle-ms",
-            "700",
-        ];
-        for i in ifaces {
-            args.push("--iface");
-            args.push(i);
-        }
-        self.lab.spawn(ns, name, &args).unwrap();
-        // Let the sockets open before traffic starts.
-        std::thread::sleep(Duration::from_millis(300));
+        self.lab
+            .start_sink(exe(), ns, name, ifaces, stream, expect)
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     pub fn sink_report(&mut self, name: &str) -> SinkReport {
-        let out = self.lab.wait(name, Duration::from_secs(30)).unwrap();
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("sink output {out:?}: {e}"))
+        self.lab
+            .sink_report(name)
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Sends `count` frames of `flows` flows from `iface` in `ns`, at `rate`
@@ -161,10 +136,8 @@ impl TwoLinks {
     }
 
     pub fn ping(&self, ns: &str, dst: &str) -> String {
-        // One ping to resolve ARP, then the measured ones.
-        let _ = self.lab.exec(ns, &["ping", "-c", "1", "-W", "2", dst]);
         self.lab
-            .exec(ns, &["ping", "-c", "5", "-i", "0.1", "-W", "2", dst])
+            .ping(ns, dst, 5)
             .unwrap_or_else(|e| panic!("ping {dst} from {ns} failed: {e}"))
     }
 }

@@ -392,19 +392,12 @@ impl LinkEvents {
     /// descriptors: a [`crate::sys::Waker`], slow-protocol sockets) to
     /// become readable, then reads every pending event.
     pub fn wait(&mut self, also: &[std::os::fd::RawFd], timeout: std::time::Duration) -> Vec<Link> {
-        let mut pfd: Vec<libc::pollfd> = std::iter::once(self.fd())
+        let fds: Vec<_> = std::iter::once(self.fd())
             .chain(also.iter().copied())
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
             .collect();
-        // Round up: waking before the deadline would make the caller spin.
-        let ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
-        // SAFETY: `pfd` is a valid array of pollfds of the given length. EINTR
-        // and timeouts are both fine: the drain below finds whatever is there.
-        unsafe { libc::poll(pfd.as_mut_ptr(), pfd.len() as libc::nfds_t, ms) };
+        // A timeout or an error is as good as a wake-up: the drain below
+        // finds whatever is there, and never blocks.
+        let _ = crate::sys::poll(&fds, timeout, "-");
         self.drain()
     }
 

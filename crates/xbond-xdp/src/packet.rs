@@ -1,6 +1,16 @@
-//! Raw AF_PACKET sockets bound to one interface: the control plane's way to
-//! send frames of its own (gratuitous ARP, unsolicited NA, later LACPDUs) and
-//! the test generator's way to send and capture frames.
+//! Raw AF_PACKET sockets bound to one interface, for what is not the AF_XDP
+//! data path:
+//!
+//! - the frames the bond sends itself on a slave (gratuitous ARPs, unsolicited
+//!   NAs, ARP/NS monitor probes, ALB learning frames, LACPDUs and Marker PDUs);
+//! - in 802.3ad, the slow-protocol frames that the XDP program passes to the
+//!   kernel, read on one socket per slave;
+//! - [`Membership`]s, which hand the bond's receive filters (promiscuous,
+//!   all-multicast, multicast addresses) down to a slave;
+//! - `xbond pktgen`'s `af_packet` engine, which sends and captures test
+//!   frames.
+//!
+//! [`PacketSocket::recv`] waits with [`crate::sys::poll`].
 
 use std::ffi::CString;
 use std::io;
@@ -121,22 +131,7 @@ impl PacketSocket {
     /// frame length, or `None` on timeout. Frames this host sent on the
     /// interface (PACKET_OUTGOING) are skipped.
     pub fn recv(&self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: `pfd` is a valid pollfd array of length 1.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(None);
-            }
-            return Err(Error::sys("poll(AF_PACKET)", &self.iface, e));
-        }
-        if rc == 0 {
+        if crate::sys::poll(&[self.fd.as_raw_fd()], timeout, &self.iface)? == 0 {
             return Ok(None);
         }
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.

@@ -1,6 +1,9 @@
 //! Small process-level settings that need libc.
 
 use std::io;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
 
 /// Gives the calling thread real-time priority (SCHED_FIFO at `priority`), so
 /// that link events are acted on at once even while busy-polling workers
@@ -99,20 +102,50 @@ pub fn kick_tx(fd: RawFd) -> Kick {
     }
 }
 
-/// Waits up to `timeout_ms` for any of `fds` to become readable. EINTR and
-/// errors count as a wake-up; the caller looks at its rings either way.
-pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) {
-    let mut pfd = [libc::pollfd {
+/// Waits up to `timeout` for any of `fds` to become readable: poll(2) with
+/// POLLIN on each. Returns how many are ready; 0 after a timeout or when a
+/// signal interrupted the wait (EINTR), so callers look again rather than
+/// fail. `iface` is what the descriptors serve, for the error ("-" for
+/// none). The timeout is rounded up to whole milliseconds: waking before the
+/// deadline would make a caller spin. Up to 32 descriptors need no
+/// allocation.
+pub fn poll(fds: &[RawFd], timeout: Duration, iface: &str) -> Result<usize> {
+    const EMPTY: libc::pollfd = libc::pollfd {
         fd: -1,
         events: libc::POLLIN,
         revents: 0,
-    }; 32];
-    let n = fds.len().min(pfd.len());
+    };
+    let mut on_stack = [EMPTY; 32];
+    let mut on_heap = Vec::new();
+    let pfd: &mut [libc::pollfd] = if fds.len() <= on_stack.len() {
+        &mut on_stack[..fds.len()]
+    } else {
+        on_heap.resize(fds.len(), EMPTY);
+        &mut on_heap
+    };
     for (p, fd) in pfd.iter_mut().zip(fds) {
         p.fd = *fd;
     }
-    // SAFETY: `pfd[..n]` is a valid array of pollfds of length `n`.
-    unsafe { libc::poll(pfd.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+    let ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+    // SAFETY: `pfd` is a live, writable slice of initialised pollfds and the
+    // count passed is its length; poll(2) writes only their `revents`. A bad
+    // descriptor in it is reported in `revents` (POLLNVAL), not undefined.
+    let rc = unsafe { libc::poll(pfd.as_mut_ptr(), pfd.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(Error::sys("poll", iface, e));
+    }
+    Ok(rc as usize)
+}
+
+/// [`poll`] for the workers' idle wait, where an error counts as a wake-up:
+/// the caller looks at its rings either way.
+pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) {
+    let timeout = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
+    let _ = poll(fds, timeout, "-");
 }
 
 /// The credentials of the process at the other end of a unix socket
@@ -165,4 +198,39 @@ pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
     // SAFETY: as above, restoring the previous mask.
     unsafe { libc::umask(old) };
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_reports_the_ready_descriptors_also_past_the_stack_array() {
+        let w = Waker::new().unwrap();
+        assert_eq!(poll(&[w.fd()], Duration::ZERO, "-").unwrap(), 0);
+        w.wake();
+        assert_eq!(poll(&[w.fd()], Duration::from_secs(5), "-").unwrap(), 1);
+        assert_eq!(poll(&[w.fd(); 40], Duration::ZERO, "-").unwrap(), 40);
+        assert!(w.clear());
+        assert_eq!(poll(&[w.fd(); 40], Duration::ZERO, "-").unwrap(), 0);
+    }
+
+    #[test]
+    fn a_failed_poll_names_the_call() {
+        // More descriptors than RLIMIT_NOFILE allows: EINVAL.
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a writable rlimit, as getrlimit(2) requires.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let Some(n) = usize::try_from(lim.rlim_cur.saturating_add(1))
+            .ok()
+            .filter(|n| *n <= 1 << 22)
+        else {
+            return; // A limit too large to exceed here.
+        };
+        let e = poll(&vec![-1; n], Duration::ZERO, "eth9").unwrap_err();
+        assert!(e.to_string().starts_with("poll on eth9: "), "{e}");
+    }
 }

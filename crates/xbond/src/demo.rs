@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::control::query_status;
-use crate::failover::{Detection, FailoverLab};
+use crate::failover::{Detection, FailoverLab, HOST_ADDR, NEIGHBOUR};
 use crate::lab::wait_for;
 
 const RATE: u64 = 20_000;
@@ -32,22 +32,15 @@ pub fn run(exe: &Path) -> Result<()> {
     );
     let mut fl = FailoverLab::new(exe, Detection::Carrier)?;
     let (host, sw, sock) = (fl.host.clone(), fl.sw.clone(), fl.sock.clone());
-    println!("  {host}: eth0, eth1 (the bond's slaves), bond0 with 10.77.0.1/24");
-    println!("  {sw}: sw-p0, sw-p1 in bridge br0 with 10.77.0.2/24 (switch + neighbour)");
+    println!("  {host}: eth0, eth1 (the bond's slaves), bond0 with {HOST_ADDR}");
+    println!("  {sw}: sw-p0, sw-p1 in bridge br0 with {NEIGHBOUR}/24 (switch + neighbour)");
     println!("  xbond's configuration (control socket {sock}):");
     for l in FailoverLab::config(Detection::Carrier).lines() {
         println!("  | {l}");
     }
 
     step(2, "Ping across the bond");
-    // The first ping may be spent on ARP.
-    let _ = fl
-        .lab
-        .exec(&host, &["ping", "-c", "1", "-W", "2", "10.77.0.2"]);
-    let ping = fl.lab.exec(
-        &host,
-        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2"],
-    )?;
+    let ping = fl.lab.ping(&host, NEIGHBOUR, 3)?;
     for l in ping
         .lines()
         .filter(|l| l.contains("bytes from") || l.contains("loss"))
@@ -60,7 +53,9 @@ pub fn run(exe: &Path) -> Result<()> {
 
     step(
         4,
-        &format!("Failover: {COUNT} frames at {RATE} frames/s; sw-p0 goes down after 0.5 s"),
+        &format!(
+            "Failover: {COUNT} frames at {RATE} frames/s; sw-p0 goes down 0.5 s into the stream"
+        ),
     );
     let r = fl.run(Detection::Carrier, RATE, COUNT, Duration::from_millis(500))?;
     println!("  sw-p0 went down: eth0 lost carrier");

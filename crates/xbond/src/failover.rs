@@ -1,17 +1,26 @@
-//! Failover measurement, shared by `xbond failover-test`, the demo and the
-//! benchmark: a steady numbered stream through an active-backup bond, the
-//! active slave's path cut in the middle (or the daemon restarted), and the
-//! frames (and so the milliseconds of traffic) that never arrived.
+//! The failover lab, the one that `xbond failover-test`, the demo, the
+//! benchmark and the integration tests (tests/failover.rs) all use: an
+//! active-backup bond over two veth links into a switch; a steady numbered
+//! stream through it, the active slave's path cut in the middle (or the
+//! daemon restarted), and the frames (and so the milliseconds of traffic)
+//! that never arrived.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use xbond_core::status::Status;
 
 use crate::control::query_status;
-use crate::lab::{wait_for, Lab};
-use crate::pktgen::SinkReport;
+use crate::lab::{wait_for, Lab, BRIDGE_MAC};
+use crate::pktgen::SendReport;
+
+/// The bond's address, on bond0 in the host namespace.
+pub const HOST_ADDR: &str = "10.77.0.1/24";
+/// The neighbour's address: the switch's bridge br0, the ARP target.
+pub const NEIGHBOUR: &str = "10.77.0.2";
 
 /// How the failure is detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,11 +54,89 @@ pub struct FailoverReport {
     pub lost_ms: f64,
     /// Frames the bond sent on eth0 and eth1 during the run.
     pub per_link: Vec<u64>,
+    /// Frames of the stream that reached the switch ports sw-p0 and sw-p1,
+    /// when the run counted them ([`Run::per_port`]). With ARP detection,
+    /// sw-p0's count includes what it received after it left the bridge.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_port: BTreeMap<String, u64>,
 }
 
-/// A lab for failover runs: namespace "host" with an active-backup bond over
-/// eth0/eth1, namespace "switch" with the far ends in bridge br0 (address
-/// 10.77.0.2/24, the ARP target).
+/// One failover run: the stream, and where in it the cut comes.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    /// How the path fails (and so how the failure is detected).
+    pub detection: Detection,
+    /// Offered rate, frames per second.
+    pub rate: u64,
+    /// Frames in the stream.
+    pub count: u64,
+    /// The cut comes once `cut_after` of the stream (that many seconds at
+    /// `rate`, at most half of it) has left on eth0: a place in the stream,
+    /// not a time, so that a slow start cannot move it.
+    pub cut_after: Duration,
+    /// Also count the stream per switch port, with a second sink on sw-p0
+    /// and sw-p1: the tests' check that the traffic moved. Off for
+    /// measurements, where the second sink would compete for the CPU.
+    pub per_port: bool,
+}
+
+/// The failover topology, before the bond starts: namespace "host" with
+/// eth0 and eth1, namespace "switch" with their far ends sw-p0 and sw-p1 in
+/// bridge br0 ([`NEIGHBOUR`]/24, the ARP target; see [`Lab::bridge`]).
+/// Whatever must hold when the bond starts (links down, sysctls) is set up
+/// here; then [`FailoverTopology::start`].
+#[derive(Debug)]
+pub struct FailoverTopology {
+    /// The lab (removed on drop).
+    pub lab: Lab,
+    /// Host namespace.
+    pub host: String,
+    /// Switch namespace.
+    pub sw: String,
+    exe: PathBuf,
+}
+
+impl FailoverTopology {
+    /// Builds the namespaces, links and bridge. `exe` is the xbond binary.
+    pub fn new(exe: &Path) -> Result<FailoverTopology> {
+        let mut lab = Lab::new("fo")?;
+        let host = lab.netns("host")?;
+        let sw = lab.netns("switch")?;
+        lab.veth(&host, "eth0", &sw, "sw-p0")?;
+        lab.veth(&host, "eth1", &sw, "sw-p1")?;
+        lab.bridge(&sw, &["sw-p0", "sw-p1"], &format!("{NEIGHBOUR}/24"))?;
+        Ok(FailoverTopology {
+            lab,
+            host,
+            sw,
+            exe: exe.to_path_buf(),
+        })
+    }
+
+    /// Starts xbond in the host namespace with `config` (see
+    /// [`FailoverLab::config`]) and puts [`HOST_ADDR`] on bond0; returns
+    /// once the control socket answers.
+    pub fn start(self, config: &str) -> Result<FailoverLab> {
+        let FailoverTopology {
+            mut lab,
+            host,
+            sw,
+            exe,
+        } = self;
+        let sock = lab.start_xbond(&exe, &host, "xbond", config)?;
+        lab.exec(&host, &["ip", "addr", "add", HOST_ADDR, "dev", "bond0"])?;
+        Ok(FailoverLab {
+            lab,
+            host,
+            sw,
+            sock,
+            exe,
+            config: config.to_string(),
+        })
+    }
+}
+
+/// The failover topology with the bond running: see [`FailoverTopology`].
 #[derive(Debug)]
 pub struct FailoverLab {
     /// The lab (removed on drop).
@@ -60,66 +147,48 @@ pub struct FailoverLab {
     pub sw: String,
     /// The bond's control socket.
     pub sock: String,
-    exe: String,
+    exe: PathBuf,
+    /// The bond's configuration, for a restart.
+    config: String,
 }
 
 impl FailoverLab {
-    /// Builds the topology and starts the bond.
+    /// Builds the topology and starts the bond with `detection`'s
+    /// configuration; returns once eth0 is the active slave.
     pub fn new(exe: &Path, detection: Detection) -> Result<FailoverLab> {
-        let mut lab = Lab::new("fo")?;
-        let host = lab.netns("host")?;
-        let sw = lab.netns("switch")?;
-        lab.veth(&host, "eth0", &sw, "sw-p0")?;
-        lab.veth(&host, "eth1", &sw, "sw-p1")?;
-        lab.exec(&sw, &["ip", "link", "add", "br0", "type", "bridge"])?;
-        for p in ["sw-p0", "sw-p1"] {
-            lab.exec(&sw, &["ip", "link", "set", p, "master", "br0"])?;
-        }
-        // A fixed MAC: a bridge otherwise takes its lowest port MAC, which
-        // changes when the cut port leaves it, and the stream would miss.
-        lab.exec(
-            &sw,
-            &["ip", "link", "set", "br0", "address", "02:00:00:77:00:02"],
-        )?;
-        lab.exec(&sw, &["ip", "link", "set", "br0", "up"])?;
-        lab.exec(&sw, &["ip", "addr", "add", "10.77.0.2/24", "dev", "br0"])?;
-        let sock = lab.start_xbond(exe, &host, "xbond", &Self::config(detection))?;
-        lab.exec(
-            &host,
-            &["ip", "addr", "add", "10.77.0.1/24", "dev", "bond0"],
-        )?;
+        let fl = FailoverTopology::new(exe)?.start(&Self::config(detection))?;
         let ready = wait_for(Duration::from_secs(10), || {
-            query_status(&sock)
+            query_status(&fl.sock)
                 .ok()
                 .filter(|s| s.active.as_deref() == Some("eth0"))
         });
         anyhow::ensure!(ready.is_some(), "the bond did not make eth0 active");
-        Ok(FailoverLab {
-            lab,
-            host,
-            sw,
-            sock,
-            exe: exe.display().to_string(),
-        })
+        Ok(fl)
     }
 
-    /// The bond's configuration file.
+    /// The bond's configuration file for `detection`: bond0 over eth0 and
+    /// eth1, active-backup, primary eth0.
     pub fn config(detection: Detection) -> String {
+        Self::config_with(detection, "")
+    }
+
+    /// As [`FailoverLab::config`], with `extra` (more options, one a line)
+    /// appended.
+    pub fn config_with(detection: Detection, extra: &str) -> String {
         let monitor = match detection {
-            Detection::Carrier | Detection::Restart => "miimon = 100\n",
-            Detection::Arp => {
-                "miimon = 0\narp_interval = 100\narp_missed_max = 2\narp_validate = \"all\"\narp_ip_target = [\"10.77.0.2\"]\n"
-            }
+            Detection::Carrier | Detection::Restart => "miimon = 100\n".to_string(),
+            Detection::Arp => format!(
+                "miimon = 0\narp_interval = 100\narp_missed_max = 2\narp_validate = \"all\"\narp_ip_target = [\"{NEIGHBOUR}\"]\n"
+            ),
         };
         format!(
-            "name = \"bond0\"\nslaves = [\"eth0\", \"eth1\"]\nmode = \"active-backup\"\nprimary = \"eth0\"\n{monitor}"
+            "name = \"bond0\"\nslaves = [\"eth0\", \"eth1\"]\nmode = \"active-backup\"\nprimary = \"eth0\"\n{monitor}{extra}\n"
         )
     }
 
     /// Streams `count` frames at `rate` into bond0, cuts eth0's path after
-    /// `cut_after`, and reports what was lost. With carrier detection the far
-    /// end goes down (eth0 loses carrier); with ARP detection it leaves the
-    /// switch and stops answering ARP (carrier stays up).
+    /// `cut_after` of the stream, and reports what was lost: [`FailoverLab::measure`]
+    /// without the per-port count.
     pub fn run(
         &mut self,
         detection: Detection,
@@ -127,35 +196,37 @@ impl FailoverLab {
         count: u64,
         cut_after: Duration,
     ) -> Result<FailoverReport> {
-        let exe = self.exe.clone();
-        let br_mac = self
-            .lab
-            .exec(&self.sw, &["cat", "/sys/class/net/br0/address"])?
-            .trim()
-            .to_string();
-        let expect = count.to_string();
-        self.lab.spawn(
-            &self.sw,
-            "sink",
-            &[
-                &exe,
-                "pktgen",
-                "sink",
-                "--iface",
-                "br0",
-                "--stream",
-                "7",
-                "--duration",
-                "30",
-                "--idle-ms",
-                "700",
-                "--expect",
-                &expect,
-            ],
-        )?;
-        std::thread::sleep(Duration::from_millis(300));
+        self.measure(&Run {
+            detection,
+            rate,
+            count,
+            cut_after,
+            per_port: false,
+        })
+    }
+
+    /// Streams `run.count` frames at `run.rate` into bond0 (the AF_XDP
+    /// sender), counted by a sink on br0 (what reached the neighbour); cuts
+    /// eth0's path once `run.cut_after` of the stream has left on eth0; and
+    /// reports what was lost. With carrier detection the far end goes down
+    /// (eth0 loses carrier); with ARP detection it leaves the switch and
+    /// stops answering ARP (carrier stays up); with a restart the daemon is
+    /// stopped and started again with the same configuration.
+    pub fn measure(&mut self, run: &Run) -> Result<FailoverReport> {
+        let exe = self.exe.display().to_string();
+        let sw = self.sw.clone();
+        self.lab
+            .start_sink(&self.exe, &sw, "sink", &["br0"], 7, run.count)?;
+        if run.per_port {
+            self.lab
+                .start_sink(&self.exe, &sw, "ports", &["sw-p0", "sw-p1"], 7, run.count)?;
+        }
         let before = query_status(&self.sock)?;
-        let (c, r) = (count.to_string(), rate.to_string());
+        let (src_ip, c, r) = (
+            HOST_ADDR.split('/').next().unwrap_or(HOST_ADDR),
+            run.count.to_string(),
+            run.rate.to_string(),
+        );
         self.lab.spawn(
             &self.host,
             "sender",
@@ -168,11 +239,11 @@ impl FailoverLab {
                 "--iface",
                 "bond0",
                 "--dst-mac",
-                &br_mac,
+                BRIDGE_MAC,
                 "--src-ip",
-                "10.77.0.1",
+                src_ip,
                 "--dst-ip",
-                "10.77.0.2",
+                NEIGHBOUR,
                 "--count",
                 &c,
                 "--rate",
@@ -181,44 +252,68 @@ impl FailoverLab {
                 "7",
             ],
         )?;
-        std::thread::sleep(cut_after);
-        match detection {
+        let cut_at = ((run.cut_after.as_secs_f64() * run.rate as f64) as u64)
+            .min(run.count / 2)
+            .max(1);
+        let sent_on_eth0 = |s: &Status| {
+            s.slaves[0]
+                .runtime
+                .tx_frames
+                .saturating_sub(before.slaves[0].runtime.tx_frames)
+        };
+        let reached = wait_for(run.cut_after + Duration::from_secs(10), || {
+            query_status(&self.sock)
+                .ok()
+                .filter(|s| sent_on_eth0(s) >= cut_at)
+        });
+        anyhow::ensure!(
+            reached.is_some(),
+            "the stream never reached frame {cut_at} on eth0, where the cut was to come"
+        );
+        match run.detection {
             Detection::Carrier => {
                 self.lab
-                    .exec(&self.sw, &["ip", "link", "set", "sw-p0", "down"])?;
+                    .exec(&sw, &["ip", "link", "set", "sw-p0", "down"])?;
             }
             Detection::Arp => {
                 self.lab
-                    .exec(&self.sw, &["ip", "link", "set", "sw-p0", "arp", "off"])?;
+                    .exec(&sw, &["ip", "link", "set", "sw-p0", "arp", "off"])?;
                 self.lab
-                    .exec(&self.sw, &["ip", "link", "set", "sw-p0", "nomaster"])?;
+                    .exec(&sw, &["ip", "link", "set", "sw-p0", "nomaster"])?;
             }
             Detection::Restart => {
                 anyhow::ensure!(self.lab.stop("xbond")?, "xbond did not exit cleanly");
-                let cfg = Self::config(detection);
                 self.sock = self
                     .lab
-                    .start_xbond(Path::new(&exe), &self.host, "xbond", &cfg)?;
+                    .start_xbond(&self.exe, &self.host, "xbond", &self.config)?;
             }
         }
-        let sent = self.lab.wait("sender", Duration::from_secs(60))?;
-        let out = self.lab.wait("sink", Duration::from_secs(60))?;
-        let rep: SinkReport =
-            serde_json::from_str(out.trim()).with_context(|| format!("sink output: {out}"))?;
-        let sent: serde_json::Value = serde_json::from_str(sent.trim()).unwrap_or_default();
+        let out = self.lab.wait("sender", Duration::from_secs(60))?;
+        let sent: SendReport = out
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .with_context(|| format!("the sender printed no report: {out}"))?;
+        let rep = self.lab.sink_report("sink")?;
+        let per_port = if run.per_port {
+            self.lab.sink_report("ports")?.per_iface
+        } else {
+            BTreeMap::new()
+        };
         Ok(FailoverReport {
-            detection,
-            rate,
-            sent: sent["sent"].as_u64().unwrap_or(count),
+            detection: run.detection,
+            rate: run.rate,
+            sent: sent.sent,
             lost: rep.lost,
             failover_lost: rep.longest_gap,
-            lost_ms: rep.longest_gap as f64 * 1000.0 / rate.max(1) as f64,
+            lost_ms: rep.longest_gap as f64 * 1000.0 / run.rate.max(1) as f64,
             per_link: query_status(&self.sock)?
                 .slaves
                 .iter()
                 .zip(&before.slaves)
                 .map(|(a, b)| a.runtime.tx_frames.saturating_sub(b.runtime.tx_frames))
                 .collect(),
+            per_port,
         })
     }
 }

@@ -2,7 +2,10 @@
 //! namespaces and veth pairs with names unique to the run, processes started
 //! inside them, and a `Drop` that stops the processes and deletes the
 //! namespaces (which removes every interface in them) even when a test fails.
+//! Also the pieces the labs share: a bridge as the switch, ping, and the
+//! pktgen sink started and read back.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,7 +13,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::pktgen::SinkReport;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The MAC address of the bridge [`Lab::bridge`] makes. Without a fixed one a
+/// bridge takes the lowest MAC of its ports, which changes when that port
+/// leaves it, and a stream sent to the old address would miss.
+pub const BRIDGE_MAC: &str = "02:00:00:77:00:02";
 
 /// A set of namespaces and processes, removed on drop.
 #[derive(Debug)]
@@ -281,4 +291,109 @@ impl Lab {
         }
         Ok(sock)
     }
+}
+
+impl Lab {
+    /// Bridge `br0` in `ns` over `ports`, up, with the fixed MAC
+    /// [`BRIDGE_MAC`] and address `addr` (e.g. "10.77.0.2/24"): a switch
+    /// without a LAG, and a neighbour behind it.
+    pub fn bridge(&self, ns: &str, ports: &[&str], addr: &str) -> Result<()> {
+        self.exec(ns, &["ip", "link", "add", "br0", "type", "bridge"])?;
+        for p in ports {
+            self.exec(ns, &["ip", "link", "set", p, "master", "br0"])?;
+        }
+        self.exec(ns, &["ip", "link", "set", "br0", "address", BRIDGE_MAC])?;
+        self.exec(ns, &["ip", "link", "set", "br0", "up"])?;
+        self.exec(ns, &["ip", "addr", "add", addr, "dev", "br0"])?;
+        Ok(())
+    }
+
+    /// The MAC address of `iface` in `ns` (lower case, colons).
+    pub fn mac(&self, ns: &str, iface: &str) -> Result<String> {
+        let path = format!("/sys/class/net/{iface}/address");
+        Ok(self.exec(ns, &["cat", &path])?.trim().to_string())
+    }
+
+    /// Pings `dst` from `ns` `count` times, 0.1 s apart, after one ping that
+    /// may be spent on ARP; returns the output of the counted ones.
+    pub fn ping(&self, ns: &str, dst: &str, count: u32) -> Result<String> {
+        let _ = self.exec(ns, &["ping", "-c", "1", "-W", "2", dst]);
+        let count = count.to_string();
+        self.exec(ns, &["ping", "-c", &count, "-i", "0.1", "-W", "2", dst])
+    }
+
+    /// Starts `xbond pktgen sink` (AF_PACKET) in `ns` as process `name`,
+    /// counting stream `stream` on `ifaces` with `expect` frames expected, and
+    /// returns once its sockets are bound: a frame sent after that is counted
+    /// (or lost on the way), never missed for want of a socket. The sink stops
+    /// 0.7 s after the last frame, or after 30 s; read its report with
+    /// [`Lab::sink_report`]. `exe` is the xbond binary.
+    pub fn start_sink(
+        &mut self,
+        exe: &Path,
+        ns: &str,
+        name: &str,
+        ifaces: &[&str],
+        stream: u32,
+        expect: u64,
+    ) -> Result<()> {
+        let exe = exe.display().to_string();
+        let (stream, expect) = (stream.to_string(), expect.to_string());
+        let mut args = vec![
+            exe.as_str(),
+            "pktgen",
+            "sink",
+            "--stream",
+            &stream,
+            "--expect",
+            &expect,
+            "--duration",
+            "30",
+            "--idle-ms",
+            "700",
+        ];
+        for i in ifaces {
+            args.extend(["--iface", i]);
+        }
+        let log = self.spawn(ns, name, &args)?;
+        let pid = self.pid(name).context("the sink just started")?;
+        let ready = wait_for(Duration::from_secs(10), || {
+            (bound_packet_sockets(pid) >= ifaces.len() || !self.running(name)).then_some(())
+        });
+        if ready.is_none() || !self.running(name) {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            bail!("sink {name} did not open its sockets on {ifaces:?}:\n{text}");
+        }
+        Ok(())
+    }
+
+    /// Waits (up to 60 s) for sink `name` to finish and returns its report.
+    pub fn sink_report(&mut self, name: &str) -> Result<SinkReport> {
+        let out = self.wait(name, Duration::from_secs(60))?;
+        serde_json::from_str(out.trim()).with_context(|| format!("sink {name} printed: {out}"))
+    }
+}
+
+/// How many AF_PACKET sockets process `pid` holds that are bound to an
+/// interface: its socket descriptors matched, by inode, against the packet
+/// sockets of its network namespace (`/proc/<pid>/net/packet`, whose columns
+/// are sk, RefCnt, Type, Proto, Iface, R, Rmem, User, Inode).
+fn bound_packet_sockets(pid: u32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    let inodes: HashSet<String> = fds
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_str()?;
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/packet")).unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|c| c.len() >= 9 && c[4] != "0" && inodes.contains(c[8]))
+        .count()
 }

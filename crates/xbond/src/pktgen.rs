@@ -1,11 +1,18 @@
-//! `xbond pktgen`: a traffic generator and sink for tests, the demo and
-//! failover measurements. Frames are UDP/IPv4 with a payload that names the
-//! stream, the flow and a sequence number, so the sink can report per
-//! interface, per flow, loss, duplicates and reordering.
+//! `xbond pktgen`: a traffic generator and sink for the tests, the demo, the
+//! failover measurement and the benchmark. Frames are UDP/IPv4 with a payload
+//! that names the stream, the flow and a sequence number, so the sink can
+//! report frames per interface, loss and the longest gap, duplicates,
+//! reordering, and how flows spread over the interfaces.
 //!
-//! This generator sends through AF_PACKET, which is enough for functional
-//! tests and for failover measurements at up to ~100 kpps; it is not the
-//! AF_XDP generator the speed benchmark needs.
+//! Two engines, chosen with `--engine`:
+//!
+//! - AF_PACKET ([`send`], [`sink`]), the default: works beside a running
+//!   bond (e.g. on its bond0) and is enough for functional tests, up to
+//!   about 100 kpps.
+//! - AF_XDP in copy mode ([`send_xdp`], [`sink_xdp`], over
+//!   [`xbond_xdp::gen`]): far faster, the benchmark's generator and the
+//!   failover measurement's sender. The sink attaches the xbond XDP program
+//!   to its interfaces, so it cannot count on interfaces a bond uses.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
