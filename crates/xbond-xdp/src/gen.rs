@@ -11,7 +11,7 @@ use xbond_core::datapath::{Frames, Port};
 
 use crate::bpf::XdpProgram;
 use crate::error::{Error, Result};
-use crate::sys::poll_readable;
+use crate::sys::poll;
 use crate::xsk::{create_umem, BindMode, UmemFrames, XdpFrame, XdpPort, RING_SIZE};
 
 const FRAMES: u32 = 8192;
@@ -194,6 +194,6 @@ pub fn receive(
             return Ok(());
         }
         let fds: Vec<i32> = ports.iter().map(|p| p.port.fd()).collect();
-        poll_readable(&fds, 5);
+        poll(&fds, Duration::from_millis(5), "generator sockets")?;
     }
 }

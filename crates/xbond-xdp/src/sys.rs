@@ -141,13 +141,6 @@ pub fn poll(fds: &[RawFd], timeout: Duration, iface: &str) -> Result<usize> {
     Ok(rc as usize)
 }
 
-/// [`poll`] for the workers' idle wait, where an error counts as a wake-up:
-/// the caller looks at its rings either way.
-pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) {
-    let timeout = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0));
-    let _ = poll(fds, timeout, "-");
-}
-
 /// The credentials of the process at the other end of a unix socket
 /// (SO_PEERCRED), as the kernel recorded them at connect time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

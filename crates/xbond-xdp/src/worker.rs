@@ -26,7 +26,7 @@ use xbond_core::wire::{EthInfo, ETH_P_IP};
 
 use crate::bpf::XdpProgram;
 use crate::error::{Error, Result};
-use crate::sys::{poll_readable, Waker};
+use crate::sys::{poll, Waker};
 use crate::xsk::{create_umem, UmemFrames, XdpFrame, XdpPort};
 pub use crate::xsk::{BindMode, FRAME_SIZE, RING_SIZE};
 
@@ -34,7 +34,7 @@ pub use crate::xsk::{BindMode, FRAME_SIZE, RING_SIZE};
 /// sleeps in poll(2), by default (`xbond run --busy-poll-us`).
 pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(200);
 /// Longest sleep; a stop request also wakes a sleeping worker at once.
-const SLEEP_MS: i32 = 1000;
+const SLEEP: Duration = Duration::from_secs(1);
 
 /// The plan cell shared by the control thread and the workers. Workers check
 /// the version (one atomic load) per batch and take the lock only when a new
@@ -302,7 +302,8 @@ impl Worker {
             n += 1;
         }
         stats.sleeps.fetch_add(1, Relaxed);
-        poll_readable(&fds[..n], SLEEP_MS);
+        // An error counts as a wake-up: the worker looks at its rings anyway.
+        let _ = poll(&fds[..n], SLEEP, "worker sockets");
     }
 }
 
