@@ -4,6 +4,7 @@
 //! AF_PACKET sockets for the control plane, and the worker loop.
 
 pub mod bpf;
+pub mod channel;
 pub mod error;
 pub mod gen;
 pub mod netlink;

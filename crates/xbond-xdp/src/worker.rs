@@ -25,6 +25,7 @@ use xbond_core::plan::TxPlan;
 use xbond_core::wire::{EthInfo, ETH_P_IP};
 
 use crate::bpf::XdpProgram;
+use crate::channel::{upper_channel, ChannelPort, UpperChannel};
 use crate::error::{Error, Result};
 use crate::sys::{poll, Waker};
 use crate::xsk::{create_umem, UmemFrames, XdpFrame, XdpPort};
@@ -95,23 +96,72 @@ pub enum InjectedFault {
     Stall,
 }
 
-/// A worker's socket, with the test-only fault that watches what the host
+/// The data plane's host side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpperSpec {
+    /// An interface: the data-plane side of the veth pair whose host side is
+    /// `bond0`, or an existing interface (an L2 appliance). It gets the XDP
+    /// program and an AF_XDP socket per queue.
+    Interface {
+        /// Its name.
+        name: String,
+        /// Its index.
+        ifindex: u32,
+    },
+    /// An in-process channel of frames ([`UpperChannel`]), one queue.
+    Channel,
+}
+
+impl UpperSpec {
+    fn name(&self) -> &str {
+        match self {
+            UpperSpec::Interface { name, .. } => name,
+            UpperSpec::Channel => "the in-process upper port",
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Io {
+    Xdp(XdpPort),
+    Channel(ChannelPort),
+}
+
+/// A worker's port, with the test-only fault that watches what the host
 /// sends (on the upper port of queue 0).
 #[derive(Debug)]
 struct WorkerPort {
-    port: XdpPort,
+    io: Io,
+    queue: u32,
     fault: Option<(InjectedFault, UmemFrames)>,
     struck: Option<InjectedFault>,
 }
 
 impl WorkerPort {
-    fn new(port: XdpPort) -> WorkerPort {
+    fn new(io: Io, queue: u32) -> WorkerPort {
         WorkerPort {
-            port,
+            io,
+            queue,
             fault: None,
             struck: None,
         }
     }
+
+    fn fd(&self) -> std::os::fd::RawFd {
+        match &self.io {
+            Io::Xdp(p) => p.fd(),
+            Io::Channel(p) => p.fd(),
+        }
+    }
+}
+
+macro_rules! io {
+    ($self:ident, $p:ident => $e:expr) => {
+        match &mut $self.io {
+            Io::Xdp($p) => $e,
+            Io::Channel($p) => $e,
+        }
+    };
 }
 
 impl Port for WorkerPort {
@@ -119,17 +169,14 @@ impl Port for WorkerPort {
 
     fn receive(&mut self, out: &mut Vec<XdpFrame>, max: usize) -> usize {
         let from = out.len();
-        let n = self.port.receive(out, max);
+        let n = io!(self, p => p.receive(out, max));
         if let Some((fault, mem)) = &self.fault {
             let ipv4 = out[from..]
                 .iter()
                 .any(|f| EthInfo::parse(mem.bytes(f)).is_some_and(|e| e.ethertype == ETH_P_IP));
             if ipv4 {
                 if *fault == InjectedFault::Panic {
-                    panic!(
-                        "injected fault: worker of queue {} panics",
-                        self.port.queue()
-                    );
+                    panic!("injected fault: worker of queue {} panics", self.queue);
                 }
                 self.struck = Some(*fault);
             }
@@ -138,23 +185,23 @@ impl Port for WorkerPort {
     }
 
     fn transmit(&mut self, frames: &mut Vec<XdpFrame>) -> usize {
-        self.port.transmit(frames)
+        io!(self, p => p.transmit(frames))
     }
 
     fn complete(&mut self, out: &mut Vec<XdpFrame>) -> usize {
-        self.port.complete(out)
+        io!(self, p => p.complete(out))
     }
 
     fn fill_room(&mut self) -> usize {
-        self.port.fill_room()
+        io!(self, p => p.fill_room())
     }
 
     fn fill(&mut self, frames: &mut Vec<XdpFrame>) -> usize {
-        self.port.fill(frames)
+        io!(self, p => p.fill(frames))
     }
 
     fn kick(&mut self) -> xbond_core::datapath::Kick {
-        self.port.kick()
+        io!(self, p => p.kick())
     }
 }
 
@@ -182,53 +229,66 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     /// Creates the UMEM and the sockets of queue `queue` on the upper port and
-    /// every slave, and registers each socket in its interface's XSKMAP.
-    /// `programs[0]` is the upper port's program, `programs[1..]` the slaves'.
+    /// every slave, and registers each socket in its interface's XSKMAP
+    /// (`upper_program` is the upper port's when it is an interface). With an
+    /// in-process upper port, also returns the program's end of it.
     pub fn new(
         queue: u32,
-        upper: &str,
-        slaves: &[String],
-        programs: &[&XdpProgram],
+        upper: &UpperSpec,
+        upper_program: Option<&XdpProgram>,
+        slaves: &[(String, &XdpProgram)],
         zero_copy: ZeroCopy,
-    ) -> Result<Worker> {
+    ) -> Result<(Worker, Option<UpperChannel>)> {
         if zero_copy == ZeroCopy::Try {
-            match Self::with_mode(queue, upper, slaves, programs, BindMode::ZeroCopy) {
+            match Self::with_mode(queue, upper, upper_program, slaves, BindMode::ZeroCopy) {
                 Ok(w) => return Ok(w),
                 Err(e) => tracing::info!(queue, "zero-copy not available ({e}); using copy mode"),
             }
         }
-        Self::with_mode(queue, upper, slaves, programs, BindMode::Copy)
+        Self::with_mode(queue, upper, upper_program, slaves, BindMode::Copy)
     }
 
     fn with_mode(
         queue: u32,
-        upper: &str,
-        slaves: &[String],
-        programs: &[&XdpProgram],
+        upper: &UpperSpec,
+        upper_program: Option<&XdpProgram>,
+        slaves: &[(String, &XdpProgram)],
         mode: BindMode,
-    ) -> Result<Worker> {
+    ) -> Result<(Worker, Option<UpperChannel>)> {
         let sockets = 1 + slaves.len() as u32;
         // Each socket: a full fill ring plus a full TX ring in flight.
-        let (umem, frames) = create_umem(upper, sockets * RING_SIZE * 2)?;
+        let (umem, frames) = create_umem(upper.name(), sockets * RING_SIZE * 2)?;
         let open = |name: &str, prog: &XdpProgram| -> Result<WorkerPort> {
             let port = XdpPort::bind(&umem, name, queue, mode)?;
             prog.register_socket(queue, port.fd())?;
-            Ok(WorkerPort::new(port))
+            Ok(WorkerPort::new(Io::Xdp(port), queue))
         };
-        let upper_port = open(upper, programs[0])?;
+        let mem = UmemFrames::new(umem.clone());
+        let (upper_port, channel) = match (upper, upper_program) {
+            (UpperSpec::Interface { name, .. }, Some(prog)) => (open(name, prog)?, None),
+            (UpperSpec::Interface { name, .. }, None) => {
+                return Err(Error::Unsupported(format!("{name}: no XDP program")))
+            }
+            (UpperSpec::Channel, _) => {
+                let (program, port) = upper_channel(mem.clone())
+                    .map_err(|e| Error::sys("eventfd", upper.name(), e))?;
+                (WorkerPort::new(Io::Channel(port), queue), Some(program))
+            }
+        };
         let mut slave_ports = Vec::with_capacity(slaves.len());
-        for (i, s) in slaves.iter().enumerate() {
-            slave_ports.push(open(s, programs[i + 1])?);
+        for (name, prog) in slaves {
+            slave_ports.push(open(name, prog)?);
         }
-        Ok(Worker {
+        let worker = Worker {
             queue,
             spin: SPIN_BEFORE_SLEEP,
             engine: Engine::new(frames, slaves.len(), 0x5eed ^ u64::from(queue)),
-            mem: UmemFrames::new(umem),
+            mem,
             upper: upper_port,
             slaves: slave_ports,
             mode,
-        })
+        };
+        Ok((worker, channel))
     }
 
     /// The bind mode all of this worker's sockets got.
@@ -295,7 +355,7 @@ impl Worker {
         let mut n = 0;
         for fd in std::iter::once(&self.upper)
             .chain(self.slaves.iter())
-            .map(|p| p.port.fd())
+            .map(WorkerPort::fd)
             .chain(std::iter::once(stop_waker.fd()))
         {
             fds[n] = fd;
@@ -312,8 +372,12 @@ const _: () = assert!(BATCH <= RING_SIZE as usize);
 /// Everything the data plane runs: the XDP programs and the worker threads.
 #[derive(Debug)]
 pub struct Dataplane {
-    /// Upper port's program, then one per slave.
-    programs: Vec<XdpProgram>,
+    /// The upper port's program (when it is an interface).
+    upper_program: Option<XdpProgram>,
+    /// One per slave.
+    slave_programs: Vec<XdpProgram>,
+    /// The program's end of an in-process upper port.
+    channel: Option<UpperChannel>,
     plans: Arc<PlanCell>,
     stats: Vec<Arc<WorkerStats>>,
     modes: Vec<BindMode>,
@@ -361,8 +425,8 @@ impl std::fmt::Display for WorkerFault {
 /// Where the data plane runs.
 #[derive(Debug, Clone)]
 pub struct DataplaneConfig {
-    /// Data-plane side of the upper port.
-    pub upper: String,
+    /// The host side.
+    pub upper: UpperSpec,
     /// Slave interfaces.
     pub slaves: Vec<String>,
     /// Number of queues (= workers).
@@ -379,25 +443,35 @@ pub struct DataplaneConfig {
 
 impl Dataplane {
     /// Attaches the programs, creates the workers and starts them with `plan`.
+    /// `slave_ifindexes` are the slaves' interface indices, in order.
     pub fn start(
         cfg: &DataplaneConfig,
-        ifindexes: &[u32],
+        slave_ifindexes: &[u32],
         plan: TxPlan,
         waker: Arc<Waker>,
     ) -> Result<Dataplane> {
-        let names: Vec<&str> = std::iter::once(cfg.upper.as_str())
-            .chain(cfg.slaves.iter().map(String::as_str))
-            .collect();
-        let mut programs = Vec::with_capacity(names.len());
-        for (name, idx) in names.iter().zip(ifindexes) {
-            let p = XdpProgram::attach(name, *idx)?;
-            programs.push(p);
+        let upper_name = cfg.upper.name().to_string();
+        if cfg.upper == UpperSpec::Channel && cfg.queues != 1 {
+            return Err(Error::Unsupported(format!(
+                "an in-process upper port has one queue, but queues = {} (set queues = 1)",
+                cfg.queues
+            )));
+        }
+        let upper_program = match &cfg.upper {
+            UpperSpec::Interface { name, ifindex } => Some(XdpProgram::attach(name, *ifindex)?),
+            UpperSpec::Channel => None,
+        };
+        let mut slave_programs = Vec::with_capacity(cfg.slaves.len());
+        for (name, idx) in cfg.slaves.iter().zip(slave_ifindexes) {
+            slave_programs.push(XdpProgram::attach(name, *idx)?);
         }
         let plans = Arc::new(PlanCell::new(plan.clone()));
         let stop = Arc::new(AtomicBool::new(false));
-        let stop_waker = Arc::new(Waker::new().map_err(|e| Error::sys("eventfd", &cfg.upper, e))?);
+        let stop_waker = Arc::new(Waker::new().map_err(|e| Error::sys("eventfd", &upper_name, e))?);
         let mut dp = Dataplane {
-            programs,
+            upper_program,
+            slave_programs,
+            channel: None,
             plans,
             stats: Vec::new(),
             modes: Vec::new(),
@@ -413,9 +487,23 @@ impl Dataplane {
         dp.configure_programs(&plan)?;
         let mut workers = Vec::new();
         {
-            let progs: Vec<&XdpProgram> = dp.programs.iter().collect();
+            let slaves: Vec<(String, &XdpProgram)> = cfg
+                .slaves
+                .iter()
+                .cloned()
+                .zip(dp.slave_programs.iter())
+                .collect();
             for q in 0..cfg.queues {
-                let mut w = Worker::new(q, &cfg.upper, &cfg.slaves, &progs, cfg.zero_copy)?;
+                let (mut w, channel) = Worker::new(
+                    q,
+                    &cfg.upper,
+                    dp.upper_program.as_ref(),
+                    &slaves,
+                    cfg.zero_copy,
+                )?;
+                if channel.is_some() {
+                    dp.channel = channel;
+                }
                 w.engine.set_raw(cfg.raw);
                 w.spin = cfg.spin;
                 w.set_fault(cfg.fault.filter(|_| q == 0));
@@ -434,7 +522,7 @@ impl Dataplane {
             let t = std::thread::Builder::new()
                 .name(format!("xbond-q{q}"))
                 .spawn(move || w.run(plans, stop, stop_waker, waker, taps))
-                .map_err(|e| Error::sys("spawn worker thread", &cfg.upper, e))?;
+                .map_err(|e| Error::sys("spawn worker thread", &upper_name, e))?;
             dp.threads.push(t);
         }
         dp.beats = vec![(0, Instant::now()); dp.threads.len()];
@@ -446,8 +534,10 @@ impl Dataplane {
         if self.last_rx_mask == Some(key) {
             return Ok(());
         }
-        self.programs[0].configure(true, false, false)?;
-        for (i, p) in self.programs[1..].iter().enumerate() {
+        if let Some(p) = &self.upper_program {
+            p.configure(true, false, false)?;
+        }
+        for (i, p) in self.slave_programs.iter().enumerate() {
             p.configure(plan.delivers_from(i), true, plan.tap_arp)?;
         }
         self.last_rx_mask = Some(key);
@@ -529,9 +619,19 @@ impl Dataplane {
         &self.modes
     }
 
-    /// The XDP programs: upper port first, then the slaves.
-    pub fn programs(&self) -> &[XdpProgram] {
-        &self.programs
+    /// The upper port's XDP program, when the upper port is an interface.
+    pub fn upper_program(&self) -> Option<&XdpProgram> {
+        self.upper_program.as_ref()
+    }
+
+    /// The slaves' XDP programs, in slave order.
+    pub fn slave_programs(&self) -> &[XdpProgram] {
+        &self.slave_programs
+    }
+
+    /// The program's end of an in-process upper port.
+    pub fn upper_channel(&self) -> Option<&UpperChannel> {
+        self.channel.as_ref()
     }
 
     /// Per-worker counters.

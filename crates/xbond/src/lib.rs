@@ -1,9 +1,10 @@
-//! The xbond daemon and CLI as a library: the control socket, the daemon's
-//! control loop, the traffic generator, the lab topologies and the demo. The
-//! binary (`xbond`) is a thin command-line layer over these.
+//! xbond as a library: the [`runtime::Runtime`] that runs a bond (host
+//! set-up, data plane, control loop, events), the control socket, host
+//! integration (ifupdown, systemd, the upper port), the traffic generator,
+//! the lab topologies and the demo. The binary (`xbond`) is a thin
+//! command-line layer over these.
 
 pub mod control;
-pub mod daemon;
 pub mod demo;
 pub mod failover;
 pub mod filters;
@@ -13,4 +14,5 @@ pub mod lab;
 pub mod offload;
 pub mod pktgen;
 pub mod runstate;
+pub mod runtime;
 pub mod upper;

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use xbond::{control, daemon, demo, failover, pktgen, upper};
+use xbond::runtime::{InjectedFault, Runtime, RuntimeOptions, ZeroCopy};
+use xbond::{control, demo, failover, pktgen, upper};
 use xbond_core::config::{self, BondConfig};
 use xbond_core::options::MacAddr;
-use xbond_xdp::worker::{InjectedFault, ZeroCopy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -339,17 +339,11 @@ fn real_main(cli: Cli) -> Result<()> {
                 );
                 return Err(ConfigError.into());
             }
-            let stop = Arc::new(AtomicBool::new(false));
-            // The flag says stop; the self-pipe wakes the control loop to see it.
+            // A signal sets the runtime's stop flag; the self-pipe wakes its
+            // control loop to see it.
             let (stop_rd, stop_wr) =
                 std::os::unix::net::UnixStream::pair().context("socketpair for signals")?;
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, stop.clone())
-                    .context("installing signal handlers")?;
-                signal_hook::low_level::pipe::register(sig, stop_wr.try_clone()?)
-                    .context("installing signal handlers")?;
-            }
-            let opts = daemon::RunOptions {
+            let opts = RuntimeOptions {
                 raw_forwarder,
                 busy_poll: Duration::from_micros(busy_poll_us),
                 zero_copy: if copy { ZeroCopy::Never } else { ZeroCopy::Try },
@@ -358,8 +352,27 @@ fn real_main(cli: Cli) -> Result<()> {
                     FaultArg::WorkerPanic => InjectedFault::Panic,
                     FaultArg::WorkerStall => InjectedFault::Stall,
                 }),
+                ..RuntimeOptions::default()
             };
-            daemon::run(cfg, opts, stop)
+            // Signals that arrive during set-up stop the bond as soon as it
+            // runs.
+            let early_stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, early_stop.clone())
+                    .context("installing signal handlers")?;
+                signal_hook::low_level::pipe::register(sig, stop_wr.try_clone()?)
+                    .context("installing signal handlers")?;
+            }
+            let rt = Runtime::start(cfg, opts)?;
+            let stop = rt.stop_flag();
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, stop.clone())
+                    .context("installing signal handlers")?;
+            }
+            if early_stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return rt.stop();
+            }
+            rt.wait()
         }
         Cmd::Status { bond, json, socket } => {
             let path = socket.unwrap_or_else(|| format!("/run/xbond/{bond}.sock"));

@@ -1,0 +1,185 @@
+//! An in-process upper port: the bond's host side is a pair of bounded
+//! queues of frames that the embedding program reads and writes
+//! ([`UpperChannel`]), instead of a network interface. A frame crossing
+//! between the program and the UMEM is copied once each way.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam::channel::{Receiver, Sender, TrySendError};
+use xbond_core::datapath::{Frames, Kick, Port};
+
+use crate::sys::Waker;
+use crate::xsk::{UmemFrames, XdpFrame, FRAME_SIZE, RING_SIZE};
+
+/// Frames each way that may wait in the channel.
+pub const CHANNEL_DEPTH: usize = 4096;
+
+/// The embedding program's end of an in-process upper port: frames it sends
+/// go out on the slaves by the bond's mode; frames the slaves deliver come
+/// out of [`UpperChannel::recv`].
+#[derive(Debug, Clone)]
+pub struct UpperChannel {
+    to_bond: Sender<Vec<u8>>,
+    from_bond: Receiver<Vec<u8>>,
+    waker: Arc<Waker>,
+    counters: Arc<ChannelCounters>,
+}
+
+/// What an in-process upper port dropped.
+#[derive(Debug, Default)]
+pub struct ChannelCounters {
+    /// Frames the bond delivered while the program's queue was full.
+    pub to_program_dropped: AtomicU64,
+    /// Frames the program sent that are larger than a UMEM frame.
+    pub oversize: AtomicU64,
+}
+
+/// Why [`UpperChannel::send`] refused a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The bond has not taken the frames sent before (the queue holds
+    /// [`CHANNEL_DEPTH`]); try again later.
+    #[error("the bond's queue is full ({CHANNEL_DEPTH} frames)")]
+    Full,
+    /// The bond has stopped.
+    #[error("the bond has stopped")]
+    Stopped,
+}
+
+impl UpperChannel {
+    /// Hands a whole Ethernet frame to the bond, to be sent on a slave.
+    pub fn send(&self, frame: Vec<u8>) -> Result<(), SendError> {
+        match self.to_bond.try_send(frame) {
+            Ok(()) => {
+                self.waker.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(SendError::Full),
+            Err(TrySendError::Disconnected(_)) => Err(SendError::Stopped),
+        }
+    }
+
+    /// The next frame the bond delivered, waiting up to `timeout`; `None`
+    /// when none came (or the bond stopped).
+    pub fn recv(&self, timeout: Duration) -> Option<Vec<u8>> {
+        self.from_bond.recv_timeout(timeout).ok()
+    }
+
+    /// The next delivered frame, if one is waiting.
+    pub fn try_recv(&self) -> Option<Vec<u8>> {
+        self.from_bond.try_recv().ok()
+    }
+
+    /// What the port dropped.
+    pub fn counters(&self) -> &ChannelCounters {
+        &self.counters
+    }
+}
+
+/// The bond's end: a [`Port`] over the two queues.
+#[derive(Debug)]
+pub struct ChannelPort {
+    mem: UmemFrames,
+    from_program: Receiver<Vec<u8>>,
+    to_program: Sender<Vec<u8>>,
+    waker: Arc<Waker>,
+    counters: Arc<ChannelCounters>,
+    /// Frames given to receive into (the fill ring's twin).
+    spare: Vec<XdpFrame>,
+    /// Frames whose bytes went to the program (the completion ring's twin).
+    done: Vec<XdpFrame>,
+}
+
+/// A connected pair: the program's end and the worker's.
+pub fn upper_channel(mem: UmemFrames) -> std::io::Result<(UpperChannel, ChannelPort)> {
+    let (to_bond, from_program) = crossbeam::channel::bounded(CHANNEL_DEPTH);
+    let (to_program, from_bond) = crossbeam::channel::bounded(CHANNEL_DEPTH);
+    let waker = Arc::new(Waker::new()?);
+    let counters = Arc::new(ChannelCounters::default());
+    let program = UpperChannel {
+        to_bond,
+        from_bond,
+        waker: waker.clone(),
+        counters: counters.clone(),
+    };
+    let port = ChannelPort {
+        mem,
+        from_program,
+        to_program,
+        waker,
+        counters,
+        spare: Vec::new(),
+        done: Vec::new(),
+    };
+    Ok((program, port))
+}
+
+impl ChannelPort {
+    /// Readable when the program sent frames: for the worker's sleep.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.waker.fd()
+    }
+}
+
+impl Port for ChannelPort {
+    type Frame = XdpFrame;
+
+    fn receive(&mut self, out: &mut Vec<XdpFrame>, max: usize) -> usize {
+        self.waker.clear();
+        let mut n = 0;
+        while n < max {
+            let Some(mut f) = self.spare.pop() else { break };
+            let Ok(bytes) = self.from_program.try_recv() else {
+                self.spare.push(f);
+                break;
+            };
+            if bytes.len() > FRAME_SIZE as usize || !self.mem.write(&mut f, &bytes) {
+                self.counters.oversize.fetch_add(1, Relaxed);
+                self.spare.push(f);
+                continue;
+            }
+            out.push(f);
+            n += 1;
+        }
+        if !self.from_program.is_empty() {
+            // More is waiting than fit: look again without sleeping.
+            self.waker.wake();
+        }
+        n
+    }
+
+    fn transmit(&mut self, frames: &mut Vec<XdpFrame>) -> usize {
+        let n = frames.len();
+        for f in frames.drain(..) {
+            let bytes = self.mem.bytes(&f).to_vec();
+            if self.to_program.try_send(bytes).is_err() {
+                self.counters.to_program_dropped.fetch_add(1, Relaxed);
+            }
+            self.done.push(f);
+        }
+        n
+    }
+
+    fn complete(&mut self, out: &mut Vec<XdpFrame>) -> usize {
+        let n = self.done.len();
+        out.append(&mut self.done);
+        n
+    }
+
+    fn fill_room(&mut self) -> usize {
+        RING_SIZE as usize - self.spare.len().min(RING_SIZE as usize)
+    }
+
+    fn fill(&mut self, frames: &mut Vec<XdpFrame>) -> usize {
+        let n = self.fill_room().min(frames.len());
+        let at = frames.len() - n;
+        self.spare.extend(frames.drain(at..));
+        n
+    }
+
+    fn kick(&mut self) -> Kick {
+        Kick::Done
+    }
+}

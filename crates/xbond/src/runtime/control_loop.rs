@@ -1,0 +1,687 @@
+//! The control loop: link events and polls into the bond core, the core's
+//! decisions out to the workers, the XDP programs, the interfaces and the
+//! wire. [`Controller::start`] sets up; [`Controller::run`] loops until the
+//! stop flag is set or the data path fails, and dropping the controller
+//! removes what it set up.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use crossbeam::channel::{Receiver, Sender, TryRecvError};
+use tracing::{debug, info, warn};
+use xbond_core::bond::{Bond, BondEvent};
+use xbond_core::config::BondConfig;
+use xbond_core::options::{MacAddr, Mode};
+use xbond_core::status::Status;
+use xbond_core::wire::ETH_P_SLOW;
+use xbond_xdp::channel::UpperChannel;
+use xbond_xdp::netlink::{CarrierReader, LinkEvents, Netlink};
+use xbond_xdp::packet::PacketSocket;
+use xbond_xdp::sys::Waker;
+use xbond_xdp::worker::{Dataplane, DataplaneConfig, UpperSpec, WorkerFault, HOST_ARP};
+
+use super::host::{self, HostGuard};
+use super::notify::{Notice, Notifier};
+use super::{status::status, Event, EventSink, RuntimeOptions, Upper};
+use crate::control::{ControlServer, Request};
+use crate::filters::{self, Filters};
+use crate::runstate::{self, RunState};
+use crate::upper;
+
+/// A worker whose loop has not moved for this long is stuck (its longest
+/// sleep is one second); the systemd watchdog is then no longer fed.
+const WORKER_STUCK: Duration = Duration::from_secs(5);
+
+/// How often balance-tlb/alb reads the workers' per-destination byte counts.
+const TLB_SAMPLE: Duration = Duration::from_millis(100);
+
+/// Timers of the loop's periodic work.
+struct Every {
+    hint_poll: Instant,
+    rx_check: Instant,
+    tlb_sample: Instant,
+    addr_refresh: Instant,
+    filter_read: Instant,
+}
+
+/// Everything the control loop owns.
+pub(super) struct Controller {
+    cfg: BondConfig,
+    upper: Upper,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    sink: EventSink,
+    status_rx: Receiver<Sender<Status>>,
+    nl: Netlink,
+    bond: Bond,
+    state: RunState,
+    state_path: PathBuf,
+    macs_done: HashMap<String, MacAddr>,
+    carriers: CarrierReader,
+    by_index: HashMap<u32, usize>,
+    events: LinkEvents,
+    senders: Vec<Option<PacketSocket>>,
+    slow: Vec<PacketSocket>,
+    wait_fds: Vec<std::os::fd::RawFd>,
+    slow_buf: Vec<u8>,
+    server: Option<ControlServer>,
+    requests: Option<Receiver<Request>>,
+    notifier: Notifier,
+    watchdog: Option<Duration>,
+    last_watchdog: Option<Instant>,
+    stuck_logged: bool,
+    upper_carrier: bool,
+    rx_check_every: Duration,
+    rx_seen: Vec<u64>,
+    every: Every,
+    /// bond0's index (veth pair), whose filters are passed down.
+    upper_index: Option<u32>,
+    filters: Filters,
+    wanted: filters::Wanted,
+    applied: Option<(Vec<bool>, filters::Wanted)>,
+    transmitting: Vec<u8>,
+    // Dropped in this order: the data plane stops before the host is put back.
+    dp: Dataplane,
+    /// Puts the host back when dropped.
+    _guard: HostGuard,
+}
+
+impl Controller {
+    /// Sets up the host and the data plane. A refused start changes nothing
+    /// on the host; a failed one removes what it made.
+    pub(super) fn start(
+        mut cfg: BondConfig,
+        opts: RuntimeOptions,
+        stop: Arc<AtomicBool>,
+        waker: Arc<Waker>,
+        sink: EventSink,
+        status_rx: Receiver<Sender<Status>>,
+    ) -> Result<Controller> {
+        if cfg.monitoring_off() {
+            warn!(
+                "link monitoring is off (link_watch_policy = \"none\"): {} will never fail over",
+                cfg.name
+            );
+        }
+        let mut nl = Netlink::open()?;
+        let mut guard = HostGuard {
+            nl: Netlink::open()?,
+            upper: None,
+            created_now: false,
+            restore_macs: Vec::new(),
+            restore_offloads: Vec::new(),
+        };
+        if opts.control_socket && crate::control::query_status(&cfg.socket_path()).is_ok() {
+            bail!(
+                "an xbond for {} is already running (its control socket {} answers)",
+                cfg.name,
+                cfg.socket_path()
+            );
+        }
+        // Checked before anything on the host is touched: a refused start
+        // changes nothing.
+        let found = match &opts.upper {
+            Upper::VethPair => upper::inspect(&mut nl, &cfg.name, &cfg.peer_name)?,
+            Upper::Interface(name) => {
+                if cfg.slaves.contains(name) {
+                    bail!("the upper interface {name} is also a slave (key slaves)");
+                }
+                nl.link(name)
+                    .with_context(|| format!("the upper interface {name}"))?;
+                cfg.peer_name = name.clone();
+                None
+            }
+            Upper::Channel => {
+                cfg.peer_name = "(in-process)".into();
+                None
+            }
+        };
+        // What an earlier run recorded: the active slave, and the slaves as
+        // they were before xbond first changed them (a crash leaves them
+        // changed).
+        let state_path = runstate::path(&cfg);
+        let mut state = runstate::load(&state_path).unwrap_or_default();
+        let (specs, restore_macs) = host::check_slaves(&mut nl, &cfg, &state)?;
+        if opts.upper == Upper::VethPair {
+            host::set_up_pair(&mut nl, &mut cfg, &mut guard, found)?;
+        }
+        guard.restore_macs = restore_macs;
+        // VLAN tags must be in the frames the data path sees.
+        let upper_if = match &opts.upper {
+            Upper::VethPair => Some(cfg.name.clone()),
+            Upper::Interface(name) => Some(name.clone()),
+            Upper::Channel => None,
+        };
+        host::offloads_off(&cfg, upper_if.as_deref(), &mut guard, &mut state);
+        if let Err(e) = runstate::save(&state_path, &state) {
+            warn!(
+                "{}: could not save {}: {e:#}",
+                cfg.name,
+                state_path.display()
+            );
+        }
+        let host_was_up = match opts.upper {
+            Upper::VethPair => nl.link(&cfg.name)?.admin_up,
+            _ => false,
+        };
+
+        let mut bond = Bond::new(cfg.clone(), specs, Instant::now());
+        let mut macs_done = HashMap::new();
+        // Initial MACs, before anything is up.
+        while let Some(ev) = bond.poll_event() {
+            match ev {
+                BondEvent::SetBondMac(mac) if opts.upper == Upper::VethPair => {
+                    host::set_mac(&mut nl, &cfg.name, mac, &mut macs_done)?
+                }
+                BondEvent::SetSlaveMac { slave, mac } => {
+                    host::set_mac(&mut nl, &cfg.slaves[slave], mac, &mut macs_done)?
+                }
+                _ => {}
+            }
+        }
+        for s in &cfg.slaves {
+            nl.set_up(s, true)?;
+        }
+        let upper_spec = match &opts.upper {
+            Upper::VethPair => {
+                // A new bond0 is brought up, as `ip link add` + ifup would; an
+                // adopted one keeps the admin state the host gave it.
+                if guard.created_now || host_was_up {
+                    nl.set_up(&cfg.name, true)?;
+                }
+                nl.set_up(&cfg.peer_name, true)?;
+                UpperSpec::Interface {
+                    name: cfg.peer_name.clone(),
+                    ifindex: nl.link(&cfg.peer_name)?.index,
+                }
+            }
+            Upper::Interface(name) => {
+                nl.set_up(name, true)?;
+                UpperSpec::Interface {
+                    name: name.clone(),
+                    ifindex: nl.link(name)?.index,
+                }
+            }
+            Upper::Channel => UpperSpec::Channel,
+        };
+        let mut ifindexes = Vec::new();
+        for s in &cfg.slaves {
+            ifindexes.push(nl.link(s)?.index);
+        }
+        let carriers = CarrierReader::new(
+            &cfg.slaves
+                .iter()
+                .cloned()
+                .zip(ifindexes.iter().copied())
+                .collect::<Vec<_>>(),
+        );
+        let by_index = ifindexes
+            .iter()
+            .enumerate()
+            .map(|(i, idx)| (*idx, i))
+            .collect();
+        let dp_cfg = DataplaneConfig {
+            upper: upper_spec,
+            slaves: cfg.slaves.clone(),
+            queues: cfg.queues,
+            zero_copy: opts.zero_copy,
+            raw: opts.raw_forwarder,
+            spin: opts.busy_poll,
+            fault: opts.fault,
+        };
+        let events = LinkEvents::open()?;
+        let dp = Dataplane::start(&dp_cfg, &ifindexes, bond.tx_plan(), waker.clone())?;
+        for (q, m) in dp.bind_modes().iter().enumerate() {
+            info!(queue = q, "AF_XDP sockets bound in {} mode", m.as_str());
+        }
+        // The slow path: LACPDUs and Marker PDUs, passed to the kernel by
+        // XDP, read here on one AF_PACKET socket per slave (802.3ad only).
+        let slow: Vec<PacketSocket> = if cfg.mode == Mode::Ieee8023ad {
+            cfg.slaves
+                .iter()
+                .map(|s| {
+                    PacketSocket::open(s, ETH_P_SLOW)
+                        .with_context(|| format!("slow-protocol socket on {s}"))
+                })
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        let mut wait_fds: Vec<std::os::fd::RawFd> = vec![waker.fd()];
+        wait_fds.extend(slow.iter().map(|s| s.raw_fd()));
+        wait_fds.extend(opts.stop_fd);
+
+        // Carrier as it is now. The slave that was active before a restart
+        // is read first, so that it stays active where its link allows (no
+        // failover from a restart); the primary, if set, still wins as
+        // primary_reselect says.
+        let resume = state.active_index(&cfg.slaves);
+        let mut order: Vec<usize> = (0..cfg.slaves.len()).collect();
+        if let Some(r) = resume {
+            order.retain(|&i| i != r);
+            order.insert(0, r);
+            info!(
+                "{}: resuming with {} active (from {})",
+                cfg.name,
+                cfg.slaves[r],
+                state_path.display()
+            );
+        }
+        for i in order {
+            let l = nl.link(&cfg.slaves[i])?;
+            host::feed_carrier(&mut bond, &cfg, i, l.carrier);
+        }
+        if opts.upper == Upper::VethPair {
+            host::refresh_addresses(&mut nl, &cfg.name, &mut bond);
+        }
+
+        // The control loop must win the CPU over busy-polling workers when a
+        // link event arrives; the workers keep normal priority.
+        if let Err(e) = xbond_xdp::sys::set_realtime(10) {
+            warn!(
+                "control thread keeps normal priority (SCHED_FIFO: {e}); failover may wait for CPU"
+            );
+        }
+        let server = if opts.control_socket {
+            Some(ControlServer::bind(
+                &cfg.socket_path(),
+                cfg.control_group.as_deref(),
+                waker.clone(),
+            )?)
+        } else {
+            None
+        };
+        info!(
+            "{} running in mode {} with slaves {}; status: xbond status {}",
+            cfg.name,
+            cfg.mode,
+            cfg.slaves.join(", "),
+            cfg.name
+        );
+        let requests = server.as_ref().map(ControlServer::requests);
+        // From here on the bond runs: bond0 is kept whatever happens.
+        guard.created_now = false;
+        // systemd (Type=notify): forwarding works from here on. The watchdog
+        // is fed only while every worker lives and moves.
+        let notifier = Notifier::start(opts.systemd);
+        notifier.send(Notice::Ready(format!(
+            "{}: {} over {}",
+            cfg.name,
+            cfg.mode,
+            cfg.slaves.join(", ")
+        )));
+        let upper_index = match opts.upper {
+            Upper::VethPair => Some(nl.link(&cfg.name)?.index),
+            _ => None,
+        };
+        let wanted = match upper_index {
+            Some(_) => filters::read(&mut nl, &cfg.name).unwrap_or_default(),
+            // An appliance forwards frames for any address.
+            None => filters::Wanted {
+                promisc: true,
+                ..Default::default()
+            },
+        };
+        let now = Instant::now();
+        Ok(Controller {
+            rx_check_every: Duration::from_millis(u64::from(cfg.arp_interval.max(4) / 4)),
+            rx_seen: vec![0; cfg.slaves.len()],
+            filters: Filters::new(&cfg.slaves),
+            senders: cfg.slaves.iter().map(|_| None).collect(),
+            watchdog: if opts.systemd {
+                sd_notify::watchdog_enabled()
+            } else {
+                None
+            },
+            // The peer is up (AF_XDP is bound on it); the loop makes bond0's
+            // carrier follow the bond from here on.
+            upper_carrier: true,
+            cfg,
+            upper: opts.upper,
+            stop,
+            waker,
+            sink,
+            status_rx,
+            nl,
+            bond,
+            state,
+            state_path,
+            macs_done,
+            carriers,
+            by_index,
+            events,
+            slow,
+            wait_fds,
+            slow_buf: vec![0; 2048],
+            server,
+            requests,
+            notifier,
+            last_watchdog: None,
+            stuck_logged: false,
+            every: Every {
+                hint_poll: now,
+                rx_check: now,
+                tlb_sample: now,
+                addr_refresh: now,
+                filter_read: now,
+            },
+            upper_index,
+            wanted,
+            applied: None,
+            transmitting: Vec::new(),
+            dp,
+            _guard: guard,
+        })
+    }
+
+    /// The program's end of an in-process upper port.
+    pub(super) fn upper_channel(&self) -> Option<UpperChannel> {
+        self.dp.upper_channel().cloned()
+    }
+
+    /// Runs until the stop flag is set; an error means the data path failed
+    /// (a worker died) and the bond stopped.
+    pub(super) fn run(&mut self) -> Result<()> {
+        while !self.stop.load(Ordering::Relaxed) {
+            self.check_workers()?;
+            self.apply_decisions();
+            self.serve()?;
+            let links = self.wait();
+            self.read_inputs(links);
+            let now = Instant::now();
+            if self.bond.poll_timeout().is_some_and(|t| t <= now) {
+                self.bond.handle_timeout(now);
+            }
+            self.housekeeping(now);
+        }
+        info!("stopping {}", self.cfg.name);
+        self.notifier.send(Notice::Stopping);
+        self.dp.stop();
+        Ok(())
+    }
+
+    /// Never goes on with a dead data path: a dead worker is an error (bond0
+    /// loses carrier on the way out, systemd restarts the daemon); a stuck
+    /// one stops the watchdog.
+    fn check_workers(&mut self) -> Result<()> {
+        match self.dp.check_workers(WORKER_STUCK) {
+            Err(f @ WorkerFault::Dead { .. }) => {
+                bail!(
+                    "{}: {f}; stopping the bond so that it is restarted",
+                    self.cfg.name
+                );
+            }
+            Err(f) => {
+                if !self.stuck_logged {
+                    warn!("{}: {f}; the watchdog is no longer fed", self.cfg.name);
+                    self.stuck_logged = true;
+                }
+            }
+            Ok(()) => {
+                self.stuck_logged = false;
+                if let Some(w) = self.watchdog {
+                    if self.last_watchdog.is_none_or(|t| t.elapsed() >= w / 2) {
+                        self.notifier.send(Notice::Watchdog);
+                        self.last_watchdog = Some(Instant::now());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn slave_name(&self, i: Option<usize>) -> Option<String> {
+        i.map(|i| self.cfg.slaves[i].clone())
+    }
+
+    /// Applies everything the core decided: plans, MACs, carrier, frames.
+    fn apply_decisions(&mut self) {
+        while let Some(ev) = self.bond.poll_event() {
+            match ev {
+                BondEvent::PlanChanged => {
+                    let plan = self.bond.tx_plan();
+                    if plan.tx_slaves() != self.transmitting.as_slice() {
+                        self.transmitting = plan.tx_slaves().to_vec();
+                        let names = self
+                            .transmitting
+                            .iter()
+                            .map(|&i| self.cfg.slaves[usize::from(i)].clone())
+                            .collect();
+                        self.sink.send(Event::Transmitting(names));
+                    }
+                    if let Err(e) = self.dp.publish(plan) {
+                        warn!("publishing the plan to XDP: {e}");
+                    }
+                }
+                // Applied below from bond.carrier(), so that the state at
+                // start is applied too.
+                BondEvent::Carrier(_) => {}
+                BondEvent::ActiveChanged { old, new } => {
+                    let (old, new) = (self.slave_name(old), self.slave_name(new));
+                    info!(
+                        "active slave {} -> {}",
+                        old.as_deref().unwrap_or("none"),
+                        new.as_deref().unwrap_or("none")
+                    );
+                    self.state.active = new.clone();
+                    if let Err(e) = runstate::save(&self.state_path, &self.state) {
+                        warn!("{}: could not save the active slave: {e:#}", self.cfg.name);
+                    }
+                    self.refresh_addresses();
+                    self.sink.send(Event::ActiveChanged { old, new });
+                }
+                BondEvent::Link { slave, up } => {
+                    let s = self.cfg.slaves[slave].clone();
+                    if up {
+                        info!("link status definitely up for interface {s}");
+                    } else {
+                        warn!("link status definitely down for interface {s}, disabling it");
+                    }
+                    self.sink.send(Event::Link { slave: s, up });
+                }
+                BondEvent::SetSlaveMac { slave, mac } => {
+                    let name = &self.cfg.slaves[slave];
+                    if let Err(e) = host::set_mac(&mut self.nl, name, mac, &mut self.macs_done) {
+                        warn!("{e:#}");
+                    }
+                }
+                BondEvent::SetBondMac(mac) if self.upper == Upper::VethPair => {
+                    let name = &self.cfg.name;
+                    if let Err(e) = host::set_mac(&mut self.nl, name, mac, &mut self.macs_done) {
+                        warn!("{e:#}");
+                    }
+                }
+                BondEvent::SetBondMac(_) => {}
+                BondEvent::PollLinks => self.poll_links(),
+            }
+        }
+        if self.upper_carrier != self.bond.carrier() {
+            self.upper_carrier = self.bond.carrier();
+            self.sink.send(Event::Carrier(self.upper_carrier));
+            let up = if self.upper_carrier { "up" } else { "down" };
+            if self.upper == Upper::VethPair {
+                // A veth's carrier follows its peer's admin state.
+                match self.nl.set_up(&self.cfg.peer_name, self.upper_carrier) {
+                    Ok(()) => info!("{} carrier {up}", self.cfg.name),
+                    Err(e) => warn!("setting the carrier of {}: {e}", self.cfg.name),
+                }
+            } else {
+                info!("{} carrier {up}", self.cfg.name);
+            }
+        }
+        while let Some(t) = self.bond.poll_transmit() {
+            let name = &self.cfg.slaves[t.slave];
+            if self.senders[t.slave].is_none() {
+                match PacketSocket::open(name, 0) {
+                    Ok(s) => self.senders[t.slave] = Some(s),
+                    Err(e) => warn!("cannot send on {name}: {e}"),
+                }
+            }
+            if let Some(sock) = &self.senders[t.slave] {
+                if let Err(e) = sock.send(&t.frame) {
+                    warn!("peer notification on {name}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Answers status requests: the control socket's and the embedder's.
+    fn serve(&mut self) -> Result<()> {
+        while let Ok(reply) = self.status_rx.try_recv() {
+            let _ = reply.send(status(&self.bond, &self.dp, &self.cfg));
+        }
+        let Some(requests) = &self.requests else {
+            return Ok(());
+        };
+        loop {
+            match requests.try_recv() {
+                Ok(req) => req.reply(&status(&self.bond, &self.dp, &self.cfg)),
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => bail!("control socket thread ended"),
+            }
+        }
+    }
+
+    /// Sleeps until the core's next timer; link events, slow-protocol
+    /// frames, worker hints and control requests wake it earlier. The cap
+    /// bounds how late a stop is seen.
+    fn wait(&mut self) -> Vec<xbond_xdp::netlink::Link> {
+        let now = Instant::now();
+        let balancing = matches!(self.cfg.mode, Mode::BalanceTlb | Mode::BalanceAlb);
+        let wait = self
+            .bond
+            .poll_timeout()
+            .map_or(Duration::from_millis(500), |t| {
+                t.saturating_duration_since(now)
+            })
+            .min(if balancing {
+                TLB_SAMPLE
+            } else {
+                Duration::from_millis(500)
+            })
+            .min(self.watchdog.map_or(Duration::MAX, |w| w / 4));
+        self.events.wait(&self.wait_fds, wait)
+    }
+
+    /// Feeds the core what arrived: link events, slow-protocol frames and
+    /// the frames the workers tapped.
+    fn read_inputs(&mut self, links: Vec<xbond_xdp::netlink::Link>) {
+        // bond0's flags change with a link event; its multicast list has
+        // none, so it is read again every second.
+        if let Some(idx) = self.upper_index {
+            if links.iter().any(|l| l.index == idx)
+                || self.every.filter_read.elapsed() >= Duration::from_secs(1)
+            {
+                self.every.filter_read = Instant::now();
+                if let Some(w) = filters::read(&mut self.nl, &self.cfg.name) {
+                    self.wanted = w;
+                }
+            }
+        }
+        // With link_watch_policy = "none" nothing but the reading at start
+        // counts: the bond never fails over, as the operator asked.
+        if !self.cfg.monitoring_off() {
+            for link in links {
+                if let Some(&i) = self.by_index.get(&link.index) {
+                    host::feed_carrier(&mut self.bond, &self.cfg, i, link.carrier);
+                }
+            }
+        }
+        for (i, sock) in self.slow.iter().enumerate() {
+            // Frames this host sent come back as length 0 and are skipped.
+            // Bounded per pass, so that a flood cannot starve the loop.
+            for _ in 0..64 {
+                let Ok(Some(n)) = sock.recv(&mut self.slow_buf, Duration::ZERO) else {
+                    break;
+                };
+                if n == 0 {
+                    continue;
+                }
+                let frame = &self.slow_buf[..n];
+                if let Err(e) = self.bond.handle_slow_frame(i, frame, Instant::now()) {
+                    debug!("{}: dropped a slow-protocol frame: {e}", self.cfg.slaves[i]);
+                }
+            }
+        }
+        for _ in 0..1024 {
+            let Some((slave, frame)) = self.dp.taps().pop() else {
+                break;
+            };
+            if slave == HOST_ARP {
+                self.bond.handle_host_arp(frame, Instant::now());
+            } else {
+                self.bond
+                    .handle_arp_frame(usize::from(slave), &frame, Instant::now());
+            }
+        }
+    }
+
+    /// The periodic work: TLB load, the ARP monitor's traffic proof, worker
+    /// TX hints, receive filters, bond0's addresses.
+    fn housekeeping(&mut self, now: Instant) {
+        let balancing = matches!(self.cfg.mode, Mode::BalanceTlb | Mode::BalanceAlb);
+        if balancing && self.every.tlb_sample.elapsed() >= TLB_SAMPLE {
+            self.every.tlb_sample = now;
+            self.bond.note_tlb_load(&self.dp.take_tlb_load());
+        }
+        // ARP/NS monitor: "any traffic" proof comes from the XDP counters.
+        if self.bond.arp_monitoring() && self.every.rx_check.elapsed() >= self.rx_check_every {
+            self.every.rx_check = now;
+            for (i, p) in self.dp.slave_programs().iter().enumerate() {
+                let c = p.counters();
+                let total = c.redirected + c.dropped_inactive + c.passed_slow;
+                if total != self.rx_seen[i] {
+                    self.rx_seen[i] = total;
+                    self.bond.note_rx(i, now);
+                }
+            }
+        }
+        // Woken by a control request (served at the top of the loop) or by
+        // a worker hint (checked here).
+        self.waker.clear();
+        if self.dp.take_tx_errors()
+            && !self.cfg.monitoring_off()
+            && self.every.hint_poll.elapsed() >= Duration::from_millis(1)
+        {
+            self.every.hint_poll = now;
+            // A worker's TX to a slave failed: read the carriers now. Netlink
+            // carrier events can be held back by the kernel's linkwatch (up
+            // to a second when links change often), the reading is not.
+            self.poll_links();
+        }
+        let key = (self.bond.filter_slaves(), self.wanted.clone());
+        if self.applied.as_ref() != Some(&key) {
+            self.filters.apply(&self.bond, &self.wanted);
+            self.applied = Some(key);
+        }
+        if self.events.take_addresses_changed()
+            || now.duration_since(self.every.addr_refresh) > Duration::from_secs(10)
+        {
+            self.refresh_addresses();
+            self.every.addr_refresh = now;
+        }
+    }
+
+    fn poll_links(&mut self) {
+        host::poll_links(&mut self.nl, &self.carriers, &self.cfg, &mut self.bond);
+    }
+
+    fn refresh_addresses(&mut self) {
+        if self.upper == Upper::VethPair {
+            host::refresh_addresses(&mut self.nl, &self.cfg.name, &mut self.bond);
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        // The data plane stops (and its programs detach) before the fields
+        // drop: then the control socket goes, then the host is put back.
+        self.dp.stop();
+        self.server.take();
+    }
+}

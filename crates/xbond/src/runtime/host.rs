@@ -1,0 +1,228 @@
+//! What the runtime changes on the host, and puts back: the upper port
+//! (the veth pair adopted or created), the slaves checked, their MACs and
+//! offloads; and the small netlink steps the control loop takes.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use tracing::{info, warn};
+use xbond_core::bond::{Bond, SlaveSpec};
+use xbond_core::config::BondConfig;
+use xbond_core::options::MacAddr;
+use xbond_xdp::netlink::{speed_duplex, CarrierReader, Netlink};
+
+use crate::runstate::{self, RunState};
+use crate::{offload, upper};
+
+/// What the daemon changed on the host, undone on exit (also on error).
+pub(super) struct HostGuard {
+    pub(super) nl: Netlink,
+    /// The upper port: (host side, data-plane side).
+    pub(super) upper: Option<(String, String)>,
+    /// The upper port was created by this run and the bond never ran: an
+    /// error during set-up removes it again, leaving nothing half-made.
+    pub(super) created_now: bool,
+    pub(super) restore_macs: Vec<(String, MacAddr)>,
+    /// Offloads turned off on slaves, turned back on at exit.
+    pub(super) restore_offloads: Vec<(String, Vec<(String, bool)>)>,
+}
+
+impl Drop for HostGuard {
+    fn drop(&mut self) {
+        for (name, mac) in self.restore_macs.drain(..) {
+            if let Err(e) = self.nl.set_mac(&name, mac) {
+                warn!("could not restore the MAC of {name}: {e}");
+            }
+        }
+        for (name, features) in self.restore_offloads.drain(..) {
+            offload::set(&name, &features);
+        }
+        let Some((host, data)) = self.upper.take() else {
+            return;
+        };
+        if self.created_now {
+            match self.nl.delete(&host) {
+                Ok(()) => info!("{host}: removed the upper port made by this failed start"),
+                Err(e) => warn!("could not remove {host}: {e}"),
+            }
+            return;
+        }
+        // bond0 stays, with everything the host put on it; without a data
+        // plane behind it, it has no carrier.
+        match self.nl.set_up(&data, false) {
+            Ok(()) => info!("{host}: carrier down ({data} down); {host} is kept, `xbond down {host}` removes it"),
+            Err(e) => warn!("could not set {data} down: {e}"),
+        }
+    }
+}
+
+/// A slave and the MAC to give it back at exit.
+pub(super) type SlaveMac = (String, MacAddr);
+
+/// Checks that every slave exists, is free and has a queue per worker;
+/// returns what the core needs to know of each, and the MAC to give back at
+/// exit (the one recorded before the first start, else the permanent one
+/// where the driver reports it, else the current).
+pub(super) fn check_slaves(
+    nl: &mut Netlink,
+    cfg: &BondConfig,
+    state: &RunState,
+) -> Result<(Vec<SlaveSpec>, Vec<SlaveMac>)> {
+    let mut specs = Vec::new();
+    let mut restore_macs = Vec::new();
+    for name in &cfg.slaves {
+        let link = nl
+            .link(name)
+            .with_context(|| format!("slave {name} (key slaves)"))?;
+        if link.rx_queues < cfg.queues || link.tx_queues < cfg.queues {
+            bail!(
+                "slave {name} has {} RX / {} TX queues, but queues = {} needs {} of each (ethtool -L {name} combined {})",
+                link.rx_queues, link.tx_queues, cfg.queues, cfg.queues, cfg.queues
+            );
+        }
+        if let Some(m) = link.master {
+            let master = nl
+                .link_by_index(m)
+                .map_or(format!("ifindex {m}"), |l| l.name);
+            bail!(
+                "slave {name} (key slaves) is enslaved to {master}; release it first \
+                 (ip link set {name} nomaster)"
+            );
+        }
+        let (speed, duplex) = speed_duplex(name);
+        let perm = link.perm_mac.filter(|m| !m.is_zero()).unwrap_or(link.mac);
+        let original = state.originals.get(name).map_or(perm, |o| o.mac);
+        restore_macs.push((name.clone(), original));
+        specs.push(SlaveSpec {
+            name: name.clone(),
+            perm_mac: perm,
+            speed_mbps: speed,
+            full_duplex: duplex,
+        });
+    }
+    Ok((specs, restore_macs))
+}
+
+/// The veth pair: adopted when it is ours (a restart keeps what the host
+/// configured on it), created otherwise. `found` is what
+/// [`upper::inspect`] saw before anything was touched.
+pub(super) fn set_up_pair(
+    nl: &mut Netlink,
+    cfg: &mut BondConfig,
+    guard: &mut HostGuard,
+    found: Option<upper::Pair>,
+) -> Result<()> {
+    match found {
+        None => {
+            upper::create(nl, &cfg.name, &cfg.peer_name, cfg.queues)?;
+            guard.created_now = true;
+        }
+        Some(upper::Pair { host, data }) => {
+            if host.rx_queues < cfg.queues || data.rx_queues < cfg.queues {
+                bail!(
+                    "{} has {} queues but queues = {} needs {}; `xbond down {}` removes it \
+                     (and what the host configured on it) so that the next start makes it anew",
+                    cfg.name,
+                    host.rx_queues.min(data.rx_queues),
+                    cfg.queues,
+                    cfg.queues,
+                    cfg.name
+                );
+            }
+            // No carrier until the bond says so.
+            nl.set_up(&cfg.peer_name, false)?;
+            // bond0 keeps the MAC it has (the one xbond gave it, or the
+            // host's `hwaddress`), as a kernel bond keeps its address.
+            if cfg.mac.is_none() && !host.mac.is_zero() {
+                cfg.mac = Some(host.mac);
+            }
+            info!(
+                "{}: adopted the upper port ({} host side, {} data plane); its addresses, \
+                 routes and uppers stay",
+                cfg.name, cfg.name, cfg.peer_name
+            );
+        }
+    }
+    guard.upper = Some((cfg.name.clone(), cfg.peer_name.clone()));
+    Ok(())
+}
+
+/// Turns off the offloads that would hide VLAN tags (or merge frames) from
+/// the data path, on `upper` and on the slaves; records what to turn back on
+/// at exit, kept across restarts in the run state.
+pub(super) fn offloads_off(
+    cfg: &BondConfig,
+    upper: Option<&str>,
+    guard: &mut HostGuard,
+    state: &mut RunState,
+) {
+    if let Some(u) = upper {
+        offload::turn_off(u, offload::UPPER_OFF);
+    }
+    for (s, (_, mac)) in cfg.slaves.iter().zip(&guard.restore_macs) {
+        let turned_off = offload::turn_off(s, offload::SLAVE_OFF);
+        let original = state
+            .originals
+            .entry(s.clone())
+            .or_insert_with(|| runstate::Original {
+                mac: *mac,
+                offloads: turned_off,
+            });
+        if !original.offloads.is_empty() {
+            guard
+                .restore_offloads
+                .push((s.clone(), original.offloads.clone()));
+        }
+    }
+    state.originals.retain(|k, _| cfg.slaves.contains(k));
+}
+
+/// Feeds a carrier reading to the bond; a link that comes up has its speed
+/// and duplex read again first (they are unknown while it is down).
+pub(super) fn feed_carrier(bond: &mut Bond, cfg: &BondConfig, i: usize, carrier: bool) {
+    let now = Instant::now();
+    if carrier && !bond.slaves()[i].carrier {
+        let (speed, duplex) = speed_duplex(&cfg.slaves[i]);
+        bond.set_speed(i, speed, duplex, now);
+    }
+    bond.handle_carrier(i, carrier, now);
+}
+
+pub(super) fn poll_links(
+    nl: &mut Netlink,
+    reader: &CarrierReader,
+    cfg: &BondConfig,
+    bond: &mut Bond,
+) {
+    for (i, s) in cfg.slaves.iter().enumerate() {
+        match reader.carrier(nl, s) {
+            Ok(c) => feed_carrier(bond, cfg, i, c),
+            Err(e) => {
+                warn!("polling {s}: {e}");
+                bond.handle_carrier(i, false, Instant::now());
+            }
+        }
+    }
+}
+
+pub(super) fn set_mac(
+    nl: &mut Netlink,
+    name: &str,
+    mac: MacAddr,
+    done: &mut HashMap<String, MacAddr>,
+) -> Result<()> {
+    if done.get(name) == Some(&mac) {
+        return Ok(());
+    }
+    nl.set_mac(name, mac)
+        .with_context(|| format!("setting the MAC of {name} to {mac}"))?;
+    done.insert(name.to_string(), mac);
+    Ok(())
+}
+
+pub(super) fn refresh_addresses(nl: &mut Netlink, name: &str, bond: &mut Bond) {
+    if let Ok((v4, v6)) = nl.addresses(name) {
+        bond.set_addresses(v4, v6);
+    }
+}

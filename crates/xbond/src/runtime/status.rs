@@ -1,0 +1,63 @@
+//! The full status: the core's view plus the data plane's counters.
+
+use xbond_core::bond::Bond;
+use xbond_core::config::BondConfig;
+use xbond_core::status::{BondRuntime, SlaveRuntime, Status};
+use xbond_xdp::worker::Dataplane;
+
+/// Builds the full status: the core's view plus the data plane's counters.
+pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
+    let mut runtime = BondRuntime {
+        peer_name: cfg.peer_name.clone(),
+        upper_xdp_bind: dp
+            .bind_modes()
+            .first()
+            .map_or("none", |m| m.as_str())
+            .to_string(),
+        workers: dp.stats().len() as u32,
+        ..BondRuntime::default()
+    };
+    // Frames shorter than an Ethernet header are dropped and counted in XDP
+    // (on the upper port and on every slave) and, past XDP (the in-process
+    // upper port), by the workers.
+    runtime.malformed = dp
+        .upper_program()
+        .into_iter()
+        .chain(dp.slave_programs())
+        .map(|p| p.counters().dropped_runt)
+        .sum();
+    let mut slaves = vec![SlaveRuntime::default(); cfg.slaves.len()];
+    for (i, s) in slaves.iter_mut().enumerate() {
+        s.xdp_bind = runtime.upper_xdp_bind.clone();
+        if let Some(p) = dp.slave_programs().get(i) {
+            s.xdp_attach = p.mode().as_str().to_string();
+            let c = p.counters();
+            s.rx_dropped_inactive = c.dropped_inactive;
+            s.rx_dropped_no_socket = c.dropped_no_socket;
+            s.rx_passed_to_kernel = c.passed_slow;
+        }
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    for w in dp.stats() {
+        runtime.tx_no_slave += w.tx_no_slave.load(Relaxed);
+        runtime.malformed += w.tx_malformed.load(Relaxed);
+        runtime.malformed += w
+            .slaves
+            .iter()
+            .map(|s| s.rx_malformed.load(Relaxed))
+            .sum::<u64>();
+        let pool = w.pool();
+        runtime.pool_free += pool.free as u64;
+        runtime.pool_in_fill += pool.in_fill as u64;
+        runtime.pool_in_tx += pool.in_tx as u64;
+        runtime.pool_total += pool.total as u64;
+        for (s, c) in slaves.iter_mut().zip(&w.slaves) {
+            s.rx_frames += c.rx.load(Relaxed);
+            s.tx_frames += c.tx.load(Relaxed);
+            s.rx_dropped_inactive += c.rx_inactive.load(Relaxed);
+            s.rx_dropped_duplicate += c.rx_duplicate.load(Relaxed);
+            s.tx_dropped += c.tx_dropped.load(Relaxed);
+        }
+    }
+    Status::new(bond, runtime, &slaves)
+}
