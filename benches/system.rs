@@ -1,13 +1,25 @@
 //! The system benchmark: xbond forwarding on veth links in network
-//! namespaces — balance-rr, active-backup, balance-xor (layer2, layer3+4),
-//! broadcast and 802.3ad — against the raw AF_XDP forwarder measured in the
-//! same run. (balance-tlb/alb are not in it yet.)
+//! namespaces — every mode: balance-rr, active-backup, balance-xor (layer2,
+//! layer3+4), broadcast, 802.3ad, balance-tlb and balance-alb — against the
+//! raw AF_XDP forwarder measured in the same run.
 //!
 //! Run (as root): `cargo bench -p xbond --bench system` (`-- --quick` for one
 //! run per point). Results go to benches/results/system.{json,md,svg}.
 //!
+//! To compare two builds, set `XBOND_BENCH_BOND_EXE` to another xbond
+//! binary: the bonds (and the failover lab) run from it, while the generator
+//! and the sink stay this build's, so both builds see the same traffic.
+//!
+//! The traffic: 64-byte UDP frames in 64 flows (UDP source ports) to 8
+//! destination addresses, the same for every scenario. The addresses matter
+//! for balance-tlb and balance-alb, which give each destination address a
+//! slave; with one address, one slave would carry everything.
+//!
 //! For each scenario and direction: the AF_XDP generator sends flat out for
-//! 1.5 s and the AF_XDP sink counts; the median of the runs is reported with
+//! 1.5 s and the AF_XDP sink counts; frames/s is the frames of the stream the
+//! sink counted, over all its interfaces, per second from its first frame to
+//! its last (broadcast's two copies count twice), and the table shows how
+//! they split over the sink's interfaces. The median of the runs is reported with
 //! its ratio to the raw forwarder (the same worker and sockets with the bond
 //! logic bypassed, one slave). Then, at a fixed offered rate below
 //! saturation, the bond's own CPU time per forwarded frame (from the
@@ -16,7 +28,9 @@
 //! work, so the frame rates are those of this machine, and the CPU time per
 //! frame is the figure that compares implementations.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -25,6 +39,12 @@ use xbond::pktgen::SinkReport;
 
 const RUN_SECS: f64 = 1.5;
 const FIXED_RATE: u64 = 200_000;
+/// Flows (UDP source ports) in the generator's stream.
+const FLOWS: u32 = 64;
+/// The first destination address; the flows go to `DST_IPS` consecutive ones.
+const DST_IP: &str = "10.0.0.2";
+/// Destination addresses: 10.0.0.2 to 10.0.0.9, eight distinct TLB buckets.
+const DST_IPS: u32 = 8;
 
 #[derive(Debug, Clone, Serialize)]
 struct Row {
@@ -37,13 +57,20 @@ struct Row {
     generator_limited: bool,
     cpu_ns_per_frame: f64,
     fixed_rate_fps: u64,
+    /// Share of the sink's frames on each of its interfaces, over the
+    /// throughput runs.
+    sink_share: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Serialize)]
 struct Results {
     machine: String,
     kernel: String,
+    /// The xbond binary the bonds ran from: "this build" or a path.
+    bond_exe: String,
     frame_bytes: usize,
+    flows: u32,
+    dst_ips: u32,
     af_xdp_mode: String,
     runs_per_point: usize,
     idle_cpu_percent: f64,
@@ -105,11 +132,22 @@ fn scenarios() -> Vec<Scenario> {
             false,
             true,
         ),
+        s("balance-tlb", "mode = \"balance-tlb\"", true, false, false),
+        s("balance-alb", "mode = \"balance-alb\"", true, false, false),
     ]
 }
 
+/// This build's xbond: the generator and the sink.
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_xbond"))
+}
+
+/// The xbond the bonds run from: `XBOND_BENCH_BOND_EXE`, or this build's.
+fn bond_exe() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        std::env::var_os("XBOND_BENCH_BOND_EXE").map_or_else(|| exe().to_path_buf(), PathBuf::from)
+    })
 }
 
 /// CPU time (ns) of every thread of a process, from schedstat.
@@ -161,19 +199,14 @@ fn setup(sc: &Scenario, busy_poll_us: u64) -> anyhow::Result<Bench> {
     if sc.raw {
         extra.push("--raw-forwarder");
     }
-    lab.start_xbond_with(exe(), &host, "bond", &cfg, &extra)?;
+    let sock = lab.start_xbond_with(bond_exe(), &host, "bond", &cfg, &extra)?;
     let bond_pid = lab
         .pid("bond")
         .ok_or_else(|| anyhow::anyhow!("no bond pid"))?;
     let (tx_sink, tx_sink_ns, rx_gen) = if sc.partner {
         let far_cfg = cfg.replace("\"a0\"", "\"b0\"").replace("\"a1\"", "\"b1\"");
-        let sock = lab.start_xbond(exe(), &far, "partner", &far_cfg)?;
-        let up = wait_for(Duration::from_secs(10), || {
-            xbond::control::query_status(&sock)
-                .ok()
-                .filter(|s| s.mii_status)
-        });
-        anyhow::ensure!(up.is_some(), "LACP did not come up");
+        let far_sock = lab.start_xbond(bond_exe(), &far, "partner", &far_cfg)?;
+        anyhow::ensure!(carrier(&far_sock).is_some(), "LACP did not come up");
         (
             vec!["bond0".to_string()],
             far.clone(),
@@ -185,7 +218,17 @@ fn setup(sc: &Scenario, busy_poll_us: u64) -> anyhow::Result<Bench> {
         } else {
             vec!["b0".into()]
         };
-        (sinks, far.clone(), (far.clone(), "b0".to_string()))
+        // Frames towards the host enter on the active slave's link where
+        // the mode has one (active-backup and balance-tlb take in nothing
+        // elsewhere), else on a0's.
+        let status = carrier(&sock)
+            .ok_or_else(|| anyhow::anyhow!("{}: the bond's carrier did not come up", sc.name))?;
+        let rx_link = if status.active.as_deref() == Some("a1") {
+            "b1"
+        } else {
+            "b0"
+        };
+        (sinks, far.clone(), (far.clone(), rx_link.to_string()))
     };
     Ok(Bench {
         lab,
@@ -197,9 +240,23 @@ fn setup(sc: &Scenario, busy_poll_us: u64) -> anyhow::Result<Bench> {
     })
 }
 
+/// The bond's status once its carrier is up (10 s at most).
+fn carrier(sock: &str) -> Option<xbond_core::status::Status> {
+    wait_for(Duration::from_secs(10), || {
+        xbond::control::query_status(sock)
+            .ok()
+            .filter(|s| s.mii_status)
+    })
+}
+
 /// One measurement: returns (frames received per second, generator frames per
-/// second, frames received).
-fn measure(b: &mut Bench, dir: &str, rate: u64, secs: f64) -> anyhow::Result<(f64, f64, u64)> {
+/// second, the sink's report).
+fn measure(
+    b: &mut Bench,
+    dir: &str,
+    rate: u64,
+    secs: f64,
+) -> anyhow::Result<(f64, f64, SinkReport)> {
     let exe = exe().display().to_string();
     let (sink_ns, sink_ifaces, gen_ns, gen_iface) = if dir == "host->slaves" {
         (
@@ -234,6 +291,7 @@ fn measure(b: &mut Bench, dir: &str, rate: u64, secs: f64) -> anyhow::Result<(f6
     b.lab.spawn(&sink_ns, "sink", &args)?;
     std::thread::sleep(Duration::from_millis(400));
     let (r, d) = (rate.to_string(), secs.to_string());
+    let (flows, dst_ips) = (FLOWS.to_string(), DST_IPS.to_string());
     let out = b.lab.exec(
         &gen_ns,
         &[
@@ -246,8 +304,12 @@ fn measure(b: &mut Bench, dir: &str, rate: u64, secs: f64) -> anyhow::Result<(f6
             &gen_iface,
             "--dst-mac",
             "02:00:00:00:00:99",
+            "--dst-ip",
+            DST_IP,
+            "--dst-ips",
+            &dst_ips,
             "--flows",
-            "64",
+            &flows,
             "--count",
             "0",
             "--rate",
@@ -266,7 +328,7 @@ fn measure(b: &mut Bench, dir: &str, rate: u64, secs: f64) -> anyhow::Result<(f6
     } else {
         0.0
     };
-    Ok((fps, gen_fps, rep.received))
+    Ok((fps, gen_fps, rep))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -309,19 +371,29 @@ fn main() -> anyhow::Result<()> {
         for dir in DIRS {
             let mut fps = Vec::new();
             let mut gens = Vec::new();
+            let mut per_iface = BTreeMap::<String, u64>::new();
             for _ in 0..runs {
-                let (f, g, _) = measure(&mut b, dir, 0, RUN_SECS)?;
+                let (f, g, rep) = measure(&mut b, dir, 0, RUN_SECS)?;
                 fps.push(f);
                 gens.push(g);
+                for (i, n) in rep.per_iface {
+                    *per_iface.entry(i).or_default() += n;
+                }
             }
-            through.push((fps, median(&mut gens)));
+            let total = per_iface.values().sum::<u64>().max(1) as f64;
+            let share = per_iface
+                .into_iter()
+                .map(|(i, n)| (i, n as f64 / total))
+                .collect();
+            through.push((fps, median(&mut gens), share));
         }
         drop(b);
         let mut b = setup(&sc, 0)?;
-        for (di, (dir, (fps, gen_med))) in DIRS.iter().zip(through).enumerate() {
+        for (di, (dir, (fps, gen_med, share))) in DIRS.iter().zip(through).enumerate() {
             let c0 = cpu_ns(b.bond_pid);
-            let (_, _, frames) = measure(&mut b, dir, FIXED_RATE, 2.0)?;
+            let (_, _, rep) = measure(&mut b, dir, FIXED_RATE, 2.0)?;
             let c1 = cpu_ns(b.bond_pid);
+            let frames = rep.received;
             let ns_per_frame = if frames > 0 {
                 c1.saturating_sub(c0) as f64 / frames as f64
             } else {
@@ -341,15 +413,17 @@ fn main() -> anyhow::Result<()> {
                 generator_limited: med >= 0.95 * gen_med,
                 cpu_ns_per_frame: ns_per_frame,
                 fixed_rate_fps: FIXED_RATE,
+                sink_share: share,
             };
             eprintln!(
-                "{:<40} {:<13} {:>10.0} fps  x{:.2}  gen {:>10.0}  {:>7.0} ns/frame",
+                "{:<40} {:<13} {:>10.0} fps  x{:.2}  gen {:>10.0}  {:>7.0} ns/frame  {}",
                 row.scenario,
                 row.direction,
                 row.median_fps,
                 row.ratio_to_raw,
                 row.generator_fps,
-                row.cpu_ns_per_frame
+                row.cpu_ns_per_frame,
+                split(&row.sink_share)
             );
             rows.push(row);
         }
@@ -357,7 +431,11 @@ fn main() -> anyhow::Result<()> {
     }
     // Idle: an active-backup bond with no traffic.
     let idle = {
-        let b = setup(&scenarios().swap_remove(2), 200)?;
+        let ab = scenarios()
+            .into_iter()
+            .find(|s| s.name == "active-backup")
+            .ok_or_else(|| anyhow::anyhow!("no active-backup scenario"))?;
+        let b = setup(&ab, 200)?;
         std::thread::sleep(Duration::from_secs(1));
         let t0 = Instant::now();
         let c0 = cpu_ns(b.bond_pid);
@@ -377,7 +455,7 @@ fn main() -> anyhow::Result<()> {
     ] {
         let mut runs_f = Vec::new();
         for _ in 0..runs.min(3) {
-            let mut fl = xbond::failover::FailoverLab::new(exe(), d)?;
+            let mut fl = xbond::failover::FailoverLab::new(bond_exe(), d)?;
             runs_f.push(fl.run(d, 100_000, 300_000, Duration::from_secs(1))?);
         }
         runs_f.sort_by_key(|r| r.failover_lost);
@@ -391,7 +469,14 @@ fn main() -> anyhow::Result<()> {
     let res = Results {
         machine: format!("{model}, {cores} cores"),
         kernel,
+        bond_exe: if std::env::var_os("XBOND_BENCH_BOND_EXE").is_some() {
+            bond_exe().display().to_string()
+        } else {
+            "this build".into()
+        },
         frame_bytes: 64,
+        flows: FLOWS,
+        dst_ips: DST_IPS,
         af_xdp_mode: "copy (veth)".into(),
         runs_per_point: runs,
         idle_cpu_percent: idle,
@@ -407,24 +492,48 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The sink's split over its interfaces, e.g. "b0 50%, b1 50%"; empty for
+/// one interface.
+fn split(share: &BTreeMap<String, f64>) -> String {
+    if share.len() < 2 {
+        return String::new();
+    }
+    share
+        .iter()
+        .map(|(i, s)| format!("{i} {:.0}%", s * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn markdown(r: &Results) -> String {
     let mut o = format!(
-        "# xbond system benchmark\n\nMachine: {}; kernel {}; {}-byte frames; AF_XDP {}; median of {} run(s) of {RUN_SECS} s; 64 flows.\n\
+        "# xbond system benchmark\n\nMachine: {}; kernel {}; {}-byte frames; AF_XDP {}; median of {} run(s) of {RUN_SECS} s; \
+         {} flows to {} destination addresses. Bond binary: {}.\n\
+         Frames/s is what the sink counted, over all its interfaces (broadcast's two copies count twice). \
          Generator, bond and sink share the cores with the kernel's veth work: frame rates are this machine's; \
          CPU time per frame is the bond process's own (all threads), measured at {} frames/s offered.\n\n\
-         | scenario | direction | frames/s (median) | ratio to raw | generator frames/s | generator the limit? | bond CPU ns/frame |\n|---|---|---:|---:|---:|---|---:|\n",
-        r.machine, r.kernel, r.frame_bytes, r.af_xdp_mode, r.runs_per_point, FIXED_RATE
+         | scenario | direction | frames/s (median) | ratio to raw | generator frames/s | generator the limit? | bond CPU ns/frame | sink's split |\n|---|---|---:|---:|---:|---|---:|---|\n",
+        r.machine,
+        r.kernel,
+        r.frame_bytes,
+        r.af_xdp_mode,
+        r.runs_per_point,
+        r.flows,
+        r.dst_ips,
+        r.bond_exe,
+        FIXED_RATE
     );
     for row in &r.rows {
         o.push_str(&format!(
-            "| {} | {} | {:.0} | {:.2} | {:.0} | {} | {:.0} |\n",
+            "| {} | {} | {:.0} | {:.2} | {:.0} | {} | {:.0} | {} |\n",
             row.scenario,
             row.direction,
             row.median_fps,
             row.ratio_to_raw,
             row.generator_fps,
             if row.generator_limited { "yes" } else { "no" },
-            row.cpu_ns_per_frame
+            row.cpu_ns_per_frame,
+            split(&row.sink_share)
         ));
     }
     o.push_str(&format!(
