@@ -217,7 +217,15 @@ fn bond_carrier_follows_the_slaves_and_exit_restores_the_slaves() {
         .start(&FailoverLab::config(Detection::Carrier))
         .expect("xbond starts");
     let mac = |fl: &FailoverLab| fl.lab.mac(&fl.host, "eth1").unwrap();
+    let ipv6_off = |fl: &FailoverLab| {
+        let key = "/proc/sys/net/ipv6/conf/eth1/disable_ipv6";
+        fl.lab.exec(&fl.host, &["cat", key]).unwrap().trim() == "1"
+    };
     assert_ne!(mac(&fl), mac_eth1, "slaves carry the bond MAC");
+    assert!(
+        ipv6_off(&fl),
+        "a slave has no IPv6 of its own, as under a kernel bond"
+    );
     assert!(carrier(&fl));
     for p in ["sw-p0", "sw-p1"] {
         link(&fl, p, "down");
@@ -250,4 +258,5 @@ fn bond_carrier_follows_the_slaves_and_exit_restores_the_slaves() {
     );
     assert!(!carrier(&fl), "bond0 has no carrier while no daemon runs");
     assert_eq!(mac(&fl), mac_eth1, "slave MAC restored");
+    assert!(!ipv6_off(&fl), "the slave's IPv6 is back");
 }

@@ -1,7 +1,8 @@
 //! State kept across restarts of one bond's daemon, beside its control socket
 //! (`/run/xbond/<bond>.state`, which the systemd unit preserves across
 //! restarts): the active slave, so that a restart causes no failover, and
-//! what the slaves were before xbond first changed them (MAC, VLAN offloads),
+//! what the slaves were before xbond first changed them (MAC, VLAN offloads,
+//! IPv6),
 //! so that what a crash left changed is still given back at the next clean
 //! exit. `xbond down` removes it.
 
@@ -20,6 +21,9 @@ pub struct Original {
     pub mac: MacAddr,
     /// Offloads xbond turned off, with the value they had.
     pub offloads: Vec<(String, bool)>,
+    /// xbond turned IPv6 off on it (it was on).
+    #[serde(default)]
+    pub ipv6_turned_off: bool,
 }
 
 /// What a restart resumes from.
@@ -78,6 +82,7 @@ mod tests {
             Original {
                 mac: MacAddr([2, 0, 0, 0, 0, 1]),
                 offloads: vec![("rx-vlan-offload".into(), true)],
+                ipv6_turned_off: true,
             },
         );
         save(&p, &st).unwrap();

@@ -114,6 +114,7 @@ impl Controller {
             created_now: false,
             restore_macs: Vec::new(),
             restore_offloads: Vec::new(),
+            restore_ipv6: Vec::new(),
         };
         if opts.control_socket && crate::control::query_status(&cfg.socket_path()).is_ok() {
             bail!(
@@ -156,7 +157,7 @@ impl Controller {
             Upper::Interface(name) => Some(name.clone()),
             Upper::Channel => None,
         };
-        host::offloads_off(&cfg, upper_if.as_deref(), &mut guard, &mut state);
+        host::prepare_slaves(&cfg, upper_if.as_deref(), &mut guard, &mut state);
         if let Err(e) = runstate::save(&state_path, &state) {
             warn!(
                 "{}: could not save {}: {e:#}",

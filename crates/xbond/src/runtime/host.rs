@@ -26,6 +26,8 @@ pub(super) struct HostGuard {
     pub(super) restore_macs: Vec<(String, MacAddr)>,
     /// Offloads turned off on slaves, turned back on at exit.
     pub(super) restore_offloads: Vec<(String, Vec<(String, bool)>)>,
+    /// Slaves whose IPv6 was turned off, turned back on at exit.
+    pub(super) restore_ipv6: Vec<String>,
 }
 
 impl Drop for HostGuard {
@@ -37,6 +39,11 @@ impl Drop for HostGuard {
         }
         for (name, features) in self.restore_offloads.drain(..) {
             offload::set(&name, &features);
+        }
+        for name in self.restore_ipv6.drain(..) {
+            if let Err(e) = set_ipv6_disabled(&name, false) {
+                warn!("could not turn IPv6 back on on {name}: {e}");
+            }
         }
         let Some((host, data)) = self.upper.take() else {
             return;
@@ -148,10 +155,14 @@ pub(super) fn set_up_pair(
     Ok(())
 }
 
-/// Turns off the offloads that would hide VLAN tags (or merge frames) from
-/// the data path, on `upper` and on the slaves; records what to turn back on
-/// at exit, kept across restarts in the run state.
-pub(super) fn offloads_off(
+/// Makes the slaves the data path's alone: turns off the offloads that would
+/// hide VLAN tags (or merge frames) from it, on `upper` too, and the slaves'
+/// own IPv6 (as a kernel bond's slaves have no addresses: otherwise the
+/// host's duplicate-address probes and router solicitations leave a backup
+/// slave with the bond's MAC, and the switch sends the bond's traffic there).
+/// Records what to turn back on at exit, kept across restarts in the run
+/// state.
+pub(super) fn prepare_slaves(
     cfg: &BondConfig,
     upper: Option<&str>,
     guard: &mut HostGuard,
@@ -162,20 +173,48 @@ pub(super) fn offloads_off(
     }
     for (s, (_, mac)) in cfg.slaves.iter().zip(&guard.restore_macs) {
         let turned_off = offload::turn_off(s, offload::SLAVE_OFF);
+        let ipv6_turned_off = match ipv6_disabled(s) {
+            Some(false) => match set_ipv6_disabled(s, true) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!("{s}: could not turn its own IPv6 off: {e}");
+                    false
+                }
+            },
+            _ => false,
+        };
         let original = state
             .originals
             .entry(s.clone())
             .or_insert_with(|| runstate::Original {
                 mac: *mac,
                 offloads: turned_off,
+                ipv6_turned_off,
             });
         if !original.offloads.is_empty() {
             guard
                 .restore_offloads
                 .push((s.clone(), original.offloads.clone()));
         }
+        if original.ipv6_turned_off {
+            guard.restore_ipv6.push(s.clone());
+        }
     }
     state.originals.retain(|k, _| cfg.slaves.contains(k));
+}
+
+fn ipv6_sysctl(iface: &str) -> String {
+    format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6")
+}
+
+/// Whether IPv6 is off on `iface`; `None` without IPv6 in the kernel.
+fn ipv6_disabled(iface: &str) -> Option<bool> {
+    let v = std::fs::read_to_string(ipv6_sysctl(iface)).ok()?;
+    Some(v.trim() != "0")
+}
+
+fn set_ipv6_disabled(iface: &str, off: bool) -> std::io::Result<()> {
+    std::fs::write(ipv6_sysctl(iface), if off { "1" } else { "0" })
 }
 
 /// Feeds a carrier reading to the bond; a link that comes up has its speed

@@ -1,0 +1,91 @@
+//! The embedding examples on veth: `examples/appliance.rs` bonds two links
+//! with the bond's host side in its own code (an in-process channel) and
+//! answers ping; the far side pings it across a failover, and the
+//! appliance's event stream says what happened, in order.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::TwoLinks;
+use xbond::lab::wait_for;
+
+/// The example binary, built by `cargo test` beside the test binaries.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps");
+    let p = dir.join("examples").join(name);
+    assert!(p.exists(), "{} is built by cargo test", p.display());
+    p
+}
+
+fn wait_log(log: &std::path::Path, what: &str) -> String {
+    wait_for(Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.contains(what).then_some(text)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{what:?} not in the log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    })
+}
+
+#[test]
+fn an_appliance_with_an_in_process_upper_answers_ping_across_a_failover() {
+    let mut t = TwoLinks::new("em");
+    t.far_bridge("10.66.0.2/24");
+    let (host, far) = (t.host.clone(), t.far.clone());
+    let app = example("appliance").display().to_string();
+    let log = t
+        .lab
+        .spawn(&host, "app", &[&app, "a0", "a1", "10.66.0.1"])
+        .expect("appliance starts");
+    wait_log(&log, "appliance: 10.66.0.1 at");
+    wait_log(&log, "event: active slave none -> a0");
+
+    let ping = t.ping(&far, "10.66.0.1");
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ping.contains(" 0% packet loss"), "{ping}\n{}", text());
+
+    // Pull a0's cable: the appliance's bond moves to a1 and still answers.
+    t.lab
+        .exec(&far, &["ip", "link", "set", "b0", "down"])
+        .unwrap();
+    wait_log(&log, "event: active slave a0 -> a1");
+    let ping = t.ping(&far, "10.66.0.1");
+    assert!(ping.contains(" 0% packet loss"), "{ping}\n{}", text());
+
+    assert!(t.lab.stop("app").expect("appliance running"), "clean exit");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let order: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("event: active") || l.starts_with("event: link a0"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "event: link a0 up",
+            "event: active slave none -> a0",
+            "event: link a0 down",
+            "event: active slave a0 -> a1",
+        ],
+        "{text}"
+    );
+    let answered = text
+        .lines()
+        .find_map(|l| l.strip_prefix("appliance: answered "))
+        .expect("a summary");
+    let pings: u64 = answered
+        .split(" and ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a ping count");
+    assert!(pings >= 10, "both pings answered: {answered}");
+}
