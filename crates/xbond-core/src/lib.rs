@@ -20,6 +20,7 @@
 //! - [`config`]: the configuration model, its validation and the import of
 //!   kernel option strings and ifupdown stanzas.
 //! - [`status`]: the `/proc/net/bonding/bondX` text and its JSON twin.
+#![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod alb;

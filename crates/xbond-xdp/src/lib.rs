@@ -3,8 +3,10 @@
 //! one shared UMEM per worker (xsk-rs) as the core's `Port`, rtnetlink, raw
 //! AF_PACKET sockets for the control plane, and the worker loop.
 
+#![deny(missing_docs)]
 pub mod bpf;
 pub mod channel;
+pub mod dataplane;
 pub mod error;
 pub mod gen;
 pub mod netlink;

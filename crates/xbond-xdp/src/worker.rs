@@ -9,14 +9,13 @@
 //! verdicts of `xbond_core::datapath`, and kicks the TX rings with one
 //! syscall per ring per batch. When a pass finds nothing for a while, the
 //! worker sleeps in poll(2) on all its sockets, so an idle bond costs no CPU.
-//! [`Dataplane`] attaches the XDP programs, starts the workers and watches
-//! that they live.
+//! [`crate::dataplane::Dataplane`] starts the workers and watches that they
+//! live.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use xbond_core::alb::TLB_BUCKETS;
 use xbond_core::datapath::engine::Engine;
 pub use xbond_core::datapath::engine::{SlaveCounters, Taps, WorkerStats, HOST_ARP};
 pub use xbond_core::datapath::pool::PoolCounts;
@@ -113,7 +112,7 @@ pub enum UpperSpec {
 }
 
 impl UpperSpec {
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             UpperSpec::Interface { name, .. } => name,
             UpperSpec::Channel => "the in-process upper port",
@@ -301,7 +300,22 @@ impl Worker {
         self.engine.stats()
     }
 
-    fn set_fault(&mut self, fault: Option<InjectedFault>) {
+    /// Benchmark baseline: bypass every rule.
+    pub(crate) fn set_raw(&mut self, raw: bool) {
+        self.engine.set_raw(raw);
+    }
+
+    /// Sets the busy-poll window before sleeping.
+    pub(crate) fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// The worker's queue.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    pub(crate) fn set_fault(&mut self, fault: Option<InjectedFault>) {
         self.upper.fault = fault.map(|f| (f, self.mem.clone()));
     }
 
@@ -368,289 +382,3 @@ impl Worker {
 }
 
 const _: () = assert!(BATCH <= RING_SIZE as usize);
-
-/// Everything the data plane runs: the XDP programs and the worker threads.
-#[derive(Debug)]
-pub struct Dataplane {
-    /// The upper port's program (when it is an interface).
-    upper_program: Option<XdpProgram>,
-    /// One per slave.
-    slave_programs: Vec<XdpProgram>,
-    /// The program's end of an in-process upper port.
-    channel: Option<UpperChannel>,
-    plans: Arc<PlanCell>,
-    stats: Vec<Arc<WorkerStats>>,
-    modes: Vec<BindMode>,
-    stop: Arc<AtomicBool>,
-    stop_waker: Arc<Waker>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    last_rx_mask: Option<(u32, bool)>,
-    last_tx_errors: u64,
-    taps: Arc<Taps>,
-    tlb_seen: Box<[u64; TLB_BUCKETS]>,
-    /// Per worker: the heartbeat last seen and when it last moved.
-    beats: Vec<(u64, Instant)>,
-}
-
-/// A worker that no longer forwards.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkerFault {
-    /// The thread ended (it panicked) while the data plane was running.
-    Dead {
-        /// The worker's queue.
-        queue: usize,
-    },
-    /// The thread lives but its loop has not moved for longer than allowed.
-    Stuck {
-        /// The worker's queue.
-        queue: usize,
-        /// How long its loop has not moved.
-        for_: Duration,
-    },
-}
-
-impl std::fmt::Display for WorkerFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WorkerFault::Dead { queue } => write!(f, "the worker of queue {queue} died"),
-            WorkerFault::Stuck { queue, for_ } => write!(
-                f,
-                "the worker of queue {queue} has been stuck for {} ms",
-                for_.as_millis()
-            ),
-        }
-    }
-}
-
-/// Where the data plane runs.
-#[derive(Debug, Clone)]
-pub struct DataplaneConfig {
-    /// The host side.
-    pub upper: UpperSpec,
-    /// Slave interfaces.
-    pub slaves: Vec<String>,
-    /// Number of queues (= workers).
-    pub queues: u32,
-    /// Zero-copy policy.
-    pub zero_copy: ZeroCopy,
-    /// Benchmark baseline: bypass the bond logic (one slave).
-    pub raw: bool,
-    /// Busy-poll window before a worker sleeps.
-    pub spin: Duration,
-    /// Test-only: a fault for the worker of queue 0.
-    pub fault: Option<InjectedFault>,
-}
-
-impl Dataplane {
-    /// Attaches the programs, creates the workers and starts them with `plan`.
-    /// `slave_ifindexes` are the slaves' interface indices, in order.
-    pub fn start(
-        cfg: &DataplaneConfig,
-        slave_ifindexes: &[u32],
-        plan: TxPlan,
-        waker: Arc<Waker>,
-    ) -> Result<Dataplane> {
-        let upper_name = cfg.upper.name().to_string();
-        if cfg.upper == UpperSpec::Channel && cfg.queues != 1 {
-            return Err(Error::Unsupported(format!(
-                "an in-process upper port has one queue, but queues = {} (set queues = 1)",
-                cfg.queues
-            )));
-        }
-        let upper_program = match &cfg.upper {
-            UpperSpec::Interface { name, ifindex } => Some(XdpProgram::attach(name, *ifindex)?),
-            UpperSpec::Channel => None,
-        };
-        let mut slave_programs = Vec::with_capacity(cfg.slaves.len());
-        for (name, idx) in cfg.slaves.iter().zip(slave_ifindexes) {
-            slave_programs.push(XdpProgram::attach(name, *idx)?);
-        }
-        let plans = Arc::new(PlanCell::new(plan.clone()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_waker = Arc::new(Waker::new().map_err(|e| Error::sys("eventfd", &upper_name, e))?);
-        let mut dp = Dataplane {
-            upper_program,
-            slave_programs,
-            channel: None,
-            plans,
-            stats: Vec::new(),
-            modes: Vec::new(),
-            stop,
-            stop_waker,
-            threads: Vec::new(),
-            last_rx_mask: None,
-            last_tx_errors: 0,
-            taps: Arc::new(Taps::default()),
-            tlb_seen: Box::new([0; TLB_BUCKETS]),
-            beats: Vec::new(),
-        };
-        dp.configure_programs(&plan)?;
-        let mut workers = Vec::new();
-        {
-            let slaves: Vec<(String, &XdpProgram)> = cfg
-                .slaves
-                .iter()
-                .cloned()
-                .zip(dp.slave_programs.iter())
-                .collect();
-            for q in 0..cfg.queues {
-                let (mut w, channel) = Worker::new(
-                    q,
-                    &cfg.upper,
-                    dp.upper_program.as_ref(),
-                    &slaves,
-                    cfg.zero_copy,
-                )?;
-                if channel.is_some() {
-                    dp.channel = channel;
-                }
-                w.engine.set_raw(cfg.raw);
-                w.spin = cfg.spin;
-                w.set_fault(cfg.fault.filter(|_| q == 0));
-                workers.push(w);
-            }
-        }
-        for w in workers {
-            dp.stats.push(w.stats());
-            dp.modes.push(w.mode());
-            let plans = dp.plans.clone();
-            let stop = dp.stop.clone();
-            let q = w.queue;
-            let waker = waker.clone();
-            let stop_waker = dp.stop_waker.clone();
-            let taps = dp.taps.clone();
-            let t = std::thread::Builder::new()
-                .name(format!("xbond-q{q}"))
-                .spawn(move || w.run(plans, stop, stop_waker, waker, taps))
-                .map_err(|e| Error::sys("spawn worker thread", &upper_name, e))?;
-            dp.threads.push(t);
-        }
-        dp.beats = vec![(0, Instant::now()); dp.threads.len()];
-        Ok(dp)
-    }
-
-    fn configure_programs(&mut self, plan: &TxPlan) -> Result<()> {
-        let key = (plan.rx_mask, plan.tap_arp);
-        if self.last_rx_mask == Some(key) {
-            return Ok(());
-        }
-        if let Some(p) = &self.upper_program {
-            p.configure(true, false, false)?;
-        }
-        for (i, p) in self.slave_programs.iter().enumerate() {
-            p.configure(plan.delivers_from(i), true, plan.tap_arp)?;
-        }
-        self.last_rx_mask = Some(key);
-        Ok(())
-    }
-
-    /// ARP and ND frames tapped by the workers: (slave, frame).
-    pub fn taps(&self) -> &Taps {
-        &self.taps
-    }
-
-    /// Publishes a new plan to the workers and the XDP programs.
-    pub fn publish(&mut self, plan: TxPlan) -> Result<()> {
-        // Workers first: they stop sending on a failed slave at their next batch.
-        self.plans.publish(plan.clone());
-        self.configure_programs(&plan)
-    }
-
-    /// balance-tlb/alb: bytes per destination bucket sent by all workers since
-    /// the last call.
-    pub fn take_tlb_load(&mut self) -> [u64; TLB_BUCKETS] {
-        let mut out = [0u64; TLB_BUCKETS];
-        for (b, o) in out.iter_mut().enumerate() {
-            let total: u64 = self
-                .stats
-                .iter()
-                .map(|w| w.tlb_bytes[b].load(Relaxed))
-                .sum();
-            *o = total.wrapping_sub(self.tlb_seen[b]);
-            self.tlb_seen[b] = total;
-        }
-        out
-    }
-
-    /// Whether a worker reported new slave TX failures since the last call
-    /// (a hint that a carrier went away).
-    pub fn take_tx_errors(&mut self) -> bool {
-        let now: u64 = self
-            .stats
-            .iter()
-            .flat_map(|w| w.slaves.iter())
-            .map(|c| c.tx_errors.load(Relaxed))
-            .sum();
-        let new = now != self.last_tx_errors;
-        self.last_tx_errors = now;
-        new
-    }
-
-    /// Checks that every worker lives and its loop moves: a worker whose
-    /// thread ended, or whose loop has not passed for `stuck_after` (longer
-    /// than its longest sleep, one second), is a fault.
-    pub fn check_workers(&mut self, stuck_after: Duration) -> std::result::Result<(), WorkerFault> {
-        let now = Instant::now();
-        for (queue, ((t, st), beat)) in self
-            .threads
-            .iter()
-            .zip(&self.stats)
-            .zip(self.beats.iter_mut())
-            .enumerate()
-        {
-            if t.is_finished() {
-                return Err(WorkerFault::Dead { queue });
-            }
-            let hb = st.heartbeat.load(Relaxed);
-            if hb != beat.0 {
-                *beat = (hb, now);
-            } else if now.duration_since(beat.1) > stuck_after {
-                return Err(WorkerFault::Stuck {
-                    queue,
-                    for_: now.duration_since(beat.1),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Bind mode of each worker's sockets.
-    pub fn bind_modes(&self) -> &[BindMode] {
-        &self.modes
-    }
-
-    /// The upper port's XDP program, when the upper port is an interface.
-    pub fn upper_program(&self) -> Option<&XdpProgram> {
-        self.upper_program.as_ref()
-    }
-
-    /// The slaves' XDP programs, in slave order.
-    pub fn slave_programs(&self) -> &[XdpProgram] {
-        &self.slave_programs
-    }
-
-    /// The program's end of an in-process upper port.
-    pub fn upper_channel(&self) -> Option<&UpperChannel> {
-        self.channel.as_ref()
-    }
-
-    /// Per-worker counters.
-    pub fn stats(&self) -> &[Arc<WorkerStats>] {
-        &self.stats
-    }
-
-    /// Stops the workers and waits for them; the programs detach on drop.
-    pub fn stop(&mut self) {
-        self.stop.store(true, Relaxed);
-        self.stop_waker.wake();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Dataplane {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}

@@ -4,6 +4,7 @@
 //! the lab topologies and the demo. The binary (`xbond`) is a thin
 //! command-line layer over these.
 
+#![deny(missing_docs)]
 pub mod control;
 pub mod demo;
 pub mod failover;

@@ -19,10 +19,11 @@ use xbond_core::options::{MacAddr, Mode};
 use xbond_core::status::Status;
 use xbond_core::wire::ETH_P_SLOW;
 use xbond_xdp::channel::UpperChannel;
+use xbond_xdp::dataplane::{Dataplane, DataplaneConfig, WorkerFault};
 use xbond_xdp::netlink::{CarrierReader, LinkEvents, Netlink};
 use xbond_xdp::packet::PacketSocket;
 use xbond_xdp::sys::Waker;
-use xbond_xdp::worker::{Dataplane, DataplaneConfig, UpperSpec, WorkerFault, HOST_ARP};
+use xbond_xdp::worker::{UpperSpec, HOST_ARP};
 
 use super::host::{self, HostGuard};
 use super::notify::{Notice, Notifier};

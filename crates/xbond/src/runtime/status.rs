@@ -3,7 +3,7 @@
 use xbond_core::bond::Bond;
 use xbond_core::config::BondConfig;
 use xbond_core::status::{BondRuntime, SlaveRuntime, Status};
-use xbond_xdp::worker::Dataplane;
+use xbond_xdp::dataplane::Dataplane;
 
 /// Builds the full status: the core's view plus the data plane's counters.
 pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
