@@ -1,7 +1,9 @@
-//! The embedding examples on veth: `examples/appliance.rs` bonds two links
-//! with the bond's host side in its own code (an in-process channel) and
-//! answers ping; the far side pings it across a failover, and the
-//! appliance's event stream says what happened, in order.
+//! The embedding examples on veth (built by `cargo test`, which builds the
+//! examples first): `examples/appliance.rs` bonds two links with the bond's
+//! host side in its own code (an in-process channel) and answers ping;
+//! `examples/events.rs --upper` joins a bond to an existing interface (an L2
+//! appliance). The far side pings across a failover, and the event stream
+//! says what happened, in order.
 
 mod common;
 
@@ -88,4 +90,61 @@ fn an_appliance_with_an_in_process_upper_answers_ping_across_a_failover() {
         .and_then(|n| n.parse().ok())
         .expect("a ping count");
     assert!(pings >= 10, "both pings answered: {answered}");
+}
+
+#[test]
+fn an_existing_interface_as_the_upper_port_bridges_a_lan_to_the_bond() {
+    let mut t = TwoLinks::new("l2");
+    t.far_bridge("10.67.0.2/24");
+    let (host, far) = (t.host.clone(), t.far.clone());
+    let lan = t.lab.netns("lan").expect("netns lan");
+    t.lab.veth(&host, "u0", &lan, "u1").expect("veth u0-u1");
+    t.lab
+        .exec(&lan, &["ip", "addr", "add", "10.67.0.1/24", "dev", "u1"])
+        .unwrap();
+    t.lab
+        .exec(&lan, &["ip", "link", "set", "u1", "up"])
+        .unwrap();
+    let cfg = t.lab.dir().join("l2app.toml");
+    let sock = t.lab.dir().join("l2app.sock");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"l2app\"\nslaves = [\"a0\", \"a1\"]\nmode = \"active-backup\"\n\
+             miimon = 100\nprimary = \"a0\"\ncontrol_socket = \"{}\"\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let events = example("events").display().to_string();
+    let cfg = cfg.display().to_string();
+    let log = t
+        .lab
+        .spawn(&host, "l2app", &[&events, &cfg, "--upper", "u0"])
+        .expect("events starts");
+    wait_log(&log, "l2app: active slave none -> a0");
+    let ping = t.lab.ping(&lan, "10.67.0.2", 5).expect("ping runs");
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ping.contains(" 0% packet loss"), "{ping}\n{}", text());
+    let s = xbond::control::query_status(&sock.display().to_string()).expect("status");
+    assert!(
+        s.slaves[0].runtime.tx_frames >= 5,
+        "{:?}",
+        s.slaves[0].runtime
+    );
+    assert_eq!(s.slaves[1].runtime.tx_frames, 0, "the backup sends nothing");
+
+    t.lab
+        .exec(&far, &["ip", "link", "set", "b0", "down"])
+        .unwrap();
+    wait_log(&log, "l2app: active slave a0 -> a1");
+    let ping = t.lab.ping(&lan, "10.67.0.2", 5).expect("ping runs");
+    assert!(ping.contains(" 0% packet loss"), "{ping}\n{}", text());
+    assert!(t.lab.stop("l2app").expect("running"), "clean exit");
+    // The upper interface is the operator's: it stays as it was.
+    let links = t
+        .lab
+        .exec(&host, &["ip", "-o", "link", "show", "u0"])
+        .unwrap();
+    assert!(links.contains("u0"), "{links}");
 }
