@@ -53,6 +53,28 @@ pub struct MemPortCounters {
 }
 
 /// One queue of one in-memory interface.
+///
+/// ```
+/// use xbond_core::datapath::engine::{Engine, Taps};
+/// use xbond_core::datapath::mem::{MemFrames, MemPort};
+/// use xbond_core::options::Mode;
+/// use xbond_core::plan::TxPlan;
+///
+/// // An active-backup worker with slave 1 active: a frame from the host
+/// // leaves on slave 1.
+/// let mut plan = TxPlan::empty(Mode::ActiveBackup);
+/// plan.tx_slaves[0] = 1;
+/// plan.tx_count = 1;
+/// plan.active = Some(1);
+/// let mut engine = Engine::new(MemFrames::frames(64, 2048), 2, 1);
+/// let (mut upper, mut slaves) = (MemPort::new(16), vec![MemPort::new(16), MemPort::new(16)]);
+/// let taps = Taps::default();
+/// engine.pass(&MemFrames, &mut upper, &mut slaves, &plan, &taps); // fills the rings
+/// assert!(upper.wire_receive(&[0xff; 60]));
+/// engine.pass(&MemFrames, &mut upper, &mut slaves, &plan, &taps);
+/// assert_eq!(slaves[1].wire_transmit().map(|f| f.len()), Some(60));
+/// assert_eq!(slaves[0].wire_transmit(), None);
+/// ```
 #[derive(Debug)]
 pub struct MemPort {
     ring: usize,

@@ -109,6 +109,23 @@ fn balancing(mode: Mode) -> bool {
 /// Gives each frame from the host its verdict: `out[i]` for `frames[i]`.
 /// `frames` holds at most [`BATCH`] frames and `out` is at least as long.
 /// `sel` carries the balance-rr position from batch to batch.
+///
+/// ```
+/// use xbond_core::datapath::{tx_batch, TxAction, TxVerdict};
+/// use xbond_core::options::Mode;
+/// use xbond_core::plan::{Selector, TxPlan};
+///
+/// // balance-rr over slaves 0 and 2.
+/// let mut plan = TxPlan::empty(Mode::BalanceRr);
+/// plan.tx_slaves[..2].copy_from_slice(&[0, 2]);
+/// plan.tx_count = 2;
+/// let frame = [0u8; 60];
+/// let frames = [&frame[..], &frame[..], &frame[..]];
+/// let mut out = [TxVerdict::default(); 3];
+/// tx_batch(&plan, &mut Selector::default(), &frames, &mut out);
+/// let to: Vec<TxAction> = out.iter().map(|v| v.action).collect();
+/// assert_eq!(to, [TxAction::Slave(0), TxAction::Slave(2), TxAction::Slave(0)]);
+/// ```
 pub fn tx_batch(plan: &TxPlan, sel: &mut Selector, frames: &[&[u8]], out: &mut [TxVerdict]) {
     debug_assert!(frames.len() <= BATCH);
     let frames = &frames[..frames.len().min(BATCH)];
@@ -140,6 +157,22 @@ pub fn tx_batch(plan: &TxPlan, sel: &mut Selector, frames: &[&[u8]], out: &mut [
 /// Gives each frame received on `slave` its verdict: `out[i]` for
 /// `frames[i]`; `out` is at least as long as `frames`. `dups` remembers
 /// recent frames across batches and slaves (broadcast mode).
+///
+/// ```
+/// use xbond_core::datapath::{rx_batch, RxAction, RxVerdict};
+/// use xbond_core::options::Mode;
+/// use xbond_core::plan::{DupFilter, TxPlan};
+///
+/// // active-backup: slave 0 is active and delivers, slave 1 does not.
+/// let mut plan = TxPlan::empty(Mode::ActiveBackup);
+/// plan.rx_mask = 0b01;
+/// let frame = [0u8; 60];
+/// let mut out = [RxVerdict::default(); 1];
+/// rx_batch(&plan, 1, &mut DupFilter::default(), &[&frame[..]], &mut out);
+/// assert_eq!(out[0].action, RxAction::Inactive);
+/// rx_batch(&plan, 0, &mut DupFilter::default(), &[&frame[..]], &mut out);
+/// assert_eq!(out[0].action, RxAction::Deliver);
+/// ```
 pub fn rx_batch(
     plan: &TxPlan,
     slave: usize,

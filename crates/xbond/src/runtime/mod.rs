@@ -109,6 +109,14 @@ impl Default for RuntimeOptions {
 }
 
 /// Something that happened to the bond.
+///
+/// ```
+/// use xbond::runtime::Event;
+///
+/// let ev = Event::ActiveChanged { old: Some("eno1".into()), new: Some("eno2".into()) };
+/// assert_eq!(ev.to_string(), "active slave eno1 -> eno2");
+/// assert_eq!(Event::Transmitting(vec![]).to_string(), "transmitting on no slave");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The bond is up and forwarding (the first event).
