@@ -71,6 +71,22 @@ impl TxPlan {
         }
     }
 
+    /// A plan that transmits on `slaves` (the first is the active one) and
+    /// delivers from them; the rest as in [`TxPlan::empty`]. At most
+    /// [`MAX_SLAVES`] are taken.
+    pub fn with_slaves(mode: Mode, slaves: &[u8]) -> TxPlan {
+        let slaves = &slaves[..slaves.len().min(MAX_SLAVES)];
+        let mut p = TxPlan::empty(mode);
+        p.tx_slaves[..slaves.len()].copy_from_slice(slaves);
+        p.tx_count = slaves.len() as u8;
+        p.active = slaves.first().copied();
+        p.rx_mask = slaves
+            .iter()
+            .filter(|&&s| s < 32)
+            .fold(0, |m, s| m | 1 << s);
+        p
+    }
+
     /// The usable transmit slaves.
     pub fn tx_slaves(&self) -> &[u8] {
         &self.tx_slaves[..usize::from(self.tx_count)]
@@ -245,10 +261,7 @@ mod tests {
     use super::*;
 
     fn plan(mode: Mode, slaves: &[u8]) -> TxPlan {
-        let mut p = TxPlan::empty(mode);
-        p.tx_slaves[..slaves.len()].copy_from_slice(slaves);
-        p.tx_count = slaves.len() as u8;
-        p.active = slaves.first().copied();
+        let mut p = TxPlan::with_slaves(mode, slaves);
         p.policy = HashPolicy::Layer34;
         p
     }

@@ -62,10 +62,7 @@ pub struct MemPortCounters {
 ///
 /// // An active-backup worker with slave 1 active: a frame from the host
 /// // leaves on slave 1.
-/// let mut plan = TxPlan::empty(Mode::ActiveBackup);
-/// plan.tx_slaves[0] = 1;
-/// plan.tx_count = 1;
-/// plan.active = Some(1);
+/// let plan = TxPlan::with_slaves(Mode::ActiveBackup, &[1]);
 /// let mut engine = Engine::new(MemFrames::frames(64, 2048), 2, 1);
 /// let (mut upper, mut slaves) = (MemPort::new(16), vec![MemPort::new(16), MemPort::new(16)]);
 /// let taps = Taps::default();

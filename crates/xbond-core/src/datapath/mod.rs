@@ -116,9 +116,7 @@ fn balancing(mode: Mode) -> bool {
 /// use xbond_core::plan::{Selector, TxPlan};
 ///
 /// // balance-rr over slaves 0 and 2.
-/// let mut plan = TxPlan::empty(Mode::BalanceRr);
-/// plan.tx_slaves[..2].copy_from_slice(&[0, 2]);
-/// plan.tx_count = 2;
+/// let plan = TxPlan::with_slaves(Mode::BalanceRr, &[0, 2]);
 /// let frame = [0u8; 60];
 /// let frames = [&frame[..], &frame[..], &frame[..]];
 /// let mut out = [TxVerdict::default(); 3];
@@ -164,8 +162,7 @@ pub fn tx_batch(plan: &TxPlan, sel: &mut Selector, frames: &[&[u8]], out: &mut [
 /// use xbond_core::plan::{DupFilter, TxPlan};
 ///
 /// // active-backup: slave 0 is active and delivers, slave 1 does not.
-/// let mut plan = TxPlan::empty(Mode::ActiveBackup);
-/// plan.rx_mask = 0b01;
+/// let plan = TxPlan::with_slaves(Mode::ActiveBackup, &[0]);
 /// let frame = [0u8; 60];
 /// let mut out = [RxVerdict::default(); 1];
 /// rx_batch(&plan, 1, &mut DupFilter::default(), &[&frame[..]], &mut out);

@@ -37,12 +37,8 @@ fn arp(src_mac: [u8; 6]) -> Vec<u8> {
 }
 
 fn plan(mode: Mode, slaves: &[u8]) -> TxPlan {
-    let mut p = TxPlan::empty(mode);
-    p.tx_slaves[..slaves.len()].copy_from_slice(slaves);
-    p.tx_count = slaves.len() as u8;
-    p.active = slaves.first().copied();
+    let mut p = TxPlan::with_slaves(mode, slaves);
     p.policy = HashPolicy::Layer34;
-    p.rx_mask = slaves.iter().fold(0, |m, s| m | 1 << s);
     p.bond_mac = MacAddr(BOND);
     p.slave_macs[0] = MacAddr(BOND);
     p.slave_macs[1] = MacAddr(SLAVE1);
