@@ -34,10 +34,22 @@ pub struct SlaveRuntime {
     /// Frames that could not be sent (ring full).
     pub tx_dropped: u64,
     /// Frames dropped in XDP because no AF_XDP socket serves their RX queue
-    /// (the slave has more active queues than xbond has workers).
+    /// (the slave has more active queues than xbond serves).
     pub rx_dropped_no_socket: u64,
     /// Slow-protocol and link-local frames passed to the slave's own stack.
     pub rx_passed_to_kernel: u64,
+}
+
+/// What one queue (one worker engine: the upper port's queue and the
+/// slaves' queue of the same number) carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueRuntime {
+    /// Frames from the host sent on a slave.
+    pub from_host: u64,
+    /// Frames from the slaves delivered to the host.
+    pub to_host: u64,
+    /// Frames dropped: no usable slave, a full TX ring, malformed.
+    pub dropped: u64,
 }
 
 /// Bond-wide figures only the runtime knows.
@@ -49,6 +61,9 @@ pub struct BondRuntime {
     pub upper_xdp_bind: String,
     /// Worker threads.
     pub workers: u32,
+    /// Per queue served, in queue order.
+    #[serde(default)]
+    pub queues: Vec<QueueRuntime>,
     /// Frames from the host with no usable slave.
     pub tx_no_slave: u64,
     /// Malformed frames (shorter than an Ethernet header) dropped.
@@ -392,9 +407,20 @@ impl Status {
         let r = &self.runtime;
         writeln!(
             o,
-            "Upper Port: {} via {} (AF_XDP {}), {} worker(s)",
-            self.name, r.peer_name, r.upper_xdp_bind, r.workers
+            "Upper Port: {} via {} (AF_XDP {}), {} queue(s), {} worker(s)",
+            self.name,
+            r.peer_name,
+            r.upper_xdp_bind,
+            r.queues.len(),
+            r.workers
         )?;
+        for (i, q) in r.queues.iter().enumerate() {
+            writeln!(
+                o,
+                "Queue {i}: from host {}, to host {}, dropped {}",
+                q.from_host, q.to_host, q.dropped
+            )?;
+        }
         writeln!(o, "Bond HW addr: {}", self.hwaddr)?;
         writeln!(
             o,

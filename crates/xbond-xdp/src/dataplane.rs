@@ -14,7 +14,8 @@ use crate::channel::UpperChannel;
 use crate::error::{Error, Result};
 use crate::sys::Waker;
 use crate::worker::{
-    BindMode, InjectedFault, PlanCell, Taps, UpperSpec, Worker, WorkerStats, ZeroCopy,
+    run_queues, BindMode, InjectedFault, PlanCell, Shared, Taps, UpperSpec, Worker, WorkerStats,
+    ZeroCopy,
 };
 
 /// Everything the data plane runs: the XDP programs and the worker threads.
@@ -32,6 +33,8 @@ pub struct Dataplane {
     stop: Arc<AtomicBool>,
     stop_waker: Arc<Waker>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// Per queue: the index of the thread that serves it.
+    queue_thread: Vec<usize>,
     last_rx_mask: Option<(u32, bool)>,
     last_tx_errors: u64,
     taps: Arc<Taps>,
@@ -126,6 +129,7 @@ impl Dataplane {
             stop,
             stop_waker,
             threads: Vec::new(),
+            queue_thread: Vec::new(),
             last_rx_mask: None,
             last_tx_errors: 0,
             taps: Arc::new(Taps::default()),
@@ -158,22 +162,48 @@ impl Dataplane {
                 workers.push(w);
             }
         }
-        for w in workers {
+        // Workers = min(queues, usable CPUs), each serving every
+        // `threads`-th queue, each pinned to a CPU of its own.
+        let cpus = crate::sys::allowed_cpus();
+        let threads = workers.len().min(cpus.len().max(1)).max(1);
+        let mut groups: Vec<Vec<Worker>> = (0..threads).map(|_| Vec::new()).collect();
+        for (q, w) in workers.into_iter().enumerate() {
             dp.stats.push(w.stats());
             dp.modes.push(w.mode());
-            let plans = dp.plans.clone();
-            let stop = dp.stop.clone();
-            let q = w.queue();
-            let waker = waker.clone();
-            let stop_waker = dp.stop_waker.clone();
-            let taps = dp.taps.clone();
-            let t = std::thread::Builder::new()
-                .name(format!("xbond-q{q}"))
-                .spawn(move || w.run(plans, stop, stop_waker, waker, taps))
-                .map_err(|e| Error::sys("spawn worker thread", &upper_name, e))?;
-            dp.threads.push(t);
+            dp.queue_thread.push(q % threads);
+            groups[q % threads].push(w);
         }
-        dp.beats = vec![(0, Instant::now()); dp.threads.len()];
+        let shared = Shared {
+            plans: dp.plans.clone(),
+            stop: dp.stop.clone(),
+            stop_waker: dp.stop_waker.clone(),
+            waker: waker.clone(),
+            taps: dp.taps.clone(),
+        };
+        for (t, group) in groups.into_iter().enumerate() {
+            let shared = shared.clone();
+            let cpu = cpus.get(t).copied();
+            let queues: Vec<String> = group.iter().map(|w| w.queue().to_string()).collect();
+            let handle = std::thread::Builder::new()
+                .name(format!("xbond-w{t}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu.filter(|_| threads > 1) {
+                        if let Err(e) = crate::sys::pin_to_cpu(cpu) {
+                            tracing::warn!("worker {t} stays unpinned (CPU {cpu}: {e})");
+                        }
+                    }
+                    run_queues(group, shared)
+                })
+                .map_err(|e| Error::sys("spawn worker thread", &upper_name, e))?;
+            tracing::info!(
+                "worker {t} serves queue(s) {}{}",
+                queues.join(", "),
+                cpu.filter(|_| threads > 1)
+                    .map_or(String::new(), |c| format!(" on CPU {c}"))
+            );
+            dp.threads.push(handle);
+        }
+        dp.beats = vec![(0, Instant::now()); dp.stats.len()];
         Ok(dp)
     }
 
@@ -240,13 +270,13 @@ impl Dataplane {
     pub fn check_workers(&mut self, stuck_after: Duration) -> std::result::Result<(), WorkerFault> {
         let now = Instant::now();
         for (queue, ((t, st), beat)) in self
-            .threads
+            .queue_thread
             .iter()
             .zip(&self.stats)
             .zip(self.beats.iter_mut())
             .enumerate()
         {
-            if t.is_finished() {
+            if self.threads[*t].is_finished() {
                 return Err(WorkerFault::Dead { queue });
             }
             let hb = st.heartbeat.load(Relaxed);
@@ -260,6 +290,11 @@ impl Dataplane {
             }
         }
         Ok(())
+    }
+
+    /// Worker threads (each serving one or more queues).
+    pub fn worker_threads(&self) -> usize {
+        self.threads.len()
     }
 
     /// Bind mode of each worker's sockets.

@@ -319,66 +319,90 @@ impl Worker {
         self.upper.fault = fault.map(|f| (f, self.mem.clone()));
     }
 
-    /// Runs until `stop` is set.
-    pub fn run(
-        mut self,
-        plans: Arc<PlanCell>,
-        stop: Arc<AtomicBool>,
-        stop_waker: Arc<Waker>,
-        waker: Arc<Waker>,
-        taps: Arc<Taps>,
-    ) {
+    /// One pass of this queue's engine; returns whether it found work.
+    fn pass(&mut self, plan: &TxPlan, taps: &Taps, waker: &Waker) -> bool {
         let stats = self.engine.stats();
-        let mut plan = plans.load();
-        let mut idle_since: Option<Instant> = None;
-        while !stop.load(Relaxed) {
-            if self.upper.struck.is_some() {
-                // The injected stall struck: the loop only waits for stop.
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            stats.heartbeat.fetch_add(1, Relaxed);
-            if plans.version() != plan.version {
-                plan = plans.load();
-            }
-            let pass = self
-                .engine
-                .pass(&self.mem, &mut self.upper, &mut self.slaves, &plan, &taps);
-            if pass.wake_control {
-                waker.wake();
-            }
-            self.engine.publish_pool();
-            if pass.work > 0 {
-                idle_since = None;
-                continue;
-            }
-            let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= self.spin {
-                self.sleep(&stop_waker, &stats);
-                idle_since = None;
-            }
+        stats.heartbeat.fetch_add(1, Relaxed);
+        let pass = self
+            .engine
+            .pass(&self.mem, &mut self.upper, &mut self.slaves, plan, taps);
+        if pass.wake_control {
+            waker.wake();
         }
-        // Take back what completed, so the books close.
-        self.engine
-            .reap_and_refill(&mut self.upper, &mut self.slaves);
         self.engine.publish_pool();
+        pass.work > 0
     }
 
-    fn sleep(&mut self, stop_waker: &Waker, stats: &WorkerStats) {
-        let mut fds = [0; xbond_core::MAX_SLAVES + 2];
-        let mut n = 0;
-        for fd in std::iter::once(&self.upper)
+    fn fds(&self) -> impl Iterator<Item = std::os::fd::RawFd> + '_ {
+        std::iter::once(&self.upper)
             .chain(self.slaves.iter())
             .map(WorkerPort::fd)
-            .chain(std::iter::once(stop_waker.fd()))
-        {
-            fds[n] = fd;
-            n += 1;
-        }
-        stats.sleeps.fetch_add(1, Relaxed);
-        // An error counts as a wake-up: the worker looks at its rings anyway.
-        let _ = poll(&fds[..n], SLEEP, "worker sockets");
     }
+}
+
+/// What a worker thread shares with the data plane.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The plans the control thread publishes.
+    pub plans: Arc<PlanCell>,
+    /// Set to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Wakes a sleeping worker for a stop.
+    pub stop_waker: Arc<Waker>,
+    /// Wakes the control thread (tapped frames, TX failures).
+    pub waker: Arc<Waker>,
+    /// Frames for the control thread.
+    pub taps: Arc<Taps>,
+}
+
+/// Runs the queues of one worker thread until stop: a pass over each in
+/// turn; when none found work for the busy-poll window, a sleep in poll(2)
+/// on all their sockets.
+pub fn run_queues(mut queues: Vec<Worker>, shared: Shared) {
+    let spin = queues.first().map_or(SPIN_BEFORE_SLEEP, |w| w.spin);
+    let mut plan = shared.plans.load();
+    let mut idle_since: Option<Instant> = None;
+    while !shared.stop.load(Relaxed) {
+        if queues.iter().any(|w| w.upper.struck.is_some()) {
+            // The injected stall struck: the loop only waits for stop.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        if shared.plans.version() != plan.version {
+            plan = shared.plans.load();
+        }
+        let mut work = false;
+        for w in &mut queues {
+            work |= w.pass(&plan, &shared.taps, &shared.waker);
+        }
+        if work {
+            idle_since = None;
+            continue;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= spin {
+            sleep(&queues, &shared.stop_waker);
+            idle_since = None;
+        }
+    }
+    // Take back what completed, so the books close.
+    for w in &mut queues {
+        w.engine.reap_and_refill(&mut w.upper, &mut w.slaves);
+        w.engine.publish_pool();
+    }
+}
+
+fn sleep(queues: &[Worker], stop_waker: &Waker) {
+    let fds: Vec<std::os::fd::RawFd> = queues
+        .iter()
+        .flat_map(Worker::fds)
+        .chain(std::iter::once(stop_waker.fd()))
+        .collect();
+    for w in queues {
+        w.engine.stats().sleeps.fetch_add(1, Relaxed);
+    }
+    // An error counts as a wake-up: the worker looks at its rings anyway.
+    let _ = poll(&fds, SLEEP, "worker sockets");
 }
 
 const _: () = assert!(BATCH <= RING_SIZE as usize);

@@ -93,8 +93,36 @@ impl Lab {
 
     /// A veth pair `a` (in `ns_a`) <-> `b` (in `ns_b`), both up.
     pub fn veth(&self, ns_a: &str, a: &str, ns_b: &str, b: &str) -> Result<()> {
+        self.veth_queues(ns_a, a, ns_b, b, 1)
+    }
+
+    /// A veth pair with `queues` RX and TX queues at each end (a multi-queue
+    /// NIC's stand-in: a frame's TX queue on one end, chosen by its flow hash,
+    /// is its RX queue on the other), both ends up.
+    pub fn veth_queues(&self, ns_a: &str, a: &str, ns_b: &str, b: &str, queues: u32) -> Result<()> {
+        let q = queues.to_string();
         cmd(&[
-            "ip", "-n", ns_a, "link", "add", a, "type", "veth", "peer", "name", b, "netns", ns_b,
+            "ip",
+            "-n",
+            ns_a,
+            "link",
+            "add",
+            a,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b,
+            "netns",
+            ns_b,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
         ])?;
         cmd(&["ip", "-n", ns_a, "link", "set", a, "up"])?;
         cmd(&["ip", "-n", ns_b, "link", "set", b, "up"])?;

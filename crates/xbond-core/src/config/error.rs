@@ -197,7 +197,7 @@ pub(super) fn int_range(key: &str) -> Option<(u64, u64, &'static str)> {
         "ad_actor_sys_prio" => (1, 65_535, ""),
         "ad_user_port_key" => (0, 1023, ""),
         "lp_interval" => (1, INT_MAX, " s"),
-        "queues" => (1, u64::from(MAX_QUEUES), ""),
+        "queues" => (1, u64::from(MAX_QUEUES), " or \"auto\""),
         _ => return None,
     })
 }

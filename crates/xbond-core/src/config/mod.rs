@@ -38,7 +38,7 @@ mod tests;
 pub use error::ConfigError;
 pub use ifupdown::{import_ifupdown, import_ifupdown_named};
 pub use import::{import_option_string, Import, KERNEL_KEYS};
-pub use model::{AdSelect, ArpAllTargets, ArpValidate, BondConfig, LacpRate};
+pub use model::{AdSelect, ArpAllTargets, ArpValidate, BondConfig, LacpRate, Queues};
 pub use toml::KEYS;
 
 /// Default `miimon` in ms. The kernel leaves it at 0 (no failover at all) in

@@ -17,6 +17,28 @@ use crate::options::{
     PrimaryReselect,
 };
 
+/// How many queues of each slave xbond serves (`queues`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Queues {
+    /// Every RX queue the slaves have (they must have the same number), so
+    /// that no frame RSS spreads lands on a queue without a socket.
+    #[default]
+    Auto,
+    /// Exactly this many; a slave with more RX queues is refused (its other
+    /// queues would drop frames), one with fewer too.
+    Count(u32),
+}
+
+impl fmt::Display for Queues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Queues::Auto => f.write_str("auto"),
+            Queues::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 crate::options::kernel_enum! {
     /// How often the partner is asked to send LACPDUs (`lacp_rate`).
     LacpRate {
@@ -123,8 +145,9 @@ pub struct BondConfig {
     pub min_links: u32,
     /// Bond MAC; default: the first slave's permanent MAC.
     pub mac: Option<MacAddr>,
-    /// Queues on the upper port = worker threads.
-    pub queues: u32,
+    /// Queues served per slave and on the upper port (`"auto"`: every RX
+    /// queue the slaves have).
+    pub queues: Queues,
     /// Per-slave priority (`prio`) by slave name; higher wins. TOML: `[prio]` table.
     pub prio: BTreeMap<String, i32>,
     /// LACP port priority per slave (`ad_actor_port_prio`, 802.3ad; lower is
@@ -199,7 +222,7 @@ impl BondConfig {
             link_watch_policy: None,
             min_links: 0,
             mac: None,
-            queues: 1,
+            queues: Queues::Auto,
             prio: BTreeMap::new(),
             ad_actor_port_prio: BTreeMap::new(),
             lacp_rate: LacpRate::Slow,
@@ -261,7 +284,8 @@ mod tests {
         assert_eq!(c.mode, Mode::BalanceRr);
         assert_eq!(c.miimon, DEFAULT_MIIMON_MS);
         assert_eq!(c.peer_name, "xb-bond0");
-        assert_eq!((c.queues, c.num_grat_arp, c.num_unsol_na), (1, 1, 1));
+        assert_eq!(c.queues, Queues::Auto);
+        assert_eq!((c.num_grat_arp, c.num_unsol_na), (1, 1));
         assert_eq!(c.packets_per_slave, 1);
         assert_eq!(c.xmit_hash_policy, HashPolicy::Layer2);
         assert_eq!(c.xmit_hash_function, HashFunction::Xxh3);

@@ -302,6 +302,22 @@ enum_value!(
     ArpAllTargets
 );
 
+/// `"auto"`, or a number of queues in range.
+impl TomlValue for super::Queues {
+    fn read(key: &str, v: &Value) -> Result<Self, ConfigError> {
+        match v {
+            Value::String(s) if s.trim().eq_ignore_ascii_case("auto") => Ok(super::Queues::Auto),
+            _ => u32::read(key, v).map(super::Queues::Count),
+        }
+    }
+    fn write(&self) -> Option<String> {
+        Some(match self {
+            super::Queues::Auto => toml_str("auto"),
+            super::Queues::Count(n) => n.to_string(),
+        })
+    }
+}
+
 impl TomlValue for MacAddr {
     fn read(key: &str, v: &Value) -> Result<Self, ConfigError> {
         let s = String::read(key, v)?;
@@ -519,16 +535,32 @@ mod tests {
     use std::net::Ipv4Addr;
 
     #[test]
+    fn queues_is_auto_by_default_and_reads_auto_or_a_count() {
+        use crate::config::Queues;
+        let c = BondConfig::from_toml_str(&with_header("")).unwrap();
+        assert_eq!(c.queues, Queues::Auto);
+        let c = BondConfig::from_toml_str(&with_header("queues = \"auto\"")).unwrap();
+        assert_eq!(c.queues, Queues::Auto);
+        let c = BondConfig::from_toml_str(&with_header("queues = 8")).unwrap();
+        assert_eq!(c.queues, Queues::Count(8));
+        let back = BondConfig::from_toml_str(&c.to_toml()).unwrap();
+        assert_eq!(back.queues, Queues::Count(8));
+        let e = toml_err(&with_header("queues = \"many\""));
+        assert_mentions(&e, &["queues", "many", "1 to 64", "auto"]);
+    }
+
+    #[test]
     fn example_parses_with_every_field_right() {
         let c = BondConfig::from_toml_str(EXAMPLE).unwrap();
         let mut want = BondConfig::new("bond0", two());
         want.mode = Mode::ActiveBackup;
         want.primary = Some("eno1".into());
         want.xmit_hash_policy = HashPolicy::Layer34;
+        want.queues = crate::config::Queues::Count(1);
         assert_eq!(c, want);
         assert_eq!(c.peer_name, "xb-bond0");
         assert_eq!(c.miimon, 100);
-        assert_eq!(c.queues, 1);
+        assert_eq!(c.queues, crate::config::Queues::Count(1));
         assert_eq!(c.socket_path(), "/run/xbond/bond0.sock");
         assert!(!c.monitoring_off());
     }
@@ -660,7 +692,7 @@ mod tests {
         c.arp_all_targets = ArpAllTargets::All;
         c.arp_missed_max = 5;
         c.mac = Some(MacAddr([2, 0, 0, 0, 0, 0x42]));
-        c.queues = 4;
+        c.queues = crate::config::Queues::Count(4);
         c.prio.insert("eno2.100".into(), 20);
         c.prio.insert("eno1".into(), -3);
         c.control_socket = Some("/run/xbond/\"odd\".sock".into());

@@ -111,7 +111,13 @@ impl BondConfig {
             ("arp_interval", self.arp_interval.into()),
             ("packets_per_slave", self.packets_per_slave.into()),
             ("min_links", self.min_links.into()),
-            ("queues", self.queues.into()),
+            (
+                "queues",
+                match self.queues {
+                    super::Queues::Count(n) => n.into(),
+                    super::Queues::Auto => 1,
+                },
+            ),
             ("ad_actor_sys_prio", self.ad_actor_sys_prio.into()),
             ("ad_user_port_key", self.ad_user_port_key.into()),
             ("arp_missed_max", self.arp_missed_max.into()),

@@ -147,9 +147,13 @@ impl Controller {
         // changed).
         let state_path = runstate::path(&cfg);
         let mut state = runstate::load(&state_path).unwrap_or_default();
-        let (specs, restore_macs) = host::check_slaves(&mut nl, &cfg, &state)?;
+        let host::Slaves {
+            specs,
+            restore_macs,
+            queues,
+        } = host::check_slaves(&mut nl, &cfg, &state)?;
         if opts.upper == Upper::VethPair {
-            host::set_up_pair(&mut nl, &mut cfg, &mut guard, found)?;
+            host::set_up_pair(&mut nl, &mut cfg, queues, &mut guard, found)?;
         }
         guard.restore_macs = restore_macs;
         // VLAN tags must be in the frames the data path sees.
@@ -229,7 +233,7 @@ impl Controller {
         let dp_cfg = DataplaneConfig {
             upper: upper_spec,
             slaves: cfg.slaves.clone(),
-            queues: cfg.queues,
+            queues,
             zero_copy: opts.zero_copy,
             raw: opts.raw_forwarder,
             spin: opts.busy_poll,

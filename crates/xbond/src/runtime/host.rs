@@ -8,9 +8,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 use xbond_core::bond::{Bond, SlaveSpec};
-use xbond_core::config::BondConfig;
+use xbond_core::config::{BondConfig, Queues, MAX_QUEUES};
 use xbond_core::options::MacAddr;
-use xbond_xdp::netlink::{speed_duplex, CarrierReader, Netlink};
+use xbond_xdp::netlink::{speed_duplex, CarrierReader, Link, Netlink};
 
 use crate::runstate::{self, RunState};
 use crate::{offload, upper};
@@ -64,30 +64,95 @@ impl Drop for HostGuard {
     }
 }
 
-/// A slave and the MAC to give it back at exit.
+/// A slave and the MAC to give back to it at exit.
 pub(super) type SlaveMac = (String, MacAddr);
 
-/// Checks that every slave exists, is free and has a queue per worker;
+/// The slaves as checked: what the core needs of each, the MAC to give back
+/// at exit, and how many queues of each are served.
+pub(super) struct Slaves {
+    pub(super) specs: Vec<SlaveSpec>,
+    pub(super) restore_macs: Vec<SlaveMac>,
+    pub(super) queues: u32,
+}
+
+/// An interface's active RX and TX queues (sysfs `queues/rx-N`, `tx-N`;
+/// netlink's counts where sysfs has none).
+fn active_queues(name: &str, link: &Link) -> (u32, u32) {
+    let count = |prefix: &str| -> Option<u32> {
+        let dir = std::fs::read_dir(format!("/sys/class/net/{name}/queues")).ok()?;
+        let n = dir
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .count();
+        u32::try_from(n).ok().filter(|n| *n > 0)
+    };
+    (
+        count("rx-").unwrap_or(link.rx_queues),
+        count("tx-").unwrap_or(link.tx_queues),
+    )
+}
+
+/// How many queues of each slave are served: with `queues = "auto"` every
+/// RX queue (the slaves must have the same number); with a count, exactly
+/// that many, and a slave with more RX queues is refused, since RSS would
+/// put frames on queues without a socket. Every slave needs a TX queue per
+/// served queue too.
+pub(super) fn resolve_queues(cfg: &BondConfig, counts: &[(String, u32, u32)]) -> Result<u32> {
+    let n = match cfg.queues {
+        Queues::Count(n) => n,
+        Queues::Auto => {
+            let n = counts.iter().map(|c| c.1).max().unwrap_or(1);
+            if let Some((name, rx, _)) = counts.iter().find(|c| c.1 != n) {
+                bail!(
+                    "queues = \"auto\" serves every RX queue of every slave, but the slaves \
+                     differ: {name} has {rx} and another has {n} ({}); make them equal \
+                     (ethtool -L {name} combined {n}) or set queues",
+                    counts
+                        .iter()
+                        .map(|c| format!("{} {}", c.0, c.1))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            n
+        }
+    };
+    if n > MAX_QUEUES {
+        bail!("the slaves have {n} RX queues, more than xbond serves ({MAX_QUEUES}); lower them (ethtool -L)");
+    }
+    for (name, rx, tx) in counts {
+        if *rx > n {
+            bail!(
+                "slave {name} has {rx} RX queues but queues = {n}: frames that RSS puts on \
+                 queues {n} to {} would have no socket and be dropped; set queues = \"auto\" \
+                 (or {rx}), or lower the NIC's queues (ethtool -L {name} combined {n})",
+                rx - 1
+            );
+        }
+        if *rx < n || *tx < n {
+            bail!(
+                "slave {name} has {rx} RX / {tx} TX queues, but queues = {n} needs {n} of each \
+                 (ethtool -L {name} combined {n})"
+            );
+        }
+    }
+    Ok(n)
+}
+
+/// Checks that every slave exists, is free and has the queues to serve;
 /// returns what the core needs to know of each, and the MAC to give back at
 /// exit (the one recorded before the first start, else the permanent one
 /// where the driver reports it, else the current).
-pub(super) fn check_slaves(
-    nl: &mut Netlink,
-    cfg: &BondConfig,
-    state: &RunState,
-) -> Result<(Vec<SlaveSpec>, Vec<SlaveMac>)> {
+pub(super) fn check_slaves(nl: &mut Netlink, cfg: &BondConfig, state: &RunState) -> Result<Slaves> {
     let mut specs = Vec::new();
     let mut restore_macs = Vec::new();
+    let mut counts = Vec::new();
     for name in &cfg.slaves {
         let link = nl
             .link(name)
             .with_context(|| format!("slave {name} (key slaves)"))?;
-        if link.rx_queues < cfg.queues || link.tx_queues < cfg.queues {
-            bail!(
-                "slave {name} has {} RX / {} TX queues, but queues = {} needs {} of each (ethtool -L {name} combined {})",
-                link.rx_queues, link.tx_queues, cfg.queues, cfg.queues, cfg.queues
-            );
-        }
+        let (rx, tx) = active_queues(name, &link);
+        counts.push((name.clone(), rx, tx));
         if let Some(m) = link.master {
             let master = nl
                 .link_by_index(m)
@@ -108,7 +173,12 @@ pub(super) fn check_slaves(
             full_duplex: duplex,
         });
     }
-    Ok((specs, restore_macs))
+    let queues = resolve_queues(cfg, &counts)?;
+    Ok(Slaves {
+        specs,
+        restore_macs,
+        queues,
+    })
 }
 
 /// The veth pair: adopted when it is ours (a restart keeps what the host
@@ -117,23 +187,24 @@ pub(super) fn check_slaves(
 pub(super) fn set_up_pair(
     nl: &mut Netlink,
     cfg: &mut BondConfig,
+    queues: u32,
     guard: &mut HostGuard,
     found: Option<upper::Pair>,
 ) -> Result<()> {
     match found {
         None => {
-            upper::create(nl, &cfg.name, &cfg.peer_name, cfg.queues)?;
+            upper::create(nl, &cfg.name, &cfg.peer_name, queues)?;
             guard.created_now = true;
         }
         Some(upper::Pair { host, data }) => {
-            if host.rx_queues < cfg.queues || data.rx_queues < cfg.queues {
+            if host.rx_queues < queues || data.rx_queues < queues {
                 bail!(
                     "{} has {} queues but queues = {} needs {}; `xbond down {}` removes it \
                      (and what the host configured on it) so that the next start makes it anew",
                     cfg.name,
                     host.rx_queues.min(data.rx_queues),
-                    cfg.queues,
-                    cfg.queues,
+                    queues,
+                    queues,
                     cfg.name
                 );
             }

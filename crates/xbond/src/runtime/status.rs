@@ -2,7 +2,7 @@
 
 use xbond_core::bond::Bond;
 use xbond_core::config::BondConfig;
-use xbond_core::status::{BondRuntime, SlaveRuntime, Status};
+use xbond_core::status::{BondRuntime, QueueRuntime, SlaveRuntime, Status};
 use xbond_xdp::dataplane::Dataplane;
 
 /// Builds the full status: the core's view plus the data plane's counters.
@@ -14,7 +14,7 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
             .first()
             .map_or("none", |m| m.as_str())
             .to_string(),
-        workers: dp.stats().len() as u32,
+        workers: dp.worker_threads() as u32,
         ..BondRuntime::default()
     };
     // Frames shorter than an Ethernet header are dropped and counted in XDP
@@ -39,6 +39,17 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
     }
     use std::sync::atomic::Ordering::Relaxed;
     for w in dp.stats() {
+        let slave_sum = |f: fn(&xbond_xdp::worker::SlaveCounters) -> u64| -> u64 {
+            w.slaves.iter().map(f).sum()
+        };
+        runtime.queues.push(QueueRuntime {
+            from_host: w.upper_rx.load(Relaxed),
+            to_host: w.upper_tx.load(Relaxed),
+            dropped: w.tx_no_slave.load(Relaxed)
+                + w.tx_malformed.load(Relaxed)
+                + w.upper_tx_dropped.load(Relaxed)
+                + slave_sum(|c| c.tx_dropped.load(Relaxed) + c.rx_malformed.load(Relaxed)),
+        });
         runtime.tx_no_slave += w.tx_no_slave.load(Relaxed);
         runtime.malformed += w.tx_malformed.load(Relaxed);
         runtime.malformed += w

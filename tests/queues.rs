@@ -1,0 +1,105 @@
+//! Every RX queue served: slaves with 4 queues (multi-queue veth, where a
+//! frame's TX queue at one end, picked by its flow hash, is its RX queue at
+//! the other), `queues = "auto"`, traffic of many flows both ways: every
+//! queue carries frames and XDP drops none for want of a socket. A count
+//! below the slaves' queues is refused, naming the slave and the fix.
+
+mod common;
+
+use common::{assert_pool_balanced, status, TwoLinks};
+use xbond::lab::Lab;
+
+const QUEUES: u32 = 4;
+
+fn four_queue_links(prefix: &str) -> TwoLinks {
+    common::require_root();
+    let mut lab = Lab::new(prefix).expect("lab");
+    let host = lab.netns("host").expect("netns host");
+    let far = lab.netns("far").expect("netns far");
+    lab.veth_queues(&host, "a0", &far, "b0", QUEUES)
+        .expect("veth a0-b0");
+    lab.veth_queues(&host, "a1", &far, "b1", QUEUES)
+        .expect("veth a1-b1");
+    TwoLinks { lab, host, far }
+}
+
+#[test]
+fn auto_serves_every_queue_and_drops_nothing_for_want_of_a_socket() {
+    let mut t = four_queue_links("mq");
+    t.far_bridge("10.68.0.2/24");
+    let (host, far) = (t.host.clone(), t.far.clone());
+    let cfg = "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"balance-xor\"\n\
+               miimon = 100\nxmit_hash_policy = \"layer3+4\"\nqueues = \"auto\"\n";
+    let sock = t.start(&host, "xq", cfg, "10.68.0.1/24");
+    let s = status(&sock);
+    assert_eq!(s.runtime.queues.len(), QUEUES as usize, "{:?}", s.runtime);
+    assert!(s.proc_text().contains("4 queue(s)"), "{}", s.proc_text());
+
+    // Many flows each way: the senders' flow hashes spread them over the
+    // TX queues, and so over the other end's RX queues.
+    let bond_mac = t.mac(&host, "bond0");
+    let br = t.mac(&far, "br0");
+    t.sink(&far, "sink1", &["b0", "b1"], 1, 4000);
+    t.send(&host, "bond0", &br, 64, 4000, 20_000, 1);
+    let r = t.sink_report("sink1");
+    assert_eq!(r.unique, 4000, "host -> far: {r:?}");
+    t.sink(&host, "sink2", &["bond0"], 2, 4000);
+    t.send(&far, "br0", &bond_mac, 64, 4000, 20_000, 2);
+    let r = t.sink_report("sink2");
+    assert_eq!(r.unique, 4000, "far -> host: {r:?}");
+
+    let s = status(&sock);
+    for (i, q) in s.runtime.queues.iter().enumerate() {
+        assert!(
+            q.from_host > 0,
+            "queue {i} carried host traffic: {:?}",
+            s.runtime.queues
+        );
+        assert!(
+            q.to_host > 0,
+            "queue {i} carried far traffic: {:?}",
+            s.runtime.queues
+        );
+    }
+    for sl in &s.slaves {
+        assert_eq!(
+            sl.runtime.rx_dropped_no_socket, 0,
+            "{}: {:?}",
+            sl.name, sl.runtime
+        );
+    }
+    let ping = t.ping(&host, "10.68.0.2");
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    assert_pool_balanced(&sock);
+}
+
+#[test]
+fn fewer_queues_than_the_slaves_have_is_refused_with_the_fix() {
+    let t = four_queue_links("mr");
+    let cfg = t.lab.dir().join("bond0.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"active-backup\"\nmiimon = 100\n\
+         queues = 2\n",
+    )
+    .unwrap();
+    let exe = common::exe().display().to_string();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.host, &exe, "run", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("xbond runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {err}");
+    for part in [
+        "a0",
+        "4 RX queues",
+        "queues = 2",
+        "auto",
+        "ethtool -L a0 combined 2",
+    ] {
+        assert!(err.contains(part), "{part:?} in: {err}");
+    }
+    let links = t.lab.exec(&t.host, &["ip", "-o", "link"]).unwrap();
+    assert!(!links.contains("bond0"), "nothing made: {links}");
+}
