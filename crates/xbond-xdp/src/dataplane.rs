@@ -136,7 +136,6 @@ impl Dataplane {
             tlb_seen: Box::new([0; TLB_BUCKETS]),
             beats: Vec::new(),
         };
-        dp.configure_programs(&plan)?;
         let mut workers = Vec::new();
         {
             let slaves: Vec<(String, &XdpProgram)> = cfg
@@ -204,6 +203,10 @@ impl Dataplane {
             dp.threads.push(handle);
         }
         dp.beats = vec![(0, Instant::now()); dp.stats.len()];
+        // Only now, with a socket on every queue, do the programs deliver:
+        // until here they drop data frames as inactive, never for want of a
+        // socket.
+        dp.configure_programs(&plan)?;
         Ok(dp)
     }
 
