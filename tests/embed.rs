@@ -148,3 +148,28 @@ fn an_existing_interface_as_the_upper_port_bridges_a_lan_to_the_bond() {
         .unwrap();
     assert!(links.contains("u0"), "{links}");
 }
+
+#[test]
+fn an_in_process_upper_serves_every_queue_of_multi_queue_slaves() {
+    common::require_root();
+    let mut lab = xbond::lab::Lab::new("eq").expect("lab");
+    let host = lab.netns("host").expect("netns host");
+    let far = lab.netns("far").expect("netns far");
+    lab.veth_queues(&host, "a0", &far, "b0", 4)
+        .expect("veth a0-b0");
+    lab.veth_queues(&host, "a1", &far, "b1", 4)
+        .expect("veth a1-b1");
+    let t = TwoLinks { lab, host, far };
+    t.far_bridge("10.69.0.2/24");
+    let mut t = t;
+    let app = example("appliance").display().to_string();
+    let log = t
+        .lab
+        .spawn(&t.host.clone(), "app", &[&app, "a0", "a1", "10.69.0.1"])
+        .expect("appliance starts");
+    wait_log(&log, "event: active slave none -> a0");
+    let ping = t.ping(&t.far.clone(), "10.69.0.1");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ping.contains(" 0% packet loss"), "{ping}\n{text}");
+    assert!(t.lab.stop("app").expect("appliance running"), "clean exit");
+}

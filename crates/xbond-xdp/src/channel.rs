@@ -1,7 +1,8 @@
 //! An in-process upper port: the bond's host side is a pair of bounded
 //! queues of frames that the embedding program reads and writes
-//! ([`UpperChannel`]), instead of a network interface. A frame crossing
-//! between the program and the UMEM is copied once each way.
+//! ([`UpperChannel`]), instead of a network interface. Every queue's worker
+//! has a [`ChannelPort`] on the same pair of queues. A frame crossing
+//! between the program and a UMEM is copied once each way.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -25,6 +26,9 @@ pub struct UpperChannel {
     from_bond: Receiver<Vec<u8>>,
     waker: Arc<Waker>,
     counters: Arc<ChannelCounters>,
+    /// The workers' ends of the two queues, for [`UpperChannel::port`].
+    worker_rx: Receiver<Vec<u8>>,
+    worker_tx: Sender<Vec<u8>>,
 }
 
 /// What an in-process upper port dropped.
@@ -43,9 +47,6 @@ pub enum SendError {
     /// [`CHANNEL_DEPTH`]); try again later.
     #[error("the bond's queue is full ({CHANNEL_DEPTH} frames)")]
     Full,
-    /// The bond has stopped.
-    #[error("the bond has stopped")]
-    Stopped,
 }
 
 impl UpperChannel {
@@ -56,13 +57,13 @@ impl UpperChannel {
                 self.waker.wake();
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => Err(SendError::Full),
-            Err(TrySendError::Disconnected(_)) => Err(SendError::Stopped),
+            // The channel holds the workers' ends itself: never disconnected.
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(SendError::Full),
         }
     }
 
     /// The next frame the bond delivered, waiting up to `timeout`; `None`
-    /// when none came (or the bond stopped).
+    /// when none came.
     pub fn recv(&self, timeout: Duration) -> Option<Vec<u8>> {
         self.from_bond.recv_timeout(timeout).ok()
     }
@@ -92,28 +93,36 @@ pub struct ChannelPort {
     done: Vec<XdpFrame>,
 }
 
-/// A connected pair: the program's end and the worker's.
-pub fn upper_channel(mem: UmemFrames) -> std::io::Result<(UpperChannel, ChannelPort)> {
+/// The program's end of a new in-process upper port; [`UpperChannel::port`]
+/// gives each queue's worker its end.
+pub fn upper_channel() -> std::io::Result<UpperChannel> {
     let (to_bond, from_program) = crossbeam::channel::bounded(CHANNEL_DEPTH);
     let (to_program, from_bond) = crossbeam::channel::bounded(CHANNEL_DEPTH);
-    let waker = Arc::new(Waker::new()?);
-    let counters = Arc::new(ChannelCounters::default());
-    let program = UpperChannel {
+    Ok(UpperChannel {
         to_bond,
         from_bond,
-        waker: waker.clone(),
-        counters: counters.clone(),
-    };
-    let port = ChannelPort {
-        mem,
-        from_program,
-        to_program,
-        waker,
-        counters,
-        spare: Vec::new(),
-        done: Vec::new(),
-    };
-    Ok((program, port))
+        waker: Arc::new(Waker::new()?),
+        counters: Arc::new(ChannelCounters::default()),
+        worker_rx: from_program,
+        worker_tx: to_program,
+    })
+}
+
+impl UpperChannel {
+    /// A worker's end, over the frames of `mem`. All ends take from and give
+    /// to the same two queues; the program's sends wake every worker, and
+    /// the first to look takes the frames.
+    pub fn port(&self, mem: UmemFrames) -> ChannelPort {
+        ChannelPort {
+            mem,
+            from_program: self.worker_rx.clone(),
+            to_program: self.worker_tx.clone(),
+            waker: self.waker.clone(),
+            counters: self.counters.clone(),
+            spare: Vec::new(),
+            done: Vec::new(),
+        }
+    }
 }
 
 impl ChannelPort {
@@ -127,7 +136,10 @@ impl Port for ChannelPort {
     type Frame = XdpFrame;
 
     fn receive(&mut self, out: &mut Vec<XdpFrame>, max: usize) -> usize {
-        self.waker.clear();
+        if self.from_program.is_empty() {
+            self.waker.clear();
+            return 0;
+        }
         let mut n = 0;
         while n < max {
             let Some(mut f) = self.spare.pop() else { break };

@@ -102,15 +102,9 @@ impl Dataplane {
         waker: Arc<Waker>,
     ) -> Result<Dataplane> {
         let upper_name = cfg.upper.name().to_string();
-        if cfg.upper == UpperSpec::Channel && cfg.queues != 1 {
-            return Err(Error::Unsupported(format!(
-                "an in-process upper port has one queue, but queues = {} (set queues = 1)",
-                cfg.queues
-            )));
-        }
         let upper_program = match &cfg.upper {
             UpperSpec::Interface { name, ifindex } => Some(XdpProgram::attach(name, *ifindex)?),
-            UpperSpec::Channel => None,
+            UpperSpec::Channel(_) => None,
         };
         let mut slave_programs = Vec::with_capacity(cfg.slaves.len());
         for (name, idx) in cfg.slaves.iter().zip(slave_ifindexes) {
@@ -122,7 +116,10 @@ impl Dataplane {
         let mut dp = Dataplane {
             upper_program,
             slave_programs,
-            channel: None,
+            channel: match &cfg.upper {
+                UpperSpec::Channel(c) => Some(c.clone()),
+                UpperSpec::Interface { .. } => None,
+            },
             plans,
             stats: Vec::new(),
             modes: Vec::new(),
@@ -145,16 +142,13 @@ impl Dataplane {
                 .zip(dp.slave_programs.iter())
                 .collect();
             for q in 0..cfg.queues {
-                let (mut w, channel) = Worker::new(
+                let mut w = Worker::new(
                     q,
                     &cfg.upper,
                     dp.upper_program.as_ref(),
                     &slaves,
                     cfg.zero_copy,
                 )?;
-                if channel.is_some() {
-                    dp.channel = channel;
-                }
                 w.set_raw(cfg.raw);
                 w.set_spin(cfg.spin);
                 w.set_fault(cfg.fault.filter(|_| q == 0));

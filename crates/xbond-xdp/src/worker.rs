@@ -24,7 +24,7 @@ use xbond_core::plan::TxPlan;
 use xbond_core::wire::{EthInfo, ETH_P_IP};
 
 use crate::bpf::XdpProgram;
-use crate::channel::{upper_channel, ChannelPort, UpperChannel};
+use crate::channel::{ChannelPort, UpperChannel};
 use crate::error::{Error, Result};
 use crate::sys::{poll, Waker};
 use crate::xsk::{create_umem, UmemFrames, XdpFrame, XdpPort};
@@ -96,7 +96,7 @@ pub enum InjectedFault {
 }
 
 /// The data plane's host side.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum UpperSpec {
     /// An interface: the data-plane side of the veth pair whose host side is
     /// `bond0`, or an existing interface (an L2 appliance). It gets the XDP
@@ -107,15 +107,16 @@ pub enum UpperSpec {
         /// Its index.
         ifindex: u32,
     },
-    /// An in-process channel of frames ([`UpperChannel`]), one queue.
-    Channel,
+    /// An in-process channel of frames ([`UpperChannel`]), shared by the
+    /// queues.
+    Channel(UpperChannel),
 }
 
 impl UpperSpec {
     pub(crate) fn name(&self) -> &str {
         match self {
             UpperSpec::Interface { name, .. } => name,
-            UpperSpec::Channel => "the in-process upper port",
+            UpperSpec::Channel(_) => "the in-process upper port",
         }
     }
 }
@@ -229,15 +230,14 @@ impl std::fmt::Debug for Worker {
 impl Worker {
     /// Creates the UMEM and the sockets of queue `queue` on the upper port and
     /// every slave, and registers each socket in its interface's XSKMAP
-    /// (`upper_program` is the upper port's when it is an interface). With an
-    /// in-process upper port, also returns the program's end of it.
+    /// (`upper_program` is the upper port's when it is an interface).
     pub fn new(
         queue: u32,
         upper: &UpperSpec,
         upper_program: Option<&XdpProgram>,
         slaves: &[(String, &XdpProgram)],
         zero_copy: ZeroCopy,
-    ) -> Result<(Worker, Option<UpperChannel>)> {
+    ) -> Result<Worker> {
         if zero_copy == ZeroCopy::Try {
             match Self::with_mode(queue, upper, upper_program, slaves, BindMode::ZeroCopy) {
                 Ok(w) => return Ok(w),
@@ -253,7 +253,7 @@ impl Worker {
         upper_program: Option<&XdpProgram>,
         slaves: &[(String, &XdpProgram)],
         mode: BindMode,
-    ) -> Result<(Worker, Option<UpperChannel>)> {
+    ) -> Result<Worker> {
         let sockets = 1 + slaves.len() as u32;
         // Each socket: a full fill ring plus a full TX ring in flight.
         let (umem, frames) = create_umem(upper.name(), sockets * RING_SIZE * 2)?;
@@ -263,16 +263,12 @@ impl Worker {
             Ok(WorkerPort::new(Io::Xdp(port), queue))
         };
         let mem = UmemFrames::new(umem.clone());
-        let (upper_port, channel) = match (upper, upper_program) {
-            (UpperSpec::Interface { name, .. }, Some(prog)) => (open(name, prog)?, None),
+        let upper_port = match (upper, upper_program) {
+            (UpperSpec::Interface { name, .. }, Some(prog)) => open(name, prog)?,
             (UpperSpec::Interface { name, .. }, None) => {
                 return Err(Error::Unsupported(format!("{name}: no XDP program")))
             }
-            (UpperSpec::Channel, _) => {
-                let (program, port) = upper_channel(mem.clone())
-                    .map_err(|e| Error::sys("eventfd", upper.name(), e))?;
-                (WorkerPort::new(Io::Channel(port), queue), Some(program))
-            }
+            (UpperSpec::Channel(c), _) => WorkerPort::new(Io::Channel(c.port(mem.clone())), queue),
         };
         let mut slave_ports = Vec::with_capacity(slaves.len());
         for (name, prog) in slaves {
@@ -287,7 +283,7 @@ impl Worker {
             slaves: slave_ports,
             mode,
         };
-        Ok((worker, channel))
+        Ok(worker)
     }
 
     /// The bind mode all of this worker's sockets got.

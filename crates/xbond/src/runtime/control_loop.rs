@@ -212,7 +212,9 @@ impl Controller {
                     ifindex: nl.link(name)?.index,
                 }
             }
-            Upper::Channel => UpperSpec::Channel,
+            Upper::Channel => UpperSpec::Channel(
+                xbond_xdp::channel::upper_channel().context("eventfd for the in-process upper")?,
+            ),
         };
         let mut ifindexes = Vec::new();
         for s in &cfg.slaves {

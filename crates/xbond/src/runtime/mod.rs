@@ -65,8 +65,8 @@ pub enum Upper {
     /// from the slaves go out on it). The slaves are put in promiscuous mode,
     /// since the frames are for any address; its carrier is not driven.
     Interface(String),
-    /// An in-process channel of frames: [`Runtime::upper_channel`]. One
-    /// queue; the slaves are in promiscuous mode.
+    /// An in-process channel of frames: [`Runtime::upper_channel`], shared
+    /// by all queues; the slaves are in promiscuous mode.
     Channel,
 }
 
