@@ -8,7 +8,11 @@
 //! quinn-proto and smoltcp.
 //!
 //! - [`wire`]: frame headers and the frames the bond sends itself (ARP, NA).
+//! - [`options`]: the kernel's option types (modes, policies, MACs).
 //! - [`hash`]: the `xmit_hash_policy` hashes.
+//! - [`lacp`]: the IEEE 802.1AX machines (802.3ad).
+//! - [`monitor`]: the ARP and NS link monitors.
+//! - [`alb`]: balance-tlb and balance-alb's tables and learning packets.
 //! - [`plan`]: the immutable [`plan::TxPlan`] the workers read, batch slave
 //!   selection and the receive rules per mode.
 //! - [`datapath`]: the per-frame verdicts of every mode, the [`datapath::Port`]

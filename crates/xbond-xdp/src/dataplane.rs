@@ -1,6 +1,7 @@
-//! The data plane as a whole: attaches the XDP programs, starts one
-//! [`Worker`] thread per queue, publishes plans to them and the programs,
-//! and watches that the workers live and move.
+//! The data plane as a whole: attaches the XDP programs, makes a [`Worker`]
+//! per queue and starts min(queues, usable CPUs) threads that run them, each
+//! pinned to a CPU of its own when there are several; publishes plans to the
+//! workers and the programs, and watches that the workers live and move.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;

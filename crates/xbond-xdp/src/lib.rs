@@ -1,7 +1,10 @@
 //! Kernel I/O for xbond, and the only crate of the project with `unsafe`:
 //! the XDP program (load, attach through bpf_link, maps), AF_XDP sockets on
-//! one shared UMEM per worker (xsk-rs) as the core's `Port`, rtnetlink, raw
-//! AF_PACKET sockets for the control plane, and the worker loop.
+//! one UMEM per queue (xsk-rs) as the core's `Port` ([`xsk`]), the
+//! in-process upper port ([`channel`]), the worker loop ([`worker`]) and the
+//! data plane that runs it ([`dataplane`]), the traffic generator ([`gen`]),
+//! rtnetlink, raw AF_PACKET sockets for the control plane, and the libc
+//! calls around them ([`sys`]).
 
 #![deny(missing_docs)]
 pub mod bpf;

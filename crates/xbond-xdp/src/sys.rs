@@ -1,4 +1,6 @@
-//! Small process-level settings that need libc.
+//! The libc calls the rest of the crate needs: SCHED_FIFO for the control
+//! thread, CPU affinity for the workers, the eventfd [`Waker`], the AF_XDP
+//! TX kick, the one poll(2) wrapper, SO_PEERCRED and umask.
 
 use std::io;
 use std::time::Duration;

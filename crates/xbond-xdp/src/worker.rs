@@ -1,14 +1,16 @@
-//! The data plane: one worker thread per queue, each with one UMEM shared by
-//! its upper-port socket and its slave sockets, so that forwarding moves
-//! descriptors and never copies frames (broadcast mode copies a frame once per
-//! extra slave, since a frame cannot sit on two TX rings at once).
+//! One queue of the data plane: a UMEM shared by the upper port's socket on
+//! that queue and every slave's, so that forwarding moves descriptors and
+//! never copies frames (broadcast mode copies a frame once per extra slave,
+//! since a frame cannot sit on two TX rings at once; an in-process upper
+//! port copies once each way). A worker thread runs one or more queues
+//! ([`run_queues`]).
 //!
 //! A worker's loop is the core's [`Engine`] over [`XdpPort`]s: per pass it
 //! reaps completions, refills the fill rings, forwards a batch from the upper
 //! port to the slaves and a batch from each slave to the upper port by the
 //! verdicts of `xbond_core::datapath`, and kicks the TX rings with one
 //! syscall per ring per batch. When a pass finds nothing for a while, the
-//! worker sleeps in poll(2) on all its sockets, so an idle bond costs no CPU.
+//! thread sleeps in poll(2) on all its sockets, so an idle bond costs no CPU.
 //! [`crate::dataplane::Dataplane`] starts the workers and watches that they
 //! live.
 

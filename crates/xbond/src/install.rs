@@ -1,8 +1,8 @@
 //! `xbond install`: puts xbond where the host's service manager and
 //! ifupdown find it: the binary (`/usr/local/sbin/xbond`), the systemd
 //! template unit (`/etc/systemd/system/xbond@.service`), the ifupdown hooks
-//! (`/etc/network/if-pre-up.d/xbond`, `if-post-down.d/xbond`) and the config
-//! folder `/etc/xbond/`. The unit and hook texts are the files under
+//! (`/etc/network/if-pre-up.d/xbond`, `if-post-down.d/xbond`), the ifupdown2
+//! addon (with its `addons.conf` entry) and the config folder `/etc/xbond/`. The unit and hook texts are the files under
 //! `contrib/`, with the binary's path filled in.
 
 use std::os::unix::fs::PermissionsExt;

@@ -4,9 +4,9 @@
 //! The runtime feeds carrier changes (from netlink events as they happen, and
 //! from polling every `miimon` ms as a safety net) with
 //! [`Bond::handle_carrier`], calls [`Bond::handle_timeout`] when
-//! [`Bond::poll_timeout`] is due, and drains [`Bond::poll_event`] (plan and
-//! carrier changes, MAC changes) and [`Bond::poll_transmit`] (gratuitous ARPs
-//! and unsolicited NAs). Nothing here reads a clock.
+//! [`Bond::poll_timeout`] is due, and drains [`Bond::poll_event`] (plan,
+//! carrier, active-slave, link and MAC changes, and when to poll the links)
+//! and [`Bond::poll_transmit`] (gratuitous ARPs, unsolicited NAs, LACPDUs). Nothing here reads a clock.
 //!
 //! The link monitor follows the kernel's inspect-then-commit model
 //! (`bond_miimon_inspect()` / `bond_miimon_commit()`): a link moves through

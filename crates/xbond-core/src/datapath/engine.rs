@@ -7,7 +7,8 @@
 //! takes a batch from each slave, gives it the verdicts of [`rx_batch`]
 //! and places what is delivered on the upper port's TX ring; then kicks the
 //! TX rings that got frames. The engine moves frames and applies verdicts;
-//! it decides nothing itself. Counters are written once per batch into
+//! it decides nothing itself. Counters are written once per batch (the TLB
+//! byte counts and a failed broadcast copy per frame) into
 //! [`WorkerStats`], which other threads read.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

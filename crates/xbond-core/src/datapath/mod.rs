@@ -5,7 +5,7 @@
 //!
 //! - [`tx_batch`]: frames from the host (the upper port) get a slave, a
 //!   copy on every slave (broadcast), a diversion to the control thread
-//!   (balance-alb's own ARP) or a drop, each with the counter it feeds and,
+//!   (in balance-alb, the host's ARP) or a drop, each with the counter it feeds and,
 //!   in balance-tlb/alb, the source-MAC rewrite and the per-destination
 //!   byte count;
 //! - [`rx_batch`]: frames from a slave are delivered, delivered with the
@@ -19,7 +19,8 @@
 //! a batch from each slave, the TX kicks. The AF_XDP port lives in
 //! xbond-xdp; [`mem`] has an in-memory port for simulations.
 //!
-//! Nothing here allocates per frame, takes a lock or reads a clock.
+//! Nothing here takes a lock or reads a clock, and nothing allocates per
+//! frame but the copy of a tapped frame for the control thread.
 
 pub mod engine;
 pub mod mem;

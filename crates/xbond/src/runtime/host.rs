@@ -1,6 +1,8 @@
 //! What the runtime changes on the host, and puts back: the upper port
-//! (the veth pair adopted or created), the slaves checked, their MACs and
-//! offloads; and the small netlink steps the control loop takes.
+//! (the veth pair adopted or created), the slaves checked and how many of
+//! their queues are served, their MACs, their VLAN offloads (and the upper
+//! interface's), their own IPv6; and the small netlink steps the control
+//! loop takes.
 
 use std::collections::HashMap;
 use std::time::Instant;
