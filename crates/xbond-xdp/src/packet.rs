@@ -162,6 +162,58 @@ impl PacketSocket {
         Ok(Some(n as usize))
     }
 
+    /// Sets the receive buffer to `bytes` (SO_RCVBUFFORCE, past
+    /// `rmem_max`; needs CAP_NET_ADMIN), so that a reader that is late by a
+    /// few milliseconds loses nothing.
+    pub fn set_rcvbuf(&self, bytes: i32) -> Result<()> {
+        // SAFETY: the option value is a live i32 and the length is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&bytes as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(Error::sys(
+                "setsockopt(SO_RCVBUFFORCE)",
+                &self.iface,
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Frames the kernel dropped because the socket's buffer was full, since
+    /// the last call (PACKET_STATISTICS).
+    pub fn take_drops(&self) -> Result<u64> {
+        let mut st = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: `st` is a live tpacket_stats and `len` its size.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(Error::sys(
+                "getsockopt(PACKET_STATISTICS)",
+                &self.iface,
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(u64::from(st.tp_drops))
+    }
+
     /// Adds (`on`) or drops a membership on the socket's interface.
     pub fn set_membership(&self, m: Membership, on: bool) -> Result<()> {
         let (kind, addr) = match m {

@@ -186,6 +186,10 @@ pub struct SinkReport {
     /// Seconds from the first to the last frame (AF_XDP sink only).
     #[serde(default)]
     pub seconds: f64,
+    /// Frames the kernel dropped at the sink's own sockets (AF_PACKET sink:
+    /// the socket buffer was full), of any stream.
+    #[serde(default)]
+    pub dropped_at_sink: u64,
 }
 
 /// One received frame: sequence number, flow, interface index, time.
@@ -204,13 +208,19 @@ pub fn sink(
     let stop = Arc::new(AtomicBool::new(false));
     let mut socks = Vec::new();
     for name in ifaces {
-        socks.push(PacketSocket::open(name, ETH_P_ALL).with_context(|| format!("sink on {name}"))?);
+        let sock =
+            PacketSocket::open(name, ETH_P_ALL).with_context(|| format!("sink on {name}"))?;
+        // Room for a second of traffic: a sink descheduled on a busy machine
+        // catches up instead of losing frames.
+        sock.set_rcvbuf(SINK_RCVBUF)?;
+        sock.take_drops()?;
+        socks.push(sock);
     }
     let mut threads = Vec::new();
     for (i, sock) in socks.into_iter().enumerate() {
         let seen = seen.clone();
         let stop = stop.clone();
-        threads.push(std::thread::spawn(move || {
+        threads.push(std::thread::spawn(move || -> u64 {
             let mut buf = vec![0u8; 4096];
             while !stop.load(Ordering::Relaxed) {
                 match sock.recv(&mut buf, Duration::from_millis(20)) {
@@ -227,6 +237,7 @@ pub fn sink(
                     Err(_) => break,
                 }
             }
+            sock.take_drops().unwrap_or(0)
         }));
     }
     let start = Instant::now();
@@ -243,16 +254,22 @@ pub fn sink(
         }
     }
     stop.store(true, Ordering::Relaxed);
+    let mut dropped = 0;
     for t in threads {
-        let _ = t.join();
+        dropped += t.join().unwrap_or(0);
     }
     let v = std::mem::take(
         &mut *seen
             .lock()
             .map_err(|_| anyhow::anyhow!("sink thread panicked"))?,
     );
-    Ok(summarize(ifaces, &v, expected))
+    let mut r = summarize(ifaces, &v, expected);
+    r.dropped_at_sink = dropped;
+    Ok(r)
 }
+
+/// The AF_PACKET sink's receive buffer per socket.
+const SINK_RCVBUF: i32 = 32 << 20;
 
 /// Offset of the sequence number in a generator frame (20-byte IPv4
 /// header): Ethernet 14 + IPv4 20 + UDP 8 + magic, stream and flow 12.
