@@ -569,7 +569,7 @@ mod tests {
     fn accepts_numbers_strings_and_kernel_synonyms() {
         let c = BondConfig::from_toml_str(&with_header(
             "mode = 4\nmiimon = \"200\"\nlacp_rate = 1\nlacp_active = \"off\"\n\
-             xmit_hash_policy = 2\nuse_carrier = 0\nall_slaves_active = \"on\"",
+             xmit_hash_policy = 2\nuse_carrier = \"on\"\nall_slaves_active = \"on\"",
         ))
         .unwrap();
         assert_eq!(c.mode, Mode::Ieee8023ad);
@@ -577,8 +577,10 @@ mod tests {
         assert_eq!(c.lacp_rate, LacpRate::Fast);
         assert!(!c.lacp_active);
         assert_eq!(c.xmit_hash_policy, HashPolicy::Layer23);
-        assert!(!c.use_carrier);
+        assert!(c.use_carrier);
         assert!(c.all_slaves_active);
+        let e = toml_err(&with_header("use_carrier = 0"));
+        assert_mentions(&e, &["use_carrier", "0", "carrier", "not supported"]);
     }
 
     #[test]

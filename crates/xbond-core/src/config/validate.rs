@@ -154,6 +154,18 @@ impl BondConfig {
                 }
             }
         }
+        if !self.use_carrier {
+            // The MII/ethtool polling that use_carrier 0 selects is gone from
+            // current kernels too; xbond reads the carrier, always.
+            return Err(bad_with(
+                "use_carrier",
+                "0",
+                "1 (the carrier is how xbond sees a link: netlink events and \
+                 miimon polls of IFLA_CARRIER; the MII/ethtool polling that 0 \
+                 selects is not supported, as in current kernels)"
+                    .into(),
+            ));
+        }
         if let Some(m) = self.lacp_fallback {
             if m != Mode::ActiveBackup {
                 return Err(bad("lacp_fallback", m.as_str()));
