@@ -92,6 +92,17 @@ impl TxPlan {
         &self.tx_slaves[..usize::from(self.tx_count)]
     }
 
+    /// balance-tlb/alb: the slave for a frame of destination bucket `bucket`
+    /// (`None`: not balanced): the bucket's slave if it may transmit, else
+    /// the active slave.
+    #[inline]
+    pub fn tlb_choice(&self, bucket: Option<u8>) -> Choice {
+        match bucket.map(|b| self.tlb_table[usize::from(b)]) {
+            Some(s) if s != TLB_UNASSIGNED && self.tx_slaves().contains(&s) => Choice::Slave(s),
+            _ => self.active.map_or(Choice::Drop, Choice::Slave),
+        }
+    }
+
     /// Whether a frame received on `slave` reaches the host.
     #[inline]
     pub fn delivers_from(&self, slave: usize) -> bool {
@@ -150,12 +161,8 @@ impl Selector {
             Mode::Broadcast => out.fill(Choice::All),
             Mode::ActiveBackup => out.fill(plan.active.map_or(Choice::Drop, Choice::Slave)),
             Mode::BalanceTlb | Mode::BalanceAlb => {
-                let active = plan.active.map_or(Choice::Drop, Choice::Slave);
                 for (o, f) in out.iter_mut().zip(frames) {
-                    *o = match tlb_bucket(f).map(|b| plan.tlb_table[usize::from(b)]) {
-                        Some(s) if s != TLB_UNASSIGNED && slaves.contains(&s) => Choice::Slave(s),
-                        _ => active,
-                    };
+                    *o = plan.tlb_choice(tlb_bucket(f));
                 }
             }
             Mode::BalanceRr => {

@@ -128,10 +128,12 @@ fn balancing(mode: Mode) -> bool {
 pub fn tx_batch(plan: &TxPlan, sel: &mut Selector, frames: &[&[u8]], out: &mut [TxVerdict]) {
     debug_assert!(frames.len() <= BATCH);
     let frames = &frames[..frames.len().min(BATCH)];
-    let mut choices = [Choice::Drop; BATCH];
-    sel.select_batch(plan, frames, &mut choices);
     let balancing = balancing(plan.mode);
-    for ((o, f), c) in out.iter_mut().zip(frames).zip(choices) {
+    let mut choices = [Choice::Drop; BATCH];
+    if !balancing {
+        sel.select_batch(plan, frames, &mut choices);
+    }
+    for ((o, f), mut c) in out.iter_mut().zip(frames).zip(choices) {
         *o = TxVerdict::default();
         if f.len() < ETH_HLEN {
             o.action = TxAction::Malformed;
@@ -142,7 +144,9 @@ pub fn tx_batch(plan: &TxPlan, sel: &mut Selector, frames: &[&[u8]], out: &mut [
             continue;
         }
         if balancing {
+            // One parse gives both the load bucket and the slave.
             o.load_bucket = tlb_bucket(f);
+            c = plan.tlb_choice(o.load_bucket);
         }
         o.action = match c {
             Choice::Drop => TxAction::NoSlave,

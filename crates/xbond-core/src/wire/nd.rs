@@ -18,13 +18,20 @@ pub fn unsolicited_na(mac: MacAddr, ip: Ipv6Addr, vlan: u16) -> Vec<u8> {
     icmp.extend_from_slice(&ip.octets());
     icmp.extend_from_slice(&[2, 1]); // option: target link-layer address, 8 bytes
     icmp.extend_from_slice(&mac.0);
-    let csum = icmpv6_checksum(&ip, &all_nodes, &icmp);
-    icmp[2..4].copy_from_slice(&csum.to_be_bytes());
+    nd_frame(mac, vlan, ip, all_nodes, icmp)
+}
 
+/// An ND message `icmp` (checksum field zero) from `src` at `mac` to the
+/// multicast group `dst`: the checksum filled in, the IPv6 header (hop limit
+/// 255, as ND requires) and the Ethernet header to the group's MAC.
+fn nd_frame(mac: MacAddr, vlan: u16, src: Ipv6Addr, dst: Ipv6Addr, mut icmp: Vec<u8>) -> Vec<u8> {
+    let csum = icmpv6_checksum(&src, &dst, &icmp);
+    icmp[2..4].copy_from_slice(&csum.to_be_bytes());
+    let d = dst.octets();
     let mut f = Vec::with_capacity(90);
     push_eth_header(
         &mut f,
-        MacAddr([0x33, 0x33, 0, 0, 0, 1]),
+        MacAddr([0x33, 0x33, d[12], d[13], d[14], d[15]]),
         mac,
         vlan,
         ETH_P_IPV6,
@@ -32,9 +39,9 @@ pub fn unsolicited_na(mac: MacAddr, ip: Ipv6Addr, vlan: u16) -> Vec<u8> {
     f.extend_from_slice(&[0x60, 0, 0, 0]);
     f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
     f.push(IPPROTO_ICMPV6);
-    f.push(255); // hop limit 255, required for ND
-    f.extend_from_slice(&ip.octets());
-    f.extend_from_slice(&all_nodes.octets());
+    f.push(255);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&d);
     f.extend_from_slice(&icmp);
     f
 }
@@ -111,25 +118,7 @@ pub fn neighbour_solicitation(
     icmp.extend_from_slice(&t);
     icmp.extend_from_slice(&[1, 1]); // source link-layer address, 8 bytes
     icmp.extend_from_slice(&mac.0);
-    let csum = icmpv6_checksum(&src_ip, &group, &icmp);
-    icmp[2..4].copy_from_slice(&csum.to_be_bytes());
-    let g = group.octets();
-    let mut f = Vec::with_capacity(90);
-    push_eth_header(
-        &mut f,
-        MacAddr([0x33, 0x33, g[12], g[13], g[14], g[15]]),
-        mac,
-        vlan,
-        ETH_P_IPV6,
-    );
-    f.extend_from_slice(&[0x60, 0, 0, 0]);
-    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
-    f.push(IPPROTO_ICMPV6);
-    f.push(255);
-    f.extend_from_slice(&src_ip.octets());
-    f.extend_from_slice(&g);
-    f.extend_from_slice(&icmp);
-    f
+    nd_frame(mac, vlan, src_ip, group, icmp)
 }
 
 fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, body: &[u8]) -> u16 {
