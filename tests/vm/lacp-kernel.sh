@@ -165,10 +165,8 @@ EOF
   ip -n xb addr add 10.77.0.2/24 dev bond0
 }
 start_xbond() {
-  ip netns exec xb "$XBOND" run --config "$W/xb.toml" >> "$W/xbond.log" 2>&1 &
-  xpid=$!
+  start_xbond_in xb "$W/xb.toml" "$W/xb.sock" "$W/xbond.log" || fail "xbond did not start"
   echo "$xpid" > "$W/xpid"
-  wait_for 60 "xbond control socket" xproc || { tail -n 30 "$W/xbond.log"; fail "xbond did not start"; }
 }
 
 # partner_matches kf|xf MYIF xf|kf PEERIF: my partner info for MYIF is

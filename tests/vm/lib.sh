@@ -17,6 +17,18 @@ wait_for() {
   done
 }
 
+# start_xbond_in NS CONFIG SOCKET LOG: starts `xbond run --config CONFIG` in
+# namespace NS in the background, output appended to LOG; sets xpid and
+# waits (60 s at most) until its control socket SOCKET answers. Returns 1,
+# with the log's tail, if it does not.
+start_xbond_in() {
+  local ns=$1 cfg=$2 sock=$3 log=$4
+  ip netns exec "$ns" "$XBOND" run --config "$cfg" >> "$log" 2>&1 &
+  xpid=$!
+  wait_for 60 "xbond's control socket $sock" "$XBOND" status bond0 --socket "$sock" \
+    || { tail -n 30 "$log"; return 1; }
+}
+
 [ "${VMLAB:-}" = 1 ] || { echo "tests/vm scripts run inside the VM: scripts/vmlab.sh run $0"; exit 77; }
 REPO=$(pwd)
 XBOND=${XBOND:-$REPO/target/release/xbond}

@@ -62,9 +62,7 @@ xmit_hash_policy = "layer3+4"
 lacp_rate = "fast"
 control_socket = "$W/x.sock"
 EOF
-ip netns exec pve "$XBOND" run --config "$W/bond0.toml" > "$W/xbond.log" 2>&1 &
-xpid=$!
-wait_for 30 "xbond answers" "$XBOND" status bond0 --socket "$W/x.sock" || die "xbond did not start"
+start_xbond_in pve "$W/bond0.toml" "$W/x.sock" "$W/xbond.log" || die "xbond did not start"
 ip -n pve link add vmbr0 type bridge vlan_filtering 1 stp_state 0 forward_delay 0
 ip -n pve link set bond0 master vmbr0
 ip -n pve link set tap100i0 master vmbr0
