@@ -136,8 +136,10 @@ impl Port for ChannelPort {
     type Frame = XdpFrame;
 
     fn receive(&mut self, out: &mut Vec<XdpFrame>, max: usize) -> usize {
+        // Clear before looking: a frame sent after the look wakes the worker
+        // again, so none waits for the next timeout.
+        self.waker.clear();
         if self.from_program.is_empty() {
-            self.waker.clear();
             return 0;
         }
         let mut n = 0;
