@@ -91,7 +91,7 @@ static __always_inline int is_arp_or_nd(struct ethhdr *eth, void *data_end)
 	return icmp->icmp6_type == 135 || icmp->icmp6_type == 136;
 }
 
-SEC("xdp")
+SEC("xdp.frags")
 int xbond_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;

@@ -48,6 +48,11 @@ pub struct TxPlan {
     /// balance-alb: ARP frames from the host go to the control thread, which
     /// rewrites replies per peer and sends them.
     pub divert_host_arp: bool,
+    /// The longest frame that may cross, either way: bond0's MTU plus an
+    /// Ethernet header and one VLAN tag, as the kernel forwards
+    /// (`usize::MAX` until the MTU is known). Longer frames are counted and
+    /// dropped.
+    pub max_frame: usize,
 }
 
 impl TxPlan {
@@ -68,6 +73,7 @@ impl TxPlan {
             slave_macs: [MacAddr::default(); MAX_SLAVES],
             bond_mac: MacAddr::default(),
             divert_host_arp: false,
+            max_frame: usize::MAX,
         }
     }
 

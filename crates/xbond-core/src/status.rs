@@ -48,8 +48,19 @@ pub struct QueueRuntime {
     pub from_host: u64,
     /// Frames from the slaves delivered to the host.
     pub to_host: u64,
-    /// Frames dropped: no usable slave, a full TX ring, malformed.
+    /// Frames dropped: no usable slave, a full TX ring, malformed, longer
+    /// than the MTU.
     pub dropped: u64,
+    /// AF_XDP bind mode of the queue's sockets.
+    #[serde(default)]
+    pub xdp_bind: String,
+    /// Whether the queue's sockets carry multi-buffer (jumbo) frames.
+    #[serde(default)]
+    pub multi_buffer: bool,
+    /// The better bind modes tried first, each with the error that refused
+    /// it.
+    #[serde(default)]
+    pub refused: Vec<String>,
 }
 
 /// Bond-wide figures only the runtime knows.
@@ -68,6 +79,20 @@ pub struct BondRuntime {
     pub tx_no_slave: u64,
     /// Malformed frames (shorter than an Ethernet header) dropped.
     pub malformed: u64,
+    /// Frames longer than the MTU allows, dropped (either way).
+    #[serde(default)]
+    pub oversize: u64,
+    /// bond0's MTU, as passed down to the slaves (0: not known).
+    #[serde(default)]
+    pub mtu: u32,
+    /// The longest frame that crosses (the MTU plus an Ethernet header and
+    /// a VLAN tag, or less where the sockets cannot carry more).
+    #[serde(default)]
+    pub max_frame: u64,
+    /// Problems with what was asked of the host (an MTU a slave refused, an
+    /// MTU the sockets cannot carry), one line each.
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Frames in the frame pools (free).
     pub pool_free: u64,
     /// Frames in fill rings.
@@ -417,15 +442,32 @@ impl Status {
         for (i, q) in r.queues.iter().enumerate() {
             writeln!(
                 o,
-                "Queue {i}: from host {}, to host {}, dropped {}",
-                q.from_host, q.to_host, q.dropped
+                "Queue {i}: from host {}, to host {}, dropped {}; AF_XDP {}{}",
+                q.from_host,
+                q.to_host,
+                q.dropped,
+                q.xdp_bind,
+                if q.multi_buffer { " multi-buffer" } else { "" }
             )?;
+            for why in &q.refused {
+                writeln!(o, "Queue {i}: {why}")?;
+            }
+        }
+        if r.mtu > 0 {
+            writeln!(
+                o,
+                "MTU: {} (frames up to {} bytes cross)",
+                r.mtu, r.max_frame
+            )?;
+        }
+        for n in &r.notes {
+            writeln!(o, "Warning: {n}")?;
         }
         writeln!(o, "Bond HW addr: {}", self.hwaddr)?;
         writeln!(
             o,
-            "Frames: no usable slave {}, malformed {}",
-            r.tx_no_slave, r.malformed
+            "Frames: no usable slave {}, malformed {}, oversize {}",
+            r.tx_no_slave, r.malformed, r.oversize
         )?;
         for s in &self.slaves {
             writeln!(o)?;

@@ -12,7 +12,7 @@ use crossbeam::channel::{Receiver, Sender, TrySendError};
 use xbond_core::datapath::{Frames, Kick, Port};
 
 use crate::sys::Waker;
-use crate::xsk::{UmemFrames, XdpFrame, FRAME_SIZE, RING_SIZE};
+use crate::xsk::{UmemFrames, XdpFrame, MAX_BUFFERS, RING_SIZE};
 
 /// Frames each way that may wait in the channel.
 pub const CHANNEL_DEPTH: usize = 4096;
@@ -143,19 +143,21 @@ impl Port for ChannelPort {
             return 0;
         }
         let mut n = 0;
-        while n < max {
-            let Some(mut f) = self.spare.pop() else { break };
+        // Room for the longest frame, so that a frame taken is never lost
+        // for want of buffers.
+        while n < max && self.spare.len() >= MAX_BUFFERS {
             let Ok(bytes) = self.from_program.try_recv() else {
-                self.spare.push(f);
                 break;
             };
-            if bytes.len() > FRAME_SIZE as usize || !self.mem.write(&mut f, &bytes) {
-                self.counters.oversize.fetch_add(1, Relaxed);
-                self.spare.push(f);
-                continue;
+            match self.mem.write_chain(&mut self.spare, &bytes) {
+                Some(f) => {
+                    out.push(f);
+                    n += 1;
+                }
+                None => {
+                    self.counters.oversize.fetch_add(1, Relaxed);
+                }
             }
-            out.push(f);
-            n += 1;
         }
         if !self.from_program.is_empty() {
             // More is waiting than fit: look again without sleeping.
@@ -167,7 +169,8 @@ impl Port for ChannelPort {
     fn transmit(&mut self, frames: &mut Vec<XdpFrame>) -> usize {
         let n = frames.len();
         for f in frames.drain(..) {
-            let bytes = self.mem.bytes(&f).to_vec();
+            let mut bytes = Vec::with_capacity(self.mem.len(&f));
+            self.mem.gather(&f, &mut bytes);
             if self.to_program.try_send(bytes).is_err() {
                 self.counters.to_program_dropped.fetch_add(1, Relaxed);
             }

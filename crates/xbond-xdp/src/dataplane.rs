@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::sys::Waker;
 use crate::worker::{
     run_queues, BindMode, InjectedFault, PlanCell, Shared, Taps, UpperSpec, Worker, WorkerStats,
-    ZeroCopy,
+    ZeroCopy, BUFFER_SIZE, MAX_MULTI_BUFFER_FRAME,
 };
 
 /// Everything the data plane runs: the XDP programs and the worker threads.
@@ -31,6 +31,8 @@ pub struct Dataplane {
     plans: Arc<PlanCell>,
     stats: Vec<Arc<WorkerStats>>,
     modes: Vec<BindMode>,
+    /// Per queue: what its sockets got.
+    sockets: Vec<SocketInfo>,
     stop: Arc<AtomicBool>,
     stop_waker: Arc<Waker>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -42,6 +44,17 @@ pub struct Dataplane {
     tlb_seen: Box<[u64; TLB_BUCKETS]>,
     /// Per worker: the heartbeat last seen and when it last moved.
     beats: Vec<(u64, Instant)>,
+}
+
+/// What the sockets of one queue got when they were bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketInfo {
+    /// Zero-copy or copy.
+    pub mode: BindMode,
+    /// Whether they carry multi-buffer (jumbo) frames.
+    pub multi_buffer: bool,
+    /// The better modes tried first, each with the error that refused it.
+    pub refused: Vec<String>,
 }
 
 /// A worker that no longer forwards.
@@ -91,6 +104,15 @@ pub struct DataplaneConfig {
     pub spin: Duration,
     /// Test-only: a fault for the worker of queue 0.
     pub fault: Option<InjectedFault>,
+    /// bond0's MTU at start: above what one UMEM buffer holds, every socket
+    /// must carry multi-buffer frames.
+    pub mtu: u32,
+}
+
+/// The longest frame of an MTU: the MTU plus an Ethernet header and a VLAN
+/// tag, as the kernel forwards.
+pub fn frame_len(mtu: u32) -> usize {
+    mtu as usize + xbond_core::wire::ETH_HLEN + xbond_core::wire::VLAN_HLEN
 }
 
 impl Dataplane {
@@ -124,6 +146,7 @@ impl Dataplane {
             plans,
             stats: Vec::new(),
             modes: Vec::new(),
+            sockets: Vec::new(),
             stop,
             stop_waker,
             threads: Vec::new(),
@@ -149,6 +172,7 @@ impl Dataplane {
                     dp.upper_program.as_ref(),
                     &slaves,
                     cfg.zero_copy,
+                    frame_len(cfg.mtu) > BUFFER_SIZE,
                 )?;
                 w.set_raw(cfg.raw);
                 w.set_spin(cfg.spin);
@@ -164,6 +188,11 @@ impl Dataplane {
         for (q, w) in workers.into_iter().enumerate() {
             dp.stats.push(w.stats());
             dp.modes.push(w.mode());
+            dp.sockets.push(SocketInfo {
+                mode: w.mode(),
+                multi_buffer: w.multi_buffer(),
+                refused: w.refused().to_vec(),
+            });
             dp.queue_thread.push(q % threads);
             groups[q % threads].push(w);
         }
@@ -298,6 +327,20 @@ impl Dataplane {
     /// Bind mode of each worker's sockets.
     pub fn bind_modes(&self) -> &[BindMode] {
         &self.modes
+    }
+
+    /// Per queue: what its sockets got, and why not better.
+    pub fn sockets(&self) -> &[SocketInfo] {
+        &self.sockets
+    }
+
+    /// The longest frame every queue's sockets carry.
+    pub fn max_frame(&self) -> usize {
+        if self.sockets.iter().all(|s| s.multi_buffer) {
+            MAX_MULTI_BUFFER_FRAME
+        } else {
+            BUFFER_SIZE
+        }
     }
 
     /// The upper port's XDP program, when the upper port is an interface.

@@ -48,7 +48,7 @@ impl XskPort {
         } else {
             None
         };
-        let mut port = XdpPort::bind(&umem, iface, 0, BindMode::Copy)?;
+        let mut port = XdpPort::bind(&umem, iface, 0, BindMode::Copy, false)?;
         if let Some(p) = &prog {
             p.register_socket(0, port.fd())?;
             // Half the frames wait in the fill ring for received data.

@@ -46,6 +46,8 @@ pub struct Link {
     pub peer_index: Option<u32>,
     /// MTU.
     pub mtu: u32,
+    /// IFLA_MAX_MTU: the largest MTU the device takes (0: not reported).
+    pub max_mtu: u32,
     /// IFLA_MASTER: the bond or bridge this link is enslaved to.
     pub master: Option<u32>,
     /// Promiscuous: IFF_PROMISC asked by the user, or a promiscuity count
@@ -71,6 +73,7 @@ impl Link {
             alias: None,
             peer_index: None,
             mtu: 0,
+            max_mtu: 0,
             master: None,
             promisc: m.header.flags.contains(LinkFlags::Promisc),
             allmulti: m.header.flags.contains(LinkFlags::Allmulti),
@@ -89,6 +92,7 @@ impl Link {
                 LinkAttribute::IfAlias(a) if !a.is_empty() => l.alias = Some(a.clone()),
                 LinkAttribute::Link(i) => l.peer_index = Some(*i),
                 LinkAttribute::Mtu(m) => l.mtu = *m,
+                LinkAttribute::MaxMtu(m) => l.max_mtu = *m,
                 LinkAttribute::Controller(i) => l.master = Some(*i),
                 LinkAttribute::Promiscuity(n) if *n > 0 => l.promisc = true,
                 LinkAttribute::AllMulticast(n) if *n > 0 => l.allmulti = true,
@@ -280,6 +284,21 @@ impl Netlink {
             RouteNetlinkMessage::SetLink(m),
             NLM_F_ACK,
             "RTM_SETLINK address",
+            name,
+        )
+        .map(drop)
+    }
+
+    /// Sets a link's MTU.
+    pub fn set_mtu(&mut self, name: &str, mtu: u32) -> Result<()> {
+        let link = self.link(name)?;
+        let mut m = LinkMessage::default();
+        m.header.index = link.index;
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+        self.request(
+            RouteNetlinkMessage::SetLink(m),
+            NLM_F_ACK,
+            "RTM_SETLINK mtu",
             name,
         )
         .map(drop)

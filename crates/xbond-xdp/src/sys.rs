@@ -263,3 +263,10 @@ mod tests {
         assert!(e.to_string().starts_with("poll on eth9: "), "{e}");
     }
 }
+
+/// The running kernel's release (`uname -r`), or "unknown".
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

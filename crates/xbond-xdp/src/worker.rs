@@ -30,7 +30,7 @@ use crate::channel::{ChannelPort, UpperChannel};
 use crate::error::{Error, Result};
 use crate::sys::{poll, Waker};
 use crate::xsk::{create_umem, UmemFrames, XdpFrame, XdpPort};
-pub use crate::xsk::{BindMode, FRAME_SIZE, RING_SIZE};
+pub use crate::xsk::{BindMode, BUFFER_SIZE, FRAME_SIZE, MAX_MULTI_BUFFER_FRAME, RING_SIZE};
 
 /// How long a worker keeps polling its rings without finding work before it
 /// sleeps in poll(2), by default (`xbond run --busy-poll-us`).
@@ -95,6 +95,20 @@ pub enum InjectedFault {
     Panic,
     /// The worker's loop stops (the thread lives, nothing moves).
     Stall,
+}
+
+/// Whether `e` says that a bind mode is not supported (the driver or the
+/// kernel lacks it), as opposed to a failure that another mode would not
+/// cure (no memory, no device, no permission).
+fn not_supported(e: &Error) -> bool {
+    match e {
+        Error::Sys { source, .. } => matches!(
+            source.raw_os_error(),
+            Some(libc::EOPNOTSUPP | libc::EINVAL | libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT)
+        ),
+        Error::Unsupported(_) => true,
+        _ => false,
+    }
 }
 
 /// The data plane's host side.
@@ -217,6 +231,9 @@ pub struct Worker {
     upper: WorkerPort,
     slaves: Vec<WorkerPort>,
     mode: BindMode,
+    multi_buffer: bool,
+    /// The better bind modes tried first, and why each was refused.
+    refused: Vec<String>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -233,20 +250,60 @@ impl Worker {
     /// Creates the UMEM and the sockets of queue `queue` on the upper port and
     /// every slave, and registers each socket in its interface's XSKMAP
     /// (`upper_program` is the upper port's when it is an interface).
+    ///
+    /// The sockets get multi-buffer (`XDP_USE_SG`) where the kernel and the
+    /// driver have it; with `jumbo` (frames longer than one buffer must
+    /// cross) they must, and copy mode with multi-buffer is preferred to
+    /// zero-copy without. A mode is given up only on an error that means
+    /// "not supported"; any other error is returned.
     pub fn new(
         queue: u32,
         upper: &UpperSpec,
         upper_program: Option<&XdpProgram>,
         slaves: &[(String, &XdpProgram)],
         zero_copy: ZeroCopy,
+        jumbo: bool,
     ) -> Result<Worker> {
-        if zero_copy == ZeroCopy::Try {
-            match Self::with_mode(queue, upper, upper_program, slaves, BindMode::ZeroCopy) {
-                Ok(w) => return Ok(w),
-                Err(e) => tracing::info!(queue, "zero-copy not available ({e}); using copy mode"),
+        let mut tries: Vec<(BindMode, bool)> = Vec::with_capacity(4);
+        let modes: &[BindMode] = match zero_copy {
+            ZeroCopy::Try => &[BindMode::ZeroCopy, BindMode::Copy],
+            ZeroCopy::Never => &[BindMode::Copy],
+        };
+        for &m in modes {
+            tries.push((m, true));
+            if !jumbo {
+                tries.push((m, false));
             }
         }
-        Self::with_mode(queue, upper, upper_program, slaves, BindMode::Copy)
+        let mut last = None;
+        let mut refused = Vec::new();
+        for (mode, sg) in tries {
+            let what = format!("{}{}", mode.as_str(), if sg { " with multi-buffer" } else { "" });
+            match Self::with_mode(queue, upper, upper_program, slaves, mode, sg) {
+                Ok(mut w) => {
+                    if !refused.is_empty() {
+                        tracing::info!(queue, "sockets bound {what}; {}", refused.join("; "));
+                    }
+                    w.refused = refused;
+                    return Ok(w);
+                }
+                Err(e) if not_supported(&e) => {
+                    refused.push(format!("{what} refused: {e}"));
+                    last = Some((e, sg));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(match last {
+            Some((e, true)) if jumbo => Error::Unsupported(format!(
+                "frames longer than {BUFFER_SIZE} bytes need AF_XDP multi-buffer \
+                 (XDP_USE_SG, Linux 6.6 or later), which the sockets of queue {queue} \
+                 could not get on this kernel ({}): {e}",
+                crate::sys::kernel_release()
+            )),
+            Some((e, _)) => e,
+            None => Error::Unsupported("no bind mode to try".into()),
+        })
     }
 
     fn with_mode(
@@ -255,12 +312,13 @@ impl Worker {
         upper_program: Option<&XdpProgram>,
         slaves: &[(String, &XdpProgram)],
         mode: BindMode,
+        multi_buffer: bool,
     ) -> Result<Worker> {
         let sockets = 1 + slaves.len() as u32;
         // Each socket: a full fill ring plus a full TX ring in flight.
         let (umem, frames) = create_umem(upper.name(), sockets * RING_SIZE * 2)?;
         let open = |name: &str, prog: &XdpProgram| -> Result<WorkerPort> {
-            let port = XdpPort::bind(&umem, name, queue, mode)?;
+            let port = XdpPort::bind(&umem, name, queue, mode, multi_buffer)?;
             prog.register_socket(queue, port.fd())?;
             Ok(WorkerPort::new(Io::Xdp(port), queue))
         };
@@ -284,6 +342,8 @@ impl Worker {
             upper: upper_port,
             slaves: slave_ports,
             mode,
+            multi_buffer,
+            refused: Vec::new(),
         };
         Ok(worker)
     }
@@ -291,6 +351,17 @@ impl Worker {
     /// The bind mode all of this worker's sockets got.
     pub fn mode(&self) -> BindMode {
         self.mode
+    }
+
+    /// Whether this worker's sockets carry multi-buffer frames.
+    pub fn multi_buffer(&self) -> bool {
+        self.multi_buffer
+    }
+
+    /// The better bind modes that were tried first, each with the error
+    /// that refused it.
+    pub fn refused(&self) -> &[String] {
+        &self.refused
     }
 
     /// The worker's counters.

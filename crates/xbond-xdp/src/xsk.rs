@@ -7,9 +7,16 @@
 //! given up by placing it on a ring. While it exists neither the kernel nor
 //! another ring holds that frame, which is what makes reading and writing its
 //! bytes through [`UmemFrames`] sound.
+//!
+//! A frame longer than one buffer ([`BUFFER_SIZE`] bytes: jumbo frames) is a
+//! chain of buffers (AF_XDP multi-buffer, `XDP_USE_SG`): the RX ring hands it
+//! over as descriptors marked `XDP_PKT_CONTD` but the last, and the TX ring
+//! takes it the same way. Sockets are bound with `XDP_USE_SG` where the
+//! kernel (6.6 and later) and, in zero-copy, the driver have it.
 
 use std::os::fd::{AsRawFd, RawFd};
 
+use xbond_core::datapath::pool::{Buffers, FramePool};
 use xbond_core::datapath::{Frames, Kick, Port};
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
@@ -23,6 +30,16 @@ use crate::sys::{kick_tx, Kick as SysKick};
 pub const RING_SIZE: u32 = 2048;
 /// Size of one UMEM frame.
 pub const FRAME_SIZE: u32 = 2048;
+/// Bytes of a frame one UMEM buffer holds: the frame less the headroom the
+/// kernel keeps for XDP (`XDP_PACKET_HEADROOM`).
+pub const BUFFER_SIZE: usize = FRAME_SIZE as usize - 256;
+/// Most buffers a multi-buffer frame may span: the kernel builds at most
+/// `MAX_SKB_FRAGS` (17) fragments, and xbond keeps one in hand.
+pub const MAX_BUFFERS: usize = 16;
+/// The longest frame a socket with multi-buffer carries.
+pub const MAX_MULTI_BUFFER_FRAME: usize = MAX_BUFFERS * BUFFER_SIZE;
+/// `XDP_PKT_CONTD`: more buffers of this frame follow.
+const XDP_PKT_CONTD: u32 = 1;
 
 /// The AF_XDP bind mode a socket got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,18 +60,38 @@ impl BindMode {
     }
 }
 
-/// A UMEM frame the holder owns (see the module comment).
+/// A UMEM frame the holder owns (see the module comment): one buffer, or a
+/// chain of them.
 #[derive(Debug)]
-#[repr(transparent)]
-pub struct XdpFrame(FrameDesc);
+pub struct XdpFrame {
+    head: FrameDesc,
+    /// The further buffers of a multi-buffer frame, in order.
+    more: Vec<FrameDesc>,
+}
 
 impl XdpFrame {
-    /// Views owned frames as the descriptors xsk-rs takes.
-    fn descs(frames: &[XdpFrame]) -> &[FrameDesc] {
-        // SAFETY: XdpFrame is a repr(transparent) wrapper of FrameDesc, so the
-        // two slices have the same layout; the view is shared, and the frames
-        // stay owned by the caller until it removes them from its list.
-        unsafe { std::slice::from_raw_parts(frames.as_ptr().cast(), frames.len()) }
+    fn one(head: FrameDesc) -> XdpFrame {
+        XdpFrame {
+            head,
+            more: Vec::new(),
+        }
+    }
+
+    /// The descriptors of the frame's buffers, in order.
+    fn descs(&self) -> impl Iterator<Item = &FrameDesc> {
+        std::iter::once(&self.head).chain(self.more.iter())
+    }
+}
+
+impl Buffers for XdpFrame {
+    #[inline]
+    fn buffers(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    fn unchain(self, out: &mut Vec<XdpFrame>) {
+        out.push(XdpFrame::one(self.head));
+        out.extend(self.more.into_iter().map(XdpFrame::one));
     }
 }
 
@@ -77,7 +114,7 @@ pub fn create_umem(name: &str, frames: u32) -> Result<(Umem, Vec<XdpFrame>)> {
     let (umem, descs) = Umem::new(cfg, count, false)
         .map_err(|e| sock_err("create UMEM (XDP_UMEM_REG)", name, e))?;
     // Fresh frames: nothing but this list holds them.
-    Ok((umem, descs.into_iter().map(XdpFrame).collect()))
+    Ok((umem, descs.into_iter().map(XdpFrame::one).collect()))
 }
 
 /// The frames of one UMEM, shared by every socket bound to it.
@@ -96,30 +133,88 @@ impl UmemFrames {
     pub fn umem(&self) -> &Umem {
         &self.umem
     }
+
+    fn buffer<'a>(&'a self, desc: &'a FrameDesc) -> &'a [u8] {
+        // SAFETY: `desc` is a buffer of a frame the caller owns (an XdpFrame
+        // exists only while no ring holds it), so the kernel does not write
+        // it meanwhile.
+        unsafe { self.umem.data(desc) }.contents()
+    }
+
+    fn write_buffer(&self, desc: &mut FrameDesc, bytes: &[u8]) -> bool {
+        // SAFETY: as in `buffer`; the `&mut` makes this the only view.
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        let mut cur = data.cursor();
+        // The cursor starts at the frame's previous length; the content at 0.
+        cur.set_pos(0);
+        std::io::Write::write_all(&mut cur, bytes).is_ok()
+    }
+
+    /// Makes `bytes` a frame in buffers taken from the end of `free`, a
+    /// chain when they need more than one ([`MAX_BUFFERS`] at most); `None`
+    /// (nothing taken) when there are not enough.
+    pub fn write_chain(&self, free: &mut Vec<XdpFrame>, bytes: &[u8]) -> Option<XdpFrame> {
+        let n = bytes.len().div_ceil(BUFFER_SIZE).max(1);
+        if n > MAX_BUFFERS || n > free.len() {
+            return None;
+        }
+        let mut parts = free.split_off(free.len() - n).into_iter().map(|f| f.head);
+        let mut chunks = bytes.chunks(BUFFER_SIZE);
+        let mut head = parts.next()?;
+        self.write_buffer(&mut head, chunks.next().unwrap_or(&[]));
+        let mut frame = XdpFrame::one(head);
+        for (mut d, c) in parts.zip(chunks) {
+            self.write_buffer(&mut d, c);
+            frame.more.push(d);
+        }
+        Some(frame)
+    }
+
+    /// Appends the bytes of every buffer of `frame` to `out`.
+    pub fn gather(&self, frame: &XdpFrame, out: &mut Vec<u8>) {
+        for d in frame.descs() {
+            out.extend_from_slice(self.buffer(d));
+        }
+    }
 }
 
 impl Frames for UmemFrames {
     type Frame = XdpFrame;
 
     fn bytes<'a>(&'a self, frame: &'a XdpFrame) -> &'a [u8] {
-        // SAFETY: the frame is owned by the caller (an XdpFrame exists only
-        // while no ring holds it), so the kernel does not write it meanwhile.
-        unsafe { self.umem.data(&frame.0) }.contents()
+        self.buffer(&frame.head)
+    }
+
+    fn len(&self, frame: &XdpFrame) -> usize {
+        frame.descs().map(|d| d.lengths().data()).sum()
     }
 
     fn edit(&self, frame: &mut XdpFrame, edit: impl FnOnce(&mut [u8])) {
-        // SAFETY: as in `bytes`; the `&mut` makes this the only view.
-        let mut data = unsafe { self.umem.data_mut(&mut frame.0) };
+        // SAFETY: the frame is owned by the caller (see `buffer`); the `&mut`
+        // makes this the only view.
+        let mut data = unsafe { self.umem.data_mut(&mut frame.head) };
         edit(data.contents_mut());
     }
 
     fn write(&self, frame: &mut XdpFrame, bytes: &[u8]) -> bool {
-        // SAFETY: as in `edit`.
-        let mut data = unsafe { self.umem.data_mut(&mut frame.0) };
-        let mut cur = data.cursor();
-        // The cursor starts at the frame's previous length; the content at 0.
-        cur.set_pos(0);
-        std::io::Write::write_all(&mut cur, bytes).is_ok()
+        frame.more.is_empty() && self.write_buffer(&mut frame.head, bytes)
+    }
+
+    fn copy(&self, from: &XdpFrame, pool: &mut FramePool<XdpFrame>) -> Option<XdpFrame> {
+        let mut to = pool.alloc()?;
+        if !self.write(&mut to, self.bytes(from)) {
+            pool.free(to);
+            return None;
+        }
+        for d in &from.more {
+            let Some(mut part) = pool.alloc() else {
+                pool.free(to);
+                return None;
+            };
+            self.write_buffer(&mut part.head, self.buffer(d));
+            to.more.push(part.head);
+        }
+        Some(to)
     }
 }
 
@@ -132,6 +227,10 @@ pub struct XdpPort {
     fq: FillQueue,
     cq: CompQueue,
     scratch: Vec<FrameDesc>,
+    /// Bound with `XDP_USE_SG`: carries multi-buffer frames.
+    multi_buffer: bool,
+    /// A chain whose last buffers the RX ring has not handed over yet.
+    partial: Option<XdpFrame>,
 }
 
 impl std::fmt::Debug for XdpPort {
@@ -144,13 +243,23 @@ impl std::fmt::Debug for XdpPort {
 }
 
 impl XdpPort {
-    /// Binds a socket on queue `queue` of `name` to `umem`, in `mode`.
-    pub fn bind(umem: &Umem, name: &str, queue: u32, mode: BindMode) -> Result<XdpPort> {
+    /// Binds a socket on queue `queue` of `name` to `umem`, in `mode`, with
+    /// `XDP_USE_SG` when `multi_buffer`.
+    pub fn bind(
+        umem: &Umem,
+        name: &str,
+        queue: u32,
+        mode: BindMode,
+        multi_buffer: bool,
+    ) -> Result<XdpPort> {
         let ring = QueueSize::new(RING_SIZE).map_err(|e| sock_err("ring size", name, e))?;
-        let bind = match mode {
+        let mut bind = match mode {
             BindMode::ZeroCopy => BindFlags::XDP_ZEROCOPY | BindFlags::XDP_USE_NEED_WAKEUP,
             BindMode::Copy => BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP,
         };
+        if multi_buffer {
+            bind |= BindFlags::XDP_USE_SG;
+        }
         let cfg = SocketConfig::builder()
             .rx_queue_size(ring)
             .tx_queue_size(ring)
@@ -162,8 +271,20 @@ impl XdpPort {
             .map_err(|_| Error::NoSuchInterface(name.to_string()))?;
         // SAFETY: INHIBIT_PROG_LOAD is set, as xsk-rs requires when a UMEM is
         // shared; each (interface, queue) pair is bound once per UMEM.
-        let (tx, rx, rings) = unsafe { Socket::new(cfg, umem, &ifc, queue) }
-            .map_err(|e| sock_err("bind AF_XDP socket", name, e))?;
+        let (tx, rx, rings) = unsafe { Socket::new(cfg, umem, &ifc, queue) }.map_err(|e| {
+            // Keep the errno: the caller tells "not supported" from the rest.
+            let os = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .and_then(std::io::Error::raw_os_error);
+            match os {
+                Some(errno) => Error::sys(
+                    "bind AF_XDP socket",
+                    name,
+                    std::io::Error::from_raw_os_error(errno),
+                ),
+                None => sock_err("bind AF_XDP socket", name, e),
+            }
+        })?;
         let (fq, cq) = rings.ok_or_else(|| {
             Error::Unsupported(format!(
                 "{name} queue {queue} is already bound to this UMEM"
@@ -177,7 +298,14 @@ impl XdpPort {
             fq,
             cq,
             scratch: vec![FrameDesc::default(); RING_SIZE as usize],
+            multi_buffer,
+            partial: None,
         })
+    }
+
+    /// Whether the socket carries multi-buffer frames.
+    pub fn multi_buffer(&self) -> bool {
+        self.multi_buffer
     }
 
     /// The socket's descriptor: for the XSKMAP, and to wait on with poll().
@@ -201,29 +329,62 @@ impl Port for XdpPort {
 
     fn receive(&mut self, out: &mut Vec<XdpFrame>, max: usize) -> usize {
         let max = max.min(self.scratch.len());
-        // SAFETY: the RX ring hands over frames of this UMEM that the kernel
+        // SAFETY: the RX ring hands over buffers of this UMEM that the kernel
         // has finished writing; from here the caller owns them.
         let n = unsafe { self.rx.consume(&mut self.scratch[..max]) };
-        out.extend(self.scratch[..n].iter().copied().map(XdpFrame));
-        n
+        let from = out.len();
+        for d in &self.scratch[..n] {
+            let more = d.options() & XDP_PKT_CONTD != 0;
+            let mut d = *d;
+            d.set_options(0);
+            let frame = match self.partial.take() {
+                Some(mut f) => {
+                    f.more.push(d);
+                    f
+                }
+                None => XdpFrame::one(d),
+            };
+            if more {
+                self.partial = Some(frame);
+            } else {
+                out.push(frame);
+            }
+        }
+        out.len() - from
     }
 
     fn transmit(&mut self, frames: &mut Vec<XdpFrame>) -> usize {
-        let room = self.tx.nb_free(frames.len() as u32) as usize;
-        let k = room.min(frames.len());
-        // SAFETY: the frames belong to this UMEM and are owned by the caller;
-        // once placed, the kernel owns them until their completion, and they
-        // are removed from the caller's list below.
-        let sent = unsafe { self.tx.produce(&XdpFrame::descs(frames)[..k]) };
-        frames.drain(..sent);
-        sent
+        let want: usize = frames.iter().map(Buffers::buffers).sum();
+        let room = (self.tx.nb_free(want as u32) as usize).min(self.scratch.len());
+        let (mut k, mut descs) = (0, 0);
+        for f in frames.iter() {
+            let n = f.buffers();
+            if descs + n > room || (n > 1 && !self.multi_buffer) {
+                break;
+            }
+            for (i, d) in f.descs().enumerate() {
+                let mut d = *d;
+                d.set_options(if i + 1 < n { XDP_PKT_CONTD } else { 0 });
+                self.scratch[descs + i] = d;
+            }
+            descs += n;
+            k += 1;
+        }
+        // SAFETY: the buffers belong to this UMEM and are owned by the
+        // caller; once placed, the kernel owns them until their completion,
+        // and their frames are removed from the caller's list below. The
+        // ring had room for all of them, so all are placed.
+        let placed = unsafe { self.tx.produce(&self.scratch[..descs]) };
+        debug_assert_eq!(placed, descs);
+        frames.drain(..k);
+        k
     }
 
     fn complete(&mut self, out: &mut Vec<XdpFrame>) -> usize {
         // SAFETY: completed descriptors belong to this UMEM and the kernel is
         // done with them; from here the caller owns them.
         let n = unsafe { self.cq.consume(&mut self.scratch) };
-        out.extend(self.scratch[..n].iter().copied().map(XdpFrame));
+        out.extend(self.scratch[..n].iter().copied().map(XdpFrame::one));
         n
     }
 
@@ -233,10 +394,20 @@ impl Port for XdpPort {
 
     fn fill(&mut self, frames: &mut Vec<XdpFrame>) -> usize {
         let room = self.fq.nb_free(frames.len() as u32) as usize;
-        let at = frames.len() - room.min(frames.len());
-        // SAFETY: the frames are owned by the caller and belong to this UMEM;
-        // the placed ones are removed from its list below.
-        let placed = unsafe { self.fq.produce(&XdpFrame::descs(frames)[at..]) };
+        // One-buffer frames from the end (the pool holds no chains).
+        let k = frames
+            .iter()
+            .rev()
+            .take(room.min(self.scratch.len()))
+            .take_while(|f| f.more.is_empty())
+            .count();
+        let at = frames.len() - k;
+        for (s, f) in self.scratch.iter_mut().zip(&frames[at..]) {
+            *s = f.head;
+        }
+        // SAFETY: the buffers are owned by the caller and belong to this
+        // UMEM; the placed ones are removed from its list below.
+        let placed = unsafe { self.fq.produce(&self.scratch[..k]) };
         frames.truncate(frames.len() - placed);
         // Zero-copy drivers may sleep until told that the fill ring has
         // frames again.

@@ -24,6 +24,9 @@ pub struct Original {
     /// xbond turned IPv6 off on it (it was on).
     #[serde(default)]
     pub ipv6_turned_off: bool,
+    /// Its MTU (xbond gives it bond0's).
+    #[serde(default)]
+    pub mtu: Option<u32>,
 }
 
 /// What a restart resumes from.
@@ -83,6 +86,7 @@ mod tests {
                 mac: MacAddr([2, 0, 0, 0, 0, 1]),
                 offloads: vec![("rx-vlan-offload".into(), true)],
                 ipv6_turned_off: true,
+                mtu: Some(1500),
             },
         );
         save(&p, &st).unwrap();

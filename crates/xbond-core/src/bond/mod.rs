@@ -134,6 +134,8 @@ pub struct Bond {
     primary: Option<usize>,
     active: Option<usize>,
     bond_mac: MacAddr,
+    /// bond0's MTU, once the runtime has read it.
+    mtu: Option<u32>,
     carrier: bool,
     plan_version: u64,
     mii_timer: Timer,
@@ -178,6 +180,7 @@ impl Bond {
             primary,
             active: None,
             bond_mac,
+            mtu: None,
             carrier: false,
             plan_version: 0,
             mii_timer,
@@ -241,6 +244,21 @@ impl Bond {
         }
         self.ipv4 = ipv4;
         self.ipv6 = ipv6;
+    }
+
+    /// bond0's MTU (read by the runtime at start and whenever it changes):
+    /// frames longer than it plus an Ethernet header and a VLAN tag are
+    /// dropped and counted. A new MTU publishes a new plan.
+    pub fn set_mtu(&mut self, mtu: u32) {
+        if self.mtu != Some(mtu) {
+            self.mtu = Some(mtu);
+            self.publish();
+        }
+    }
+
+    /// bond0's MTU, once known.
+    pub fn mtu(&self) -> Option<u32> {
+        self.mtu
     }
 
     /// The speed and duplex of `slave`, read by the runtime when its link

@@ -8,6 +8,7 @@ use super::{Bond, BondEvent};
 use crate::lacp::Lacp;
 use crate::options::Mode;
 use crate::plan::TxPlan;
+use crate::wire::{ETH_HLEN, VLAN_HLEN};
 
 impl Bond {
     /// The plan the workers should use now.
@@ -21,6 +22,9 @@ impl Bond {
         plan.tap_arp = self.mode.arp().is_some() || self.mode.rlb().is_some();
         plan.divert_host_arp = self.mode.rlb().is_some();
         plan.bond_mac = self.bond_mac;
+        if let Some(mtu) = self.mtu {
+            plan.max_frame = mtu as usize + ETH_HLEN + VLAN_HLEN;
+        }
         for (m, s) in plan.slave_macs.iter_mut().zip(&self.slaves) {
             *m = s.mac;
         }

@@ -17,7 +17,7 @@ use crate::alb::TLB_BUCKETS;
 use crate::plan::{DupFilter, Selector, TxPlan};
 use crate::MAX_SLAVES;
 
-use super::pool::{FramePool, PoolCounts};
+use super::pool::{Buffers, FramePool, PoolCounts};
 use super::{
     rewrite_destination, rewrite_source, rx_batch, tx_batch, Frames, Kick, Port, RxAction,
     RxVerdict, TxAction, TxVerdict, BATCH,
@@ -36,6 +36,8 @@ pub struct SlaveCounters {
     pub rx_duplicate: AtomicU64,
     /// Frames received too short for an Ethernet header, dropped.
     pub rx_malformed: AtomicU64,
+    /// Frames received longer than bond0's MTU allows, dropped.
+    pub rx_oversize: AtomicU64,
     /// Frames dropped because the TX ring was full (or no frame was free for
     /// a broadcast copy).
     pub tx_dropped: AtomicU64,
@@ -53,6 +55,8 @@ pub struct WorkerStats {
     pub tx_no_slave: AtomicU64,
     /// Frames from the host too short for an Ethernet header, dropped.
     pub tx_malformed: AtomicU64,
+    /// Frames from the host longer than bond0's MTU allows, dropped.
+    pub tx_oversize: AtomicU64,
     /// Frames from the host given to the control thread (balance-alb ARP).
     pub tx_diverted: AtomicU64,
     /// Frames from the host that reached a slave ring.
@@ -176,7 +180,7 @@ pub struct Engine<F> {
     stats: std::sync::Arc<WorkerStats>,
 }
 
-impl<F> Engine<F> {
+impl<F: Buffers> Engine<F> {
     /// An engine owning `frames` for a worker with `slaves` slaves; `seed`
     /// starts balance-rr's random choice.
     pub fn new(frames: Vec<F>, slaves: usize, seed: u64) -> Engine<F> {
@@ -267,8 +271,10 @@ impl<F> Engine<F> {
         port: &mut P,
         frames: &mut Vec<F>,
     ) -> usize {
+        let buffers = |f: &Vec<F>| f.iter().map(Buffers::buffers).sum::<usize>();
+        let before = buffers(frames);
         let sent = port.transmit(frames);
-        pool.sent(sent);
+        pool.sent(before - buffers(frames));
         pool.free_all(frames);
         if sent > 0 {
             *pending = true;
@@ -294,7 +300,7 @@ impl<F> Engine<F> {
         if got == 0 {
             return 0;
         }
-        self.pool.received(got);
+        self.pool.received(&self.batch);
         if self.raw {
             let Some(first) = slaves.first_mut() else {
                 self.pool.free_all(&mut self.batch);
@@ -310,13 +316,18 @@ impl<F> Engine<F> {
             let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
             for ((f, l), d) in frames.iter_mut().zip(lens.iter_mut()).zip(&self.batch) {
                 *f = mem.bytes(d);
-                *l = f.len();
+                *l = mem.len(d);
             }
             tx_batch(plan, &mut self.sel, &frames[..got], &mut verdicts);
         }
-        let (mut no_slave, mut malformed, mut diverted) = (0u64, 0u64, 0u64);
+        let (mut no_slave, mut malformed, mut diverted, mut oversize) = (0u64, 0u64, 0u64, 0u64);
         let n_slaves = slaves.len().min(self.out.len());
         for ((mut f, v), len) in self.batch.drain(..).zip(verdicts).zip(lens) {
+            if len > plan.max_frame {
+                oversize += 1;
+                self.pool.free(f);
+                continue;
+            }
             if let Some(b) = v.load_bucket {
                 // This worker is the only writer: no locked add needed.
                 let c = &self.stats.tlb_bytes[usize::from(b)];
@@ -341,15 +352,7 @@ impl<F> Engine<F> {
                         if s >= n_slaves {
                             continue;
                         }
-                        let copy = self.pool.alloc().and_then(|mut c| {
-                            if mem.copy(&f, &mut c) {
-                                Some(c)
-                            } else {
-                                self.pool.free(c);
-                                None
-                            }
-                        });
-                        match copy {
+                        match mem.copy(&f, &mut self.pool) {
                             Some(c) => self.out[s].push(c),
                             None => {
                                 self.stats.slaves[s].tx_dropped.fetch_add(1, Relaxed);
@@ -384,6 +387,7 @@ impl<F> Engine<F> {
             (&st.tx_no_slave, no_slave),
             (&st.tx_malformed, malformed),
             (&st.tx_diverted, diverted),
+            (&st.tx_oversize, oversize),
         ] {
             if v > 0 {
                 c.fetch_add(v, Relaxed);
@@ -432,7 +436,7 @@ impl<F> Engine<F> {
         if n == 0 {
             return 0;
         }
-        self.pool.received(n);
+        self.pool.received(&self.batch);
         let c = &self.stats.slaves[s];
         if self.raw {
             let sent = Self::push_tx(&mut self.pool, &mut self.pending[0], upper, &mut self.batch);
@@ -447,9 +451,14 @@ impl<F> Engine<F> {
             }
             rx_batch(plan, s, &mut self.dups, &frames[..n], &mut verdicts);
         }
-        let (mut inactive, mut dup, mut malformed) = (0u64, 0u64, 0u64);
+        let (mut inactive, mut dup, mut malformed, mut oversize) = (0u64, 0u64, 0u64, 0u64);
         self.keep.clear();
         for (mut f, v) in self.batch.drain(..).zip(verdicts) {
+            if mem.len(&f) > plan.max_frame {
+                oversize += 1;
+                self.pool.free(f);
+                continue;
+            }
             if v.tap {
                 taps.push(s as u8, mem.bytes(&f));
                 *wake = true;
@@ -478,6 +487,7 @@ impl<F> Engine<F> {
             (&c.rx_inactive, inactive),
             (&c.rx_duplicate, dup),
             (&c.rx_malformed, malformed),
+            (&c.rx_oversize, oversize),
         ] {
             if v > 0 {
                 counter.fetch_add(v, Relaxed);

@@ -7,11 +7,14 @@
 
 use std::collections::VecDeque;
 
+use super::pool::Buffers;
 use super::{Frames, Kick, Port};
 
 /// A frame of the in-memory port: it owns its buffer.
 #[derive(Debug)]
 pub struct MemFrame(Vec<u8>);
+
+impl Buffers for MemFrame {}
 
 /// The heap as frame memory.
 #[derive(Debug, Clone, Copy, Default)]

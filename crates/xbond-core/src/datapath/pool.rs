@@ -3,8 +3,30 @@
 //! its completion is reaped). Frames taken from RX rings are in the worker's
 //! hands only within one batch, and the batch returns each of them to the
 //! pool or to a TX ring before it ends.
+//!
+//! The books count buffers: a frame longer than one buffer (an AF_XDP
+//! multi-buffer jumbo frame) is a chain of them ([`Buffers`]), which the pool
+//! takes apart when the frame comes back, so that every free entry is one
+//! buffer, ready for a fill ring.
 
-/// A stack of free frames plus counts of frames lent to the ports.
+/// A frame as buffers of the worker's memory: one, or a chain.
+pub trait Buffers: Sized {
+    /// How many buffers the frame spans.
+    #[inline]
+    fn buffers(&self) -> usize {
+        1
+    }
+
+    /// Appends the frame's buffers to `out`, each as a frame of its own.
+    #[inline]
+    fn unchain(self, out: &mut Vec<Self>) {
+        out.push(self);
+    }
+}
+
+impl Buffers for u32 {}
+
+/// A stack of free buffers plus counts of buffers lent to the ports.
 #[derive(Debug)]
 pub struct FramePool<F> {
     free: Vec<F>,
@@ -33,7 +55,7 @@ impl PoolCounts {
     }
 }
 
-impl<F> FramePool<F> {
+impl<F: Buffers> FramePool<F> {
     /// A pool owning all of `frames`.
     pub fn new(frames: Vec<F>) -> FramePool<F> {
         FramePool {
@@ -53,13 +75,23 @@ impl<F> FramePool<F> {
     /// Returns a frame that is done with (dropped, or its data copied).
     #[inline]
     pub fn free(&mut self, f: F) {
-        self.free.push(f);
+        if f.buffers() == 1 {
+            self.free.push(f);
+        } else {
+            f.unchain(&mut self.free);
+        }
     }
 
     /// Returns every frame of `frames` (emptied).
     #[inline]
     pub fn free_all(&mut self, frames: &mut Vec<F>) {
-        self.free.append(frames);
+        if frames.iter().all(|f| f.buffers() == 1) {
+            self.free.append(frames);
+        } else {
+            for f in frames.drain(..) {
+                self.free(f);
+            }
+        }
     }
 
     /// Takes up to `n` frames destined for a fill ring, into `out`.
@@ -69,20 +101,21 @@ impl<F> FramePool<F> {
         out.extend(self.free.drain(at..));
     }
 
-    /// `n` frames were placed on a fill ring; the rest of `unplaced` come
+    /// `n` buffers were placed on a fill ring; the rest of `unplaced` come
     /// back (emptied).
     pub fn filled(&mut self, n: usize, unplaced: &mut Vec<F>) {
         self.in_fill += n;
-        self.free.append(unplaced);
+        self.free_all(unplaced);
     }
 
-    /// `n` frames arrived on an RX ring (they leave the fill rings).
+    /// `frames` arrived on an RX ring (their buffers leave the fill rings).
     #[inline]
-    pub fn received(&mut self, n: usize) {
+    pub fn received(&mut self, frames: &[F]) {
+        let n: usize = frames.iter().map(Buffers::buffers).sum();
         self.in_fill = self.in_fill.saturating_sub(n);
     }
 
-    /// `n` frames were placed on a TX ring.
+    /// `n` buffers were placed on a TX ring.
     #[inline]
     pub fn sent(&mut self, n: usize) {
         self.in_tx += n;
@@ -91,8 +124,9 @@ impl<F> FramePool<F> {
     /// Frames whose transmission completed come back (`frames` is emptied).
     #[inline]
     pub fn completed(&mut self, frames: &mut Vec<F>) {
-        self.in_tx = self.in_tx.saturating_sub(frames.len());
-        self.free.append(frames);
+        let n: usize = frames.iter().map(Buffers::buffers).sum();
+        self.in_tx = self.in_tx.saturating_sub(n);
+        self.free_all(frames);
     }
 
     /// Free frames now.
@@ -126,8 +160,8 @@ mod tests {
         p.filled(40, &mut unplaced);
         assert!(p.counts().balanced());
         // 10 frames arrive; 6 are forwarded, 4 dropped.
-        p.received(10);
         let mut rx: Vec<u32> = fill.drain(..10).collect();
+        p.received(&rx);
         p.sent(6);
         for d in rx.drain(6..) {
             p.free(d);

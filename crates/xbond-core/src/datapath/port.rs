@@ -7,24 +7,46 @@
 //! heap for the in-memory port).
 
 /// The memory a worker's frames live in.
+///
+/// A frame longer than one buffer is a chain of buffers (an AF_XDP
+/// multi-buffer frame, see [`Buffers`]); [`Frames::bytes`] and
+/// [`Frames::edit`] reach its first buffer, which always holds the headers
+/// the bond reads and rewrites.
 pub trait Frames {
     /// A frame the worker owns.
-    type Frame;
+    type Frame: Buffers;
 
-    /// The frame's bytes (its current length).
+    /// The bytes of the frame's first buffer: the whole frame unless it is
+    /// a chain.
     fn bytes<'a>(&'a self, frame: &'a Self::Frame) -> &'a [u8];
 
-    /// Edits the frame's bytes in place (the length stays).
+    /// The frame's length over all its buffers.
+    fn len(&self, frame: &Self::Frame) -> usize {
+        self.bytes(frame).len()
+    }
+
+    /// Edits the bytes of the frame's first buffer in place (the length
+    /// stays).
     fn edit(&self, frame: &mut Self::Frame, edit: impl FnOnce(&mut [u8]));
 
-    /// Makes `bytes` the frame's content; false when they do not fit.
+    /// Makes `bytes` the content of a one-buffer frame; false when they do
+    /// not fit.
     fn write(&self, frame: &mut Self::Frame, bytes: &[u8]) -> bool;
 
-    /// Makes `to` a copy of `from`; false when it does not fit.
-    fn copy(&self, from: &Self::Frame, to: &mut Self::Frame) -> bool {
-        self.write(to, self.bytes(from))
+    /// A copy of `from` in buffers taken from `pool` (none are kept when the
+    /// pool runs short).
+    fn copy(&self, from: &Self::Frame, pool: &mut FramePool<Self::Frame>) -> Option<Self::Frame> {
+        let mut to = pool.alloc()?;
+        if self.write(&mut to, self.bytes(from)) {
+            Some(to)
+        } else {
+            pool.free(to);
+            None
+        }
     }
 }
+
+use super::pool::{Buffers, FramePool};
 
 /// What a TX kick found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,24 +68,26 @@ pub trait Port {
     type Frame;
 
     /// Takes up to `max` received frames, appended to `out`; returns how
-    /// many.
+    /// many frames.
     fn receive(&mut self, out: &mut Vec<Self::Frame>, max: usize) -> usize;
 
     /// Places frames from the front of `frames` on the TX ring, in order, as
-    /// many as fit, and removes them from `frames`; returns how many. What is
-    /// left in `frames` did not fit.
+    /// many as fit whole (every buffer of a chain), and removes them from
+    /// `frames`; returns how many frames. What is left in `frames` did not
+    /// fit.
     fn transmit(&mut self, frames: &mut Vec<Self::Frame>) -> usize;
 
-    /// Takes the frames whose transmission completed, appended to `out`;
-    /// returns how many.
+    /// Takes the buffers whose transmission completed, appended to `out`
+    /// (a chain may come back as its single buffers); returns how many
+    /// entries.
     fn complete(&mut self, out: &mut Vec<Self::Frame>) -> usize;
 
-    /// How many frames the fill ring has room for.
+    /// How many buffers the fill ring has room for.
     fn fill_room(&mut self) -> usize;
 
-    /// Places frames from the end of `frames` on the fill ring (where
-    /// received frames will be written), as many as fit, and removes them
-    /// from `frames`; returns how many.
+    /// Places one-buffer frames from the end of `frames` on the fill ring
+    /// (where received frames will be written), as many as fit, and removes
+    /// them from `frames`; returns how many.
     fn fill(&mut self, frames: &mut Vec<Self::Frame>) -> usize;
 
     /// Tells the device that the TX ring has frames (one syscall per ring per

@@ -34,6 +34,8 @@ pub const ETH_P_8021AD: u16 = 0x88a8;
 pub const ETH_P_SLOW: u16 = 0x8809;
 /// Length of an Ethernet header without VLAN tags.
 pub const ETH_HLEN: usize = 14;
+/// Length of one VLAN tag.
+pub const VLAN_HLEN: usize = 4;
 /// Minimum Ethernet frame length without FCS (`ETH_ZLEN`): the frames the
 /// bond builds are padded with zeros to it.
 pub const ETH_ZLEN: usize = 60;

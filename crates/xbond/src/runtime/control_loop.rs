@@ -27,6 +27,7 @@ use xbond_xdp::worker::{UpperSpec, HOST_ARP};
 
 use super::host::{self, HostGuard};
 use super::notify::{Notice, Notifier};
+use super::mtu::{self, MtuState};
 use super::{status::status, Event, EventSink, RuntimeOptions, Upper};
 use crate::control::{ControlServer, Request};
 use crate::filters::{self, Filters};
@@ -82,6 +83,8 @@ pub(super) struct Controller {
     /// bond0's index (veth pair), whose filters are passed down.
     upper_index: Option<u32>,
     filters: Filters,
+    /// bond0's MTU as passed down.
+    mtu: MtuState,
     wanted: filters::Wanted,
     applied: Option<(Vec<bool>, filters::Wanted)>,
     transmitting: Vec<u8>,
@@ -116,6 +119,7 @@ impl Controller {
             restore_macs: Vec::new(),
             restore_offloads: Vec::new(),
             restore_ipv6: Vec::new(),
+            restore_mtu: Vec::new(),
         };
         if opts.control_socket && crate::control::query_status(&cfg.socket_path()).is_ok() {
             bail!(
@@ -232,6 +236,10 @@ impl Controller {
             .enumerate()
             .map(|(i, idx)| (*idx, i))
             .collect();
+        let bond_mtu = mtu::read(&mut nl, &cfg, &opts.upper).unwrap_or(1500);
+        // The sockets bind for frames of this MTU: given down first, so that
+        // the slaves take them.
+        mtu::pass_down(&mut nl, &cfg, &opts.upper, bond_mtu);
         let dp_cfg = DataplaneConfig {
             upper: upper_spec,
             slaves: cfg.slaves.clone(),
@@ -240,12 +248,30 @@ impl Controller {
             raw: opts.raw_forwarder,
             spin: opts.busy_poll,
             fault: opts.fault,
+            mtu: bond_mtu,
         };
         let events = LinkEvents::open()?;
         let dp = Dataplane::start(&dp_cfg, &ifindexes, bond.tx_plan(), waker.clone())?;
-        for (q, m) in dp.bind_modes().iter().enumerate() {
-            info!(queue = q, "AF_XDP sockets bound in {} mode", m.as_str());
+        for (q, s) in dp.sockets().iter().enumerate() {
+            info!(
+                queue = q,
+                "AF_XDP sockets bound in {} mode{}",
+                s.mode.as_str(),
+                if s.multi_buffer {
+                    " with multi-buffer"
+                } else {
+                    ""
+                }
+            );
         }
+        let mtu = mtu::follow(
+            &mut nl,
+            &cfg,
+            &opts.upper,
+            bond_mtu,
+            dp.max_frame(),
+            &mut bond,
+        );
         // The slow path: LACPDUs and Marker PDUs, passed to the kernel by
         // XDP, read here on one AF_PACKET socket per slave (802.3ad only).
         let slow: Vec<PacketSocket> = if cfg.mode == Mode::Ieee8023ad {
@@ -378,6 +404,7 @@ impl Controller {
                 filter_read: now,
             },
             upper_index,
+            mtu,
             wanted,
             applied: None,
             transmitting: Vec::new(),
@@ -540,14 +567,14 @@ impl Controller {
     /// Answers status requests: the control socket's and the embedder's.
     fn serve(&mut self) -> Result<()> {
         while let Ok(reply) = self.status_rx.try_recv() {
-            let _ = reply.send(status(&self.bond, &self.dp, &self.cfg));
+            let _ = reply.send(status(&self.bond, &self.dp, &self.cfg, &self.mtu));
         }
         let Some(requests) = &self.requests else {
             return Ok(());
         };
         loop {
             match requests.try_recv() {
-                Ok(req) => req.reply(&status(&self.bond, &self.dp, &self.cfg)),
+                Ok(req) => req.reply(&status(&self.bond, &self.dp, &self.cfg, &self.mtu)),
                 Err(TryRecvError::Empty) => return Ok(()),
                 Err(TryRecvError::Disconnected) => bail!("control socket thread ended"),
             }
@@ -587,6 +614,22 @@ impl Controller {
                 self.every.filter_read = Instant::now();
                 if let Some(w) = filters::read(&mut self.nl, &self.cfg.name) {
                     self.wanted = w;
+                }
+                // An MTU set on bond0 (ifupdown's `mtu`, `ip link set bond0
+                // mtu`) goes down to the slaves.
+                match mtu::read(&mut self.nl, &self.cfg, &self.upper) {
+                    Some(m) if m != self.mtu.mtu => {
+                        info!("{}: MTU {} -> {m}", self.cfg.name, self.mtu.mtu);
+                        self.mtu = mtu::follow(
+                            &mut self.nl,
+                            &self.cfg,
+                            &self.upper,
+                            m,
+                            self.dp.max_frame(),
+                            &mut self.bond,
+                        );
+                    }
+                    _ => {}
                 }
             }
         }

@@ -30,6 +30,8 @@ pub(super) struct HostGuard {
     pub(super) restore_offloads: Vec<(String, Vec<(String, bool)>)>,
     /// Slaves whose IPv6 was turned off, turned back on at exit.
     pub(super) restore_ipv6: Vec<String>,
+    /// Slaves whose MTU to give back, with the MTU.
+    pub(super) restore_mtu: Vec<(String, u32)>,
 }
 
 impl Drop for HostGuard {
@@ -45,6 +47,14 @@ impl Drop for HostGuard {
         for name in self.restore_ipv6.drain(..) {
             if let Err(e) = set_ipv6_disabled(&name, false) {
                 warn!("could not turn IPv6 back on on {name}: {e}");
+            }
+        }
+        for (name, mtu) in self.restore_mtu.drain(..) {
+            let now = self.nl.link(&name).map(|l| l.mtu);
+            if now.is_ok_and(|m| m != mtu) {
+                if let Err(e) = self.nl.set_mtu(&name, mtu) {
+                    warn!("could not give {name} its MTU {mtu} back: {e}");
+                }
             }
         }
         let Some((host, data)) = self.upper.take() else {
@@ -256,6 +266,7 @@ pub(super) fn prepare_slaves(
             },
             _ => false,
         };
+        let mtu = guard.nl.link(s).ok().map(|l| l.mtu);
         let original = state
             .originals
             .entry(s.clone())
@@ -263,7 +274,11 @@ pub(super) fn prepare_slaves(
                 mac: *mac,
                 offloads: turned_off,
                 ipv6_turned_off,
+                mtu,
             });
+        if let Some(m) = original.mtu.or(mtu) {
+            guard.restore_mtu.push((s.clone(), m));
+        }
         if !original.offloads.is_empty() {
             guard
                 .restore_offloads

@@ -33,6 +33,7 @@
 
 mod control_loop;
 mod host;
+mod mtu;
 mod notify;
 mod status;
 
@@ -48,6 +49,7 @@ use xbond_xdp::channel::UpperChannel;
 use xbond_xdp::sys::Waker;
 pub use xbond_xdp::worker::{InjectedFault, ZeroCopy, SPIN_BEFORE_SLEEP};
 
+pub use mtu::MtuState;
 pub use status::status;
 
 /// The bond's host side.

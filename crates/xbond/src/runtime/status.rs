@@ -5,8 +5,10 @@ use xbond_core::config::BondConfig;
 use xbond_core::status::{BondRuntime, QueueRuntime, SlaveRuntime, Status};
 use xbond_xdp::dataplane::Dataplane;
 
+use super::mtu::MtuState;
+
 /// Builds the full status: the core's view plus the data plane's counters.
-pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
+pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig, mtu: &MtuState) -> Status {
     let mut runtime = BondRuntime {
         peer_name: cfg.peer_name.clone(),
         upper_xdp_bind: dp
@@ -15,6 +17,9 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
             .map_or("none", |m| m.as_str())
             .to_string(),
         workers: dp.worker_threads() as u32,
+        mtu: mtu.mtu,
+        max_frame: mtu.max_frame as u64,
+        notes: mtu.notes.clone(),
         ..BondRuntime::default()
     };
     // Frames shorter than an Ethernet header are dropped and counted in XDP
@@ -42,14 +47,21 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig) -> Status {
         let slave_sum = |f: fn(&xbond_xdp::worker::SlaveCounters) -> u64| -> u64 {
             w.slaves.iter().map(f).sum()
         };
+        let oversize = w.tx_oversize.load(Relaxed) + slave_sum(|c| c.rx_oversize.load(Relaxed));
+        let sockets = dp.sockets().get(runtime.queues.len());
         runtime.queues.push(QueueRuntime {
             from_host: w.upper_rx.load(Relaxed),
             to_host: w.upper_tx.load(Relaxed),
             dropped: w.tx_no_slave.load(Relaxed)
                 + w.tx_malformed.load(Relaxed)
                 + w.upper_tx_dropped.load(Relaxed)
+                + oversize
                 + slave_sum(|c| c.tx_dropped.load(Relaxed) + c.rx_malformed.load(Relaxed)),
+            xdp_bind: sockets.map_or("none", |s| s.mode.as_str()).to_string(),
+            multi_buffer: sockets.is_some_and(|s| s.multi_buffer),
+            refused: sockets.map(|s| s.refused.clone()).unwrap_or_default(),
         });
+        runtime.oversize += oversize;
         runtime.tx_no_slave += w.tx_no_slave.load(Relaxed);
         runtime.malformed += w.tx_malformed.load(Relaxed);
         runtime.malformed += w
