@@ -1,7 +1,8 @@
 //! bond0's receive filters reach the slaves as the kernel bond passes them
 //! down: a bridge on bond0 makes it promiscuous, and the promiscuity goes to
 //! the active slave only in active-backup (and moves at failover), to every
-//! slave in balance-xor; bond0's multicast groups follow the same rule; an
+//! slave in balance-xor; bond0's multicast groups and its unicast address
+//! list (a macvlan's MAC, `bridge fdb add ... self`) follow the same rule; an
 //! 802.3ad slave joins the Slow Protocols group; nothing is left when the
 //! daemon stops.
 
@@ -39,6 +40,19 @@ fn wait(what: &str, f: impl Fn() -> bool) {
 }
 
 const GROUP: &str = "01:00:5e:01:02:03";
+/// A secondary unicast address on bond0 (as a macvlan on it would add).
+const UNICAST: &str = "02:aa:bb:cc:dd:01";
+
+/// The interface's own unicast/multicast list, as `bridge fdb` shows it.
+fn fdb_self(t: &TwoLinks, iface: &str) -> String {
+    t.lab
+        .exec(&t.host, &["bridge", "fdb", "show", "dev", iface])
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" self "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 #[test]
 fn active_backup_passes_bond0_filters_to_the_active_slave_and_moves_them() {
@@ -64,11 +78,35 @@ fn active_backup_passes_bond0_filters_to_the_active_slave_and_moves_them() {
     t.lab
         .exec(&host, &["ip", "maddr", "add", GROUP, "dev", "bond0"])
         .unwrap();
-    wait("a0 (active) promiscuous, with the group", || {
-        promiscuity(&t, "a0") == 1 && maddrs(&t, "a0").contains(GROUP)
-    });
-    assert_eq!(promiscuity(&t, "a1"), 0, "the backup is not");
-    assert!(!maddrs(&t, "a1").contains(GROUP), "nor has the group");
+    t.lab
+        .exec(
+            &host,
+            &[
+                "bridge",
+                "fdb",
+                "add",
+                UNICAST,
+                "dev",
+                "bond0",
+                "self",
+                "permanent",
+            ],
+        )
+        .unwrap();
+    wait(
+        "a0 (active) promiscuous, with the group and the address",
+        || {
+            promiscuity(&t, "a0") >= 1
+                && maddrs(&t, "a0").contains(GROUP)
+                && fdb_self(&t, "a0").contains(UNICAST)
+        },
+    );
+    assert!(
+        !maddrs(&t, "a1").contains(GROUP),
+        "the backup has not the group"
+    );
+    assert!(!fdb_self(&t, "a1").contains(UNICAST), "nor the address");
+    assert_eq!(promiscuity(&t, "a1"), 0, "nor is it promiscuous");
 
     // Failover: the filters move with the active slave.
     t.lab
@@ -77,22 +115,37 @@ fn active_backup_passes_bond0_filters_to_the_active_slave_and_moves_them() {
     common::wait_status(&sock, Duration::from_secs(5), |s| {
         s.active.as_deref() == Some("a1")
     });
-    wait("a1 (new active) promiscuous, with the group", || {
-        promiscuity(&t, "a1") == 1 && maddrs(&t, "a1").contains(GROUP)
-    });
+    wait(
+        "a1 (new active) promiscuous, with the group and the address",
+        || {
+            promiscuity(&t, "a1") >= 1
+                && maddrs(&t, "a1").contains(GROUP)
+                && fdb_self(&t, "a1").contains(UNICAST)
+        },
+    );
     wait("a0 no longer", || {
-        promiscuity(&t, "a0") == 0 && !maddrs(&t, "a0").contains(GROUP)
+        promiscuity(&t, "a0") == 0
+            && !maddrs(&t, "a0").contains(GROUP)
+            && !fdb_self(&t, "a0").contains(UNICAST)
     });
 
-    // The bridge and the group go: so do the filters.
+    // The bridge, the group and the address go: so do the filters.
     t.lab
         .exec(&host, &["ip", "maddr", "del", GROUP, "dev", "bond0"])
+        .unwrap();
+    t.lab
+        .exec(
+            &host,
+            &["bridge", "fdb", "del", UNICAST, "dev", "bond0", "self"],
+        )
         .unwrap();
     t.lab
         .exec(&host, &["ip", "link", "set", "bond0", "nomaster"])
         .unwrap();
     wait("nothing left on a1", || {
-        promiscuity(&t, "a1") == 0 && !maddrs(&t, "a1").contains(GROUP)
+        promiscuity(&t, "a1") == 0
+            && !maddrs(&t, "a1").contains(GROUP)
+            && !fdb_self(&t, "a1").contains(UNICAST)
     });
 }
 

@@ -109,7 +109,8 @@ fn active_backup_carries_9000_byte_frames_both_ways_and_drops_longer_ones() {
         s.runtime.oversize >= before + 3
     });
     assert!(
-        s.proc_text().contains("MTU: 4000 (frames up to 4018 bytes cross)"),
+        s.proc_text()
+            .contains("MTU: 4000 (frames up to 4018 bytes cross)"),
         "{}",
         s.proc_text()
     );
@@ -137,14 +138,44 @@ fn lacp_bonds_carry_9000_byte_frames_both_ways() {
     raise_to_9000(&t, &far, &sock_b, ["b0", "b1"]);
     for sock in [&sock_a, &sock_b] {
         wait_status(sock, Duration::from_secs(20), |s| {
-            s.slaves
-                .iter()
-                .all(|sl| sl.lacp.as_ref().is_some_and(|p| p.actor_state & DISTRIBUTING != 0))
+            s.slaves.iter().all(|sl| {
+                sl.lacp
+                    .as_ref()
+                    .is_some_and(|p| p.actor_state & DISTRIBUTING != 0)
+            })
         });
     }
     for (from, to) in [(&host, "10.82.0.2"), (&far, "10.82.0.1")] {
         let out = ping_df(&t, from, to, 8972).unwrap_or_else(|e| panic!("from {from}: {e}"));
         assert!(out.contains(" 0% packet loss"), "{out}");
+    }
+    assert_pool_balanced(&sock_a);
+    assert_pool_balanced(&sock_b);
+}
+
+#[test]
+fn broadcast_copies_9000_byte_frames_to_every_link() {
+    let mut t = TwoLinks::new("jc");
+    let (host, far) = (t.host.clone(), t.far.clone());
+    let cfg = "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"broadcast\"\nmiimon = 100\n";
+    let sock_a = t.start(&host, "xa", cfg, "10.83.0.1/24");
+    let sock_b = t.start(
+        &far,
+        "xb",
+        &cfg.replace("a0", "b0").replace("a1", "b1"),
+        "10.83.0.2/24",
+    );
+    raise_to_9000(&t, &host, &sock_a, ["a0", "a1"]);
+    raise_to_9000(&t, &far, &sock_b, ["b0", "b1"]);
+    let before = status(&sock_a);
+    let out = ping_df(&t, &host, "10.83.0.2", 8972).unwrap();
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    // Each echo request left on both links: one of them a copy, spanning as
+    // many buffers as the original.
+    let after = status(&sock_a);
+    for i in 0..2 {
+        let sent = after.slaves[i].runtime.tx_frames - before.slaves[i].runtime.tx_frames;
+        assert!(sent >= 3, "slave {i} sent {sent}");
     }
     assert_pool_balanced(&sock_a);
     assert_pool_balanced(&sock_b);

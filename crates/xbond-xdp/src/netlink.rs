@@ -13,6 +13,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
+use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use xbond_core::options::MacAddr;
@@ -335,6 +336,43 @@ impl Netlink {
             name,
         )
         .map(drop)
+    }
+
+    /// A link's own unicast address list (`bridge fdb show dev NAME self`:
+    /// the secondary addresses a macvlan, a bridge or `bridge fdb add ...
+    /// self` put on it), without its own MAC.
+    pub fn unicast_list(&mut self, name: &str) -> Result<Vec<MacAddr>> {
+        let link = self.link(name)?;
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Bridge;
+        let r = self.request(
+            RouteNetlinkMessage::GetNeighbour(m),
+            NLM_F_DUMP,
+            "RTM_GETNEIGH (AF_BRIDGE)",
+            name,
+        )?;
+        let mut out = Vec::new();
+        for msg in r {
+            let RouteNetlinkMessage::NewNeighbour(n) = msg else {
+                continue;
+            };
+            // The device's own list is NTF_SELF; a bridge's entries for
+            // its port are NTF_MASTER.
+            if n.header.ifindex != link.index || !n.header.flags.contains(NeighbourFlags::Own) {
+                continue;
+            }
+            for attr in &n.attributes {
+                if let NeighbourAttribute::LinkLayerAddress(b) = attr {
+                    match mac_from(b) {
+                        Some(mac) if mac.0[0] & 1 == 0 && mac != link.mac => out.push(mac),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     /// The IPv4 and IPv6 addresses on a link (IPv6 link-local included).

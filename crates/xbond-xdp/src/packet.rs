@@ -33,7 +33,13 @@ pub enum Membership {
     AllMulti,
     /// One multicast address in the device's filter (PACKET_MR_MULTICAST).
     Multicast([u8; 6]),
+    /// One secondary unicast address in the device's filter
+    /// (PACKET_MR_UNICAST).
+    Unicast([u8; 6]),
 }
+
+/// `PACKET_MR_UNICAST` (linux/if_packet.h), which libc does not name.
+const PACKET_MR_UNICAST: libc::c_int = 3;
 
 /// An AF_PACKET (SOCK_RAW) socket bound to one interface and EtherType.
 #[derive(Debug)]
@@ -220,6 +226,7 @@ impl PacketSocket {
             Membership::Promisc => (libc::PACKET_MR_PROMISC, None),
             Membership::AllMulti => (libc::PACKET_MR_ALLMULTI, None),
             Membership::Multicast(a) => (libc::PACKET_MR_MULTICAST, Some(a)),
+            Membership::Unicast(a) => (PACKET_MR_UNICAST, Some(a)),
         };
         let mut mr = libc::packet_mreq {
             mr_ifindex: self.ifindex,

@@ -278,7 +278,11 @@ impl Worker {
         let mut last = None;
         let mut refused = Vec::new();
         for (mode, sg) in tries {
-            let what = format!("{}{}", mode.as_str(), if sg { " with multi-buffer" } else { "" });
+            let what = format!(
+                "{}{}",
+                mode.as_str(),
+                if sg { " with multi-buffer" } else { "" }
+            );
             match Self::with_mode(queue, upper, upper_program, slaves, mode, sg) {
                 Ok(mut w) => {
                     if !refused.is_empty() {

@@ -1,7 +1,8 @@
 //! Receive filters passed down from bond0 to the slaves, as the kernel bond
-//! does: bond0's promiscuous and all-multicast modes and its multicast list
-//! (a bridge on bond0, the seed's `vmbr0`, makes it promiscuous and joins
-//! groups; a NIC's MAC filter would otherwise drop every frame for a VM),
+//! does: bond0's promiscuous and all-multicast modes and its multicast and
+//! unicast address lists (a bridge on bond0, the seed's `vmbr0`, makes it
+//! promiscuous and joins groups, a macvlan adds its MAC to the unicast list;
+//! a NIC's MAC filter would otherwise drop every frame for a VM),
 //! and in 802.3ad the Slow Protocols group. Which slaves carry them is the
 //! core's rule ([`Bond::filter_slaves`]); they are held as AF_PACKET
 //! memberships, which the kernel counts and drops when the daemon exits or
@@ -23,16 +24,27 @@ pub struct Wanted {
     pub allmulti: bool,
     /// bond0's multicast list.
     pub multicast: BTreeSet<[u8; 6]>,
+    /// bond0's unicast list (its secondary addresses).
+    pub unicast: BTreeSet<[u8; 6]>,
 }
 
-/// Reads bond0's flags (netlink) and multicast list (/proc/net/dev_mcast).
+/// Reads bond0's flags (netlink), multicast list (/proc/net/dev_mcast) and
+/// unicast list (netlink, AF_BRIDGE).
 pub fn read(nl: &mut Netlink, bond: &str) -> Option<Wanted> {
     let link = nl.link(bond).ok()?;
     let text = std::fs::read_to_string("/proc/net/dev_mcast").ok()?;
+    let unicast = match nl.unicast_list(bond) {
+        Ok(list) => list.into_iter().map(|m| m.0).collect(),
+        Err(e) => {
+            warn!("{bond}: cannot read its unicast address list: {e}");
+            BTreeSet::new()
+        }
+    };
     Some(Wanted {
         promisc: link.promisc,
         allmulti: link.allmulti,
         multicast: parse_dev_mcast(&text, link.index),
+        unicast,
     })
 }
 
@@ -90,6 +102,7 @@ impl Filters {
                     want.insert(Membership::AllMulti);
                 }
                 want.extend(wanted.multicast.iter().map(|m| Membership::Multicast(*m)));
+                want.extend(wanted.unicast.iter().map(|m| Membership::Unicast(*m)));
             }
             if want == *held {
                 continue;
@@ -134,7 +147,9 @@ fn describe(held: &BTreeSet<Membership>) -> String {
         .map(|m| match m {
             Membership::Promisc => "promisc".to_string(),
             Membership::AllMulti => "allmulti".to_string(),
-            Membership::Multicast(a) => xbond_core::options::MacAddr(*a).to_string(),
+            Membership::Multicast(a) | Membership::Unicast(a) => {
+                xbond_core::options::MacAddr(*a).to_string()
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")

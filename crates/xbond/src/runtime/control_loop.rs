@@ -26,8 +26,8 @@ use xbond_xdp::sys::Waker;
 use xbond_xdp::worker::{UpperSpec, HOST_ARP};
 
 use super::host::{self, HostGuard};
-use super::notify::{Notice, Notifier};
 use super::mtu::{self, MtuState};
+use super::notify::{Notice, Notifier};
 use super::{status::status, Event, EventSink, RuntimeOptions, Upper};
 use crate::control::{ControlServer, Request};
 use crate::filters::{self, Filters};
