@@ -229,6 +229,13 @@ pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
     r
 }
 
+/// The running kernel's release (`uname -r`), or "unknown".
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,11 +269,4 @@ mod tests {
         let e = poll(&vec![-1; n], Duration::ZERO, "eth9").unwrap_err();
         assert!(e.to_string().starts_with("poll on eth9: "), "{e}");
     }
-}
-
-/// The running kernel's release (`uname -r`), or "unknown".
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }
