@@ -93,6 +93,10 @@ pub struct BondRuntime {
     /// MTU the sockets cannot carry), one line each.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Devices stacked on bond0 whose addresses a failover announces, as
+    /// "NAME (vlan N): ADDRESSES".
+    #[serde(default)]
+    pub announced: Vec<String>,
     /// Frames in the frame pools (free).
     pub pool_free: u64,
     /// Frames in fill rings.
@@ -462,6 +466,9 @@ impl Status {
         }
         for n in &r.notes {
             writeln!(o, "Warning: {n}")?;
+        }
+        for a in &r.announced {
+            writeln!(o, "Announced after failover: {a}")?;
         }
         writeln!(o, "Bond HW addr: {}", self.hwaddr)?;
         writeln!(

@@ -51,6 +51,7 @@ use crate::MAX_SLAVES;
 
 pub use links::LinkState;
 use mode::ModeState;
+pub use notify::UpperAddresses;
 
 /// What the runtime knows about a slave when the bond starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +142,9 @@ pub struct Bond {
     mii_timer: Timer,
     ipv4: Vec<Ipv4Addr>,
     ipv6: Vec<Ipv6Addr>,
+    /// Devices stacked on the upper port (bridges, VLAN devices) and their
+    /// addresses, announced with the bond's own.
+    uppers: Vec<UpperAddresses>,
     events: VecDeque<BondEvent>,
     transmits: VecDeque<Transmit>,
     /// What the configured mode keeps: its machines and timers.
@@ -185,6 +189,7 @@ impl Bond {
             plan_version: 0,
             mii_timer,
             ipv4: Vec::new(),
+            uppers: Vec::new(),
             ipv6: Vec::new(),
             events: VecDeque::new(),
             transmits: VecDeque::new(),
@@ -244,6 +249,19 @@ impl Bond {
         }
         self.ipv4 = ipv4;
         self.ipv6 = ipv6;
+    }
+
+    /// The devices stacked on the bond's upper port (a bridge such as
+    /// `vmbr0`, VLAN devices) with their addresses: after a failover they
+    /// are announced as the bond's own are, tagged with the device's VLAN,
+    /// as the kernel's peer notification reaches every upper device.
+    pub fn set_upper_addresses(&mut self, uppers: Vec<UpperAddresses>) {
+        self.uppers = uppers;
+    }
+
+    /// The devices stacked on the upper port that a failover announces.
+    pub fn upper_addresses(&self) -> &[UpperAddresses] {
+        &self.uppers
     }
 
     /// bond0's MTU (read by the runtime at start and whenever it changes):

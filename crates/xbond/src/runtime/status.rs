@@ -20,6 +20,25 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig, mtu: &MtuState) -> 
         mtu: mtu.mtu,
         max_frame: mtu.max_frame as u64,
         notes: mtu.notes.clone(),
+        announced: bond
+            .upper_addresses()
+            .iter()
+            .map(|u| {
+                let addrs: Vec<String> = u
+                    .ipv4
+                    .iter()
+                    .map(ToString::to_string)
+                    .chain(u.ipv6.iter().map(ToString::to_string))
+                    .collect();
+                format!(
+                    "{} (vlan {}, {}): {}",
+                    u.name,
+                    u.vlan,
+                    u.mac,
+                    addrs.join(" ")
+                )
+            })
+            .collect(),
         ..BondRuntime::default()
     };
     // Frames shorter than an Ethernet header are dropped and counted in XDP
