@@ -46,7 +46,7 @@ for l in f0 f1; do
   ip -n f link set $l up
 done
 ip -n f link add link br0 name br0.100 type vlan id 100
-ip netns exec f sysctl -qw net.ipv6.conf.br0.100.disable_ipv6=1
+ip netns exec f sh -c "echo 1 > /proc/sys/net/ipv6/conf/br0.100/disable_ipv6"
 ip -n f addr add 10.100.0.2/24 dev br0.100
 ip -n f link set br0 up
 ip -n f link set br0.100 up
@@ -62,7 +62,7 @@ EOF
 start_xbond_in h "$W/bond0.toml" "$W/x.sock" "$W/xbond.log" || die "xbond did not start"
 ip netns exec h sysctl -qw net.ipv6.conf.bond0.disable_ipv6=1
 ip -n h link add link bond0 name bond0.100 address $MAC type vlan id 100
-ip netns exec h sysctl -qw net.ipv6.conf.bond0.100.disable_ipv6=1
+ip netns exec h sh -c "echo 1 > /proc/sys/net/ipv6/conf/bond0.100/disable_ipv6"
 ip -n h addr add 10.100.0.1/24 dev bond0.100
 ip -n h link set bond0.100 up
 ok "topology built"
