@@ -97,6 +97,10 @@ pub struct BondRuntime {
     /// "NAME (vlan N): ADDRESSES".
     #[serde(default)]
     pub announced: Vec<String>,
+    /// Devices whose multicast groups a failover reports again
+    /// (`resend_igmp`), as "NAME (vlan N): GROUPS".
+    #[serde(default)]
+    pub reported: Vec<String>,
     /// Frames in the frame pools (free).
     pub pool_free: u64,
     /// Frames in fill rings.
@@ -469,6 +473,9 @@ impl Status {
         }
         for a in &r.announced {
             writeln!(o, "Announced after failover: {a}")?;
+        }
+        for g in &r.reported {
+            writeln!(o, "Groups reported after failover: {g}")?;
         }
         writeln!(o, "Bond HW addr: {}", self.hwaddr)?;
         writeln!(

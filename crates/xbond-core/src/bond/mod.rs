@@ -51,7 +51,7 @@ use crate::MAX_SLAVES;
 
 pub use links::LinkState;
 use mode::ModeState;
-pub use notify::UpperAddresses;
+pub use notify::{Joined, UpperAddresses};
 
 /// What the runtime knows about a slave when the bond starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +145,10 @@ pub struct Bond {
     /// Devices stacked on the upper port (bridges, VLAN devices) and their
     /// addresses, announced with the bond's own.
     uppers: Vec<UpperAddresses>,
+    /// The groups joined on the upper port and the devices on it.
+    joined: Vec<Joined>,
+    /// Membership reports still to send after the last failover.
+    igmp: Option<notify::IgmpResend>,
     events: VecDeque<BondEvent>,
     transmits: VecDeque<Transmit>,
     /// What the configured mode keeps: its machines and timers.
@@ -190,6 +194,8 @@ impl Bond {
             mii_timer,
             ipv4: Vec::new(),
             uppers: Vec::new(),
+            joined: Vec::new(),
+            igmp: None,
             ipv6: Vec::new(),
             events: VecDeque::new(),
             transmits: VecDeque::new(),
@@ -264,6 +270,19 @@ impl Bond {
         &self.uppers
     }
 
+    /// The multicast groups joined on the upper port and on the devices
+    /// stacked on it (the runtime reads them from /proc/net/igmp and
+    /// /proc/net/igmp6): after a failover to a new active slave they are
+    /// reported there again, `resend_igmp` times.
+    pub fn set_joined_groups(&mut self, joined: Vec<Joined>) {
+        self.joined = joined;
+    }
+
+    /// The groups a failover reports again.
+    pub fn joined_groups(&self) -> &[Joined] {
+        &self.joined
+    }
+
     /// bond0's MTU (read by the runtime at start and whenever it changes):
     /// frames longer than it plus an Ethernet header and a VLAN tag are
     /// dropped and counted. A new MTU publishes a new plan.
@@ -321,6 +340,7 @@ impl Bond {
         }
         self.mii_timeout(now);
         self.run_notify(now);
+        self.run_igmp_resend(now);
     }
 
     /// When [`Bond::handle_timeout`] must be called next.
@@ -329,6 +349,7 @@ impl Bond {
         self.link_deadline()
             .into_iter()
             .chain(self.mode.poll_timeout())
+            .chain(self.igmp.as_ref().and_then(notify::IgmpResend::deadline))
             .min()
     }
 

@@ -3,7 +3,10 @@
 //! the bond's addresses and those of the devices stacked on it (a bridge, a
 //! VLAN device: tagged with its VLAN, from its MAC), sent on the new active
 //! slave, the first at once and the rest `peer_notif_delay` ms apart
-//! (`miimon` ms when it is 0).
+//! (`miimon` ms when it is 0). And in the modes with an active slave,
+//! `resend_igmp` rounds of IGMP and MLD membership reports for the groups
+//! joined on the bond and on the devices stacked on it, 200 ms apart, as the
+//! kernel's `bond_resend_igmp_join_requests`.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -26,6 +29,44 @@ pub struct UpperAddresses {
     pub ipv4: Vec<Ipv4Addr>,
     /// Its IPv6 addresses.
     pub ipv6: Vec<Ipv6Addr>,
+}
+
+/// The multicast groups one device has joined, bond0 itself or a device
+/// stacked on it: reported again on the new active slave after a failover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The device's name (for logs and the status).
+    pub name: String,
+    /// The VLAN its frames carry on the bond (0: untagged).
+    pub vlan: u16,
+    /// Its MAC, the source of its reports.
+    pub mac: crate::options::MacAddr,
+    /// The IPv4 source of its IGMP reports (its address, or 0.0.0.0).
+    pub src4: Ipv4Addr,
+    /// Its IPv4 groups.
+    pub groups4: Vec<Ipv4Addr>,
+    /// The IPv6 source of its MLD reports (its link-local address, or ::).
+    pub src6: Ipv6Addr,
+    /// Its IPv6 groups.
+    pub groups6: Vec<Ipv6Addr>,
+}
+
+/// Time between two rounds of membership reports (the kernel's HZ/5).
+const IGMP_RESEND_GAP: Duration = Duration::from_millis(200);
+
+/// The membership reports still to send after the last failover.
+#[derive(Debug, Clone)]
+pub(super) struct IgmpResend {
+    slave: usize,
+    left: u8,
+    timer: Timer,
+}
+
+impl IgmpResend {
+    /// When the next round is due.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.timer.deadline()
+    }
 }
 
 /// The announcements still to send after the last failover.
@@ -59,6 +100,48 @@ impl Bond {
             timer: Timer::Running { expires_at: now },
         });
         self.run_notify(now);
+    }
+
+    /// Starts reporting the joined groups again on `new`, the new active
+    /// slave (`resend_igmp` rounds, the first at once).
+    pub(super) fn start_igmp_resend(&mut self, new: Option<usize>, now: Instant) {
+        self.igmp = new
+            .filter(|_| self.cfg.resend_igmp > 0)
+            .map(|slave| IgmpResend {
+                slave,
+                left: self.cfg.resend_igmp,
+                timer: Timer::Running { expires_at: now },
+            });
+        self.run_igmp_resend(now);
+    }
+
+    /// Sends one round of membership reports if one is due.
+    pub(super) fn run_igmp_resend(&mut self, now: Instant) {
+        let Some(r) = self.igmp.as_mut() else {
+            return;
+        };
+        if !r.timer.due(now) {
+            return;
+        }
+        for j in &self.joined {
+            let frames = wire::igmp_reports(j.mac, j.src4, &j.groups4, j.vlan)
+                .into_iter()
+                .chain(wire::mld_reports(j.mac, j.src6, &j.groups6, j.vlan));
+            for frame in frames {
+                self.transmits.push_back(Transmit {
+                    slave: r.slave,
+                    frame,
+                });
+            }
+        }
+        r.left = r.left.saturating_sub(1);
+        if r.left == 0 {
+            self.igmp = None;
+        } else {
+            r.timer = Timer::Running {
+                expires_at: now + IGMP_RESEND_GAP,
+            };
+        }
     }
 
     /// Sends one round of announcements if one is due.
@@ -207,6 +290,73 @@ mod tests {
         assert_eq!(tagged.len(), 2);
         for t in tagged {
             assert_eq!(&t.frame[12..16], &[0x81, 0x00, 0x00, 100], "802.1Q tag 100");
+        }
+    }
+
+    fn joined() -> super::Joined {
+        super::Joined {
+            name: "bond0".into(),
+            vlan: 0,
+            mac: crate::options::MacAddr([2, 0, 0, 0, 0, 1]),
+            src4: std::net::Ipv4Addr::new(10, 0, 0, 1),
+            groups4: vec![std::net::Ipv4Addr::new(239, 1, 1, 1)],
+            src6: "fe80::1".parse().unwrap(),
+            groups6: vec!["ff05::1:3".parse().unwrap()],
+        }
+    }
+
+    /// Membership reports (IGMP over IPv4, MLD over IPv6) among `tx`.
+    fn reports(tx: &[crate::bond::Transmit]) -> Vec<usize> {
+        tx.iter()
+            .filter(|t| t.frame[23] == 2 || t.frame.get(62) == Some(&143))
+            .map(|t| t.slave)
+            .collect()
+    }
+
+    #[test]
+    fn a_failover_reports_the_joined_groups_resend_igmp_times_200_ms_apart() {
+        let t0 = Instant::now();
+        let mut c = cfg(Mode::ActiveBackup);
+        c.primary = Some("eno1".into());
+        c.resend_igmp = 2;
+        c.num_grat_arp = 0;
+        c.num_unsol_na = 0;
+        let mut b = bond(c, t0);
+        b.set_joined_groups(vec![joined()]);
+        b.handle_carrier(0, true, t0);
+        b.handle_carrier(1, true, t0);
+        drain(&mut b);
+        transmits(&mut b);
+        b.handle_carrier(0, false, t0 + Duration::from_millis(5));
+        assert_eq!(
+            reports(&transmits(&mut b)),
+            vec![1, 1],
+            "IGMP and MLD at once"
+        );
+        assert!(b
+            .poll_timeout()
+            .is_some_and(|t| t <= t0 + Duration::from_millis(205)));
+        b.handle_timeout(t0 + Duration::from_millis(100));
+        assert!(reports(&transmits(&mut b)).is_empty());
+        b.handle_timeout(t0 + Duration::from_millis(205));
+        assert_eq!(reports(&transmits(&mut b)), vec![1, 1], "the second round");
+        b.handle_timeout(t0 + Duration::from_millis(500));
+        assert!(reports(&transmits(&mut b)).is_empty(), "two rounds only");
+    }
+
+    #[test]
+    fn no_reports_with_resend_igmp_0_or_without_an_active_slave_mode() {
+        let t0 = Instant::now();
+        for (mode, resend) in [(Mode::ActiveBackup, 0), (Mode::BalanceXor, 1)] {
+            let mut c = cfg(mode);
+            c.resend_igmp = resend;
+            let mut b = bond(c, t0);
+            b.set_joined_groups(vec![joined()]);
+            b.handle_carrier(0, true, t0);
+            b.handle_carrier(1, true, t0);
+            b.handle_carrier(0, false, t0 + Duration::from_millis(5));
+            b.handle_timeout(t0 + Duration::from_millis(500));
+            assert!(reports(&transmits(&mut b)).is_empty(), "{mode:?} {resend}");
         }
     }
 }

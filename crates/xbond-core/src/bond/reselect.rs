@@ -115,6 +115,13 @@ impl Bond {
         let old = self.active;
         self.active = new;
         self.events.push_back(BondEvent::ActiveChanged { old, new });
+        // Groups joined behind the bond follow the new active slave.
+        if matches!(
+            self.cfg.mode,
+            Mode::ActiveBackup | Mode::BalanceTlb | Mode::BalanceAlb
+        ) {
+            self.start_igmp_resend(new, now);
+        }
         if let (Some(n), true) = (new, self.mode.tlb().is_some()) {
             // balance-tlb/alb: the new active slave takes the bond MAC (the
             // one that had it takes the new one's), and tells the switch.

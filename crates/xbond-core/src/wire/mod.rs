@@ -11,6 +11,7 @@
 //! (network order); the comments say where a value is kept in wire order.
 
 mod arp;
+mod igmp;
 mod nd;
 
 pub use crate::options::MacAddr;
@@ -18,6 +19,7 @@ pub use arp::{
     arp_frame, arp_request, gratuitous_arp, parse_arp, set_arp_sender_mac, ArpInfo, ARPOP_REPLY,
     ARPOP_REQUEST, ARP_LEN,
 };
+pub use igmp::{igmp_reports, mld_reports, GROUPS_PER_REPORT};
 pub use nd::{neighbour_solicitation, parse_nd, unsolicited_na, NdInfo, NdKind};
 
 /// EtherType of IPv4.

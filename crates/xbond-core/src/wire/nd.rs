@@ -121,7 +121,7 @@ pub fn neighbour_solicitation(
     nd_frame(mac, vlan, src_ip, group, icmp)
 }
 
-fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, body: &[u8]) -> u16 {
+pub(super) fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, body: &[u8]) -> u16 {
     inet_checksum(&[
         &src.octets(),
         &dst.octets(),

@@ -709,8 +709,10 @@ impl Controller {
             self.filters.apply(&self.bond, &self.wanted);
             self.applied = Some(key);
         }
+        // Addresses come with events; groups joined by a socket and devices
+        // stacked on bond0 do not: read every second.
         if self.events.take_addresses_changed()
-            || now.duration_since(self.every.addr_refresh) > Duration::from_secs(10)
+            || now.duration_since(self.every.addr_refresh) >= Duration::from_secs(1)
         {
             self.refresh_addresses();
             self.every.addr_refresh = now;

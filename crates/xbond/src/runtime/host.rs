@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
-use xbond_core::bond::{Bond, SlaveSpec, UpperAddresses};
+use xbond_core::bond::{Bond, SlaveSpec};
 use xbond_core::config::{BondConfig, Queues, MAX_QUEUES};
 use xbond_core::options::MacAddr;
 use xbond_xdp::netlink::{speed_duplex, CarrierReader, Link, Netlink};
 
+use super::uppers;
 use crate::runstate::{self, RunState};
 use crate::{offload, upper};
 
@@ -352,81 +353,7 @@ pub(super) fn refresh_addresses(nl: &mut Netlink, name: &str, bond: &mut Bond) {
     if let Ok((v4, v6)) = nl.addresses(name) {
         bond.set_addresses(v4, v6);
     }
-    let vlans = std::fs::read_to_string("/proc/net/vlan/config").unwrap_or_default();
-    bond.set_upper_addresses(uppers(nl, name, &vlans));
-}
-
-/// The devices stacked on `name` (`/sys/class/net/NAME/upper_*`, and theirs
-/// in turn: a bridge, a VLAN device, a bridge on a VLAN device) with their
-/// MAC, addresses and the VLAN their frames carry on `name`: the innermost
-/// VLAN device on the way (`vlans` is /proc/net/vlan/config). A VLAN inside
-/// a VLAN (802.1ad stacking) is left out: its frames carry two tags.
-pub(super) fn uppers(nl: &mut Netlink, name: &str, vlans: &str) -> Vec<UpperAddresses> {
-    let mut out = Vec::new();
-    let mut todo: Vec<(String, u16, usize)> =
-        upper_names(name).into_iter().map(|u| (u, 0, 1)).collect();
-    while let Some((dev, outer, depth)) = todo.pop() {
-        let vlan = match vlan_id(vlans, &dev) {
-            Some(_) if outer != 0 => continue,
-            Some(id) => id,
-            None => outer,
-        };
-        let Ok(link) = nl.link(&dev) else { continue };
-        let (ipv4, ipv6) = nl.addresses(&dev).unwrap_or_default();
-        if depth < 4 {
-            todo.extend(upper_names(&dev).into_iter().map(|u| (u, vlan, depth + 1)));
-        }
-        if !ipv4.is_empty() || !ipv6.is_empty() {
-            out.push(UpperAddresses {
-                name: dev,
-                vlan,
-                mac: link.mac,
-                ipv4,
-                ipv6,
-            });
-        }
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-}
-
-/// The names of the devices directly on `name` (its `upper_*` links).
-fn upper_names(name: &str) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(format!("/sys/class/net/{name}")) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("upper_"))
-                .map(str::to_string)
-        })
-        .collect()
-}
-
-/// The VLAN id of VLAN device `dev` in /proc/net/vlan/config
-/// ("NAME | VID | LOWER" per line, after two header lines).
-fn vlan_id(config: &str, dev: &str) -> Option<u16> {
-    config.lines().skip(2).find_map(|l| {
-        let mut f = l.split('|').map(str::trim);
-        (f.next()? == dev).then(|| f.next()?.parse().ok())?
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn vlan_ids_from_proc_net_vlan_config() {
-        let config = "VLAN Dev name\t | VLAN ID\nName-Type: VLAN_NAME_TYPE_RAW_PLUS_VID_NO_PAD\n\
-                      bond0.100      | 100  | bond0\nvmbr0.7        | 7  | vmbr0\n";
-        assert_eq!(super::vlan_id(config, "bond0.100"), Some(100));
-        assert_eq!(super::vlan_id(config, "vmbr0.7"), Some(7));
-        assert_eq!(super::vlan_id(config, "vmbr0"), None);
-        assert_eq!(super::vlan_id("", "bond0.100"), None);
-        assert_eq!(
-            super::vlan_id("a\nb\nbond0.1 | x | bond0\n", "bond0.1"),
-            None
-        );
-    }
+    let found = uppers::read(nl, name);
+    bond.set_upper_addresses(found.addresses);
+    bond.set_joined_groups(found.joined);
 }

@@ -36,6 +36,7 @@ mod host;
 mod mtu;
 mod notify;
 mod status;
+mod uppers;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -39,6 +39,19 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig, mtu: &MtuState) -> 
                 )
             })
             .collect(),
+        reported: bond
+            .joined_groups()
+            .iter()
+            .map(|j| {
+                let groups: Vec<String> = j
+                    .groups4
+                    .iter()
+                    .map(ToString::to_string)
+                    .chain(j.groups6.iter().map(ToString::to_string))
+                    .collect();
+                format!("{} (vlan {}): {}", j.name, j.vlan, groups.join(" "))
+            })
+            .collect(),
         ..BondRuntime::default()
     };
     // Frames shorter than an Ethernet header are dropped and counted in XDP
