@@ -72,17 +72,30 @@ static __always_inline int count(__u32 idx, int action)
 }
 
 /* ARP, or an IPv6 neighbour solicitation/advertisement without extension
- * headers (RFC 4861 messages carry none). Untagged frames only. */
+ * headers (RFC 4861 messages carry none), untagged or behind up to two VLAN
+ * tags (the ARP/NS monitor probes targets behind a VLAN device tagged). */
 static __always_inline int is_arp_or_nd(struct ethhdr *eth, void *data_end)
 {
 	struct ipv6hdr *ip6;
 	struct icmp6hdr *icmp;
+	__be16 proto = eth->h_proto;
+	void *l3 = eth + 1;
+	int i;
 
-	if (eth->h_proto == bpf_htons(ETH_P_ARP))
+#pragma unroll
+	for (i = 0; i < 2; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if (l3 + 4 > data_end)
+			return 0;
+		proto = *(__be16 *)(l3 + 2);
+		l3 += 4;
+	}
+	if (proto == bpf_htons(ETH_P_ARP))
 		return 1;
-	if (eth->h_proto != bpf_htons(ETH_P_IPV6))
+	if (proto != bpf_htons(ETH_P_IPV6))
 		return 0;
-	ip6 = (void *)(eth + 1);
+	ip6 = l3;
 	if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_ICMPV6)
 		return 0;
 	icmp = (void *)(ip6 + 1);

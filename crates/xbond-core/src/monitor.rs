@@ -37,6 +37,19 @@ pub enum Target {
     V6(Ipv6Addr),
 }
 
+/// How a target is reached: through bond0 itself, or through a VLAN
+/// device stacked on it (the kernel's `bond_verify_device_path`), whose tag
+/// and address the probes carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbePath {
+    /// The target (an `arp_ip_target` or an `ns_ip6_target`).
+    pub target: std::net::IpAddr,
+    /// The VLAN on the way (0: untagged).
+    pub vlan: u16,
+    /// The probes' source: the address of the device the route leaves by.
+    pub source: std::net::IpAddr,
+}
+
 /// A slave's role, for `arp_validate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -72,6 +85,8 @@ pub struct ArpMonitor {
     next_tick: Instant,
     /// The slave that probes next while none is active.
     rotate: usize,
+    /// Targets reached through a device stacked on bond0.
+    paths: Vec<ProbePath>,
 }
 
 /// A probe to send: on `slave`, the whole frame.
@@ -115,6 +130,7 @@ impl ArpMonitor {
             targets,
             next_tick: now,
             rotate: 0,
+            paths: Vec::new(),
         }
     }
 
@@ -238,6 +254,12 @@ impl ArpMonitor {
         }
     }
 
+    /// Sets how each target is reached (targets with no path are probed
+    /// untagged from the bond's address).
+    pub fn set_paths(&mut self, paths: Vec<ProbePath>) {
+        self.paths = paths;
+    }
+
     /// Runs one interval: decides every slave's state from its proof and
     /// returns the probes to send. `roles[i]` is slave i's role (all Backup:
     /// active-backup with no active slave); `source4`/`source6` are the
@@ -308,9 +330,24 @@ impl ArpMonitor {
                 continue;
             }
             for t in &self.targets {
+                let path = |ip: std::net::IpAddr| self.paths.iter().find(|p| p.target == ip);
                 let frame = match t {
-                    Target::V4(ip) => wire::arp_request(*mac, source4, *ip, 0),
-                    Target::V6(ip) => wire::neighbour_solicitation(*mac, source6, *ip, 0),
+                    Target::V4(ip) => match path((*ip).into()) {
+                        Some(&ProbePath {
+                            vlan,
+                            source: std::net::IpAddr::V4(src),
+                            ..
+                        }) => wire::arp_request(*mac, src, *ip, vlan),
+                        _ => wire::arp_request(*mac, source4, *ip, 0),
+                    },
+                    Target::V6(ip) => match path((*ip).into()) {
+                        Some(&ProbePath {
+                            vlan,
+                            source: std::net::IpAddr::V6(src),
+                            ..
+                        }) => wire::neighbour_solicitation(*mac, src, *ip, vlan),
+                        _ => wire::neighbour_solicitation(*mac, source6, *ip, 0),
+                    },
                 };
                 probes.push(Probe { slave: i, frame });
             }
@@ -344,6 +381,28 @@ mod tests {
     }
 
     const AB: [Role; 2] = [Role::Active, Role::Backup];
+
+    #[test]
+    fn a_target_behind_a_vlan_device_is_probed_tagged_from_its_address() {
+        let t0 = Instant::now();
+        let other = Ipv4Addr::new(10, 9, 9, 9);
+        let mut m = mon(ArpValidate::None, ArpAllTargets::Any, &[T, other], t0);
+        let via_vlan = Ipv4Addr::new(10, 0, 0, 7);
+        m.set_paths(vec![ProbePath {
+            target: T.into(),
+            vlan: 100,
+            source: via_vlan.into(),
+        }]);
+        let probes = m.tick(&AB, &[mac(1), mac(2)], US, Ipv6Addr::UNSPECIFIED, t0);
+        assert_eq!(probes.len(), 2);
+        let tagged = &probes[0].frame;
+        assert_eq!(&tagged[12..16], &[0x81, 0x00, 0x00, 100]);
+        let a = wire::parse_arp(tagged).unwrap();
+        assert_eq!((a.spa, a.tpa), (via_vlan, T));
+        let plain = &probes[1].frame;
+        assert_eq!(&plain[12..14], &[0x08, 0x06], "no path: untagged");
+        assert_eq!(wire::parse_arp(plain).unwrap().spa, US);
+    }
 
     #[test]
     fn replies_bring_a_slave_up_and_silence_takes_it_down_after_missed_max() {

@@ -14,6 +14,7 @@ use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use xbond_core::options::MacAddr;
@@ -373,6 +374,39 @@ impl Netlink {
         out.sort();
         out.dedup();
         Ok(out)
+    }
+
+    /// The route the kernel takes to `dst` (`ip route get DST`): the output
+    /// interface's index and the preferred source address, if any.
+    pub fn route_get(&mut self, dst: IpAddr) -> Result<(u32, Option<IpAddr>)> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = match dst {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        m.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+        let r = self.request(
+            RouteNetlinkMessage::GetRoute(m),
+            0,
+            "RTM_GETROUTE",
+            &dst.to_string(),
+        )?;
+        let Some(RouteNetlinkMessage::NewRoute(route)) = r.first() else {
+            return Err(Error::Unsupported(format!("no route to {dst}")));
+        };
+        let (mut oif, mut src) = (None, None);
+        for a in &route.attributes {
+            match a {
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                RouteAttribute::PrefSource(RouteAddress::Inet(ip)) => src = Some(IpAddr::V4(*ip)),
+                RouteAttribute::PrefSource(RouteAddress::Inet6(ip)) => src = Some(IpAddr::V6(*ip)),
+                _ => {}
+            }
+        }
+        let oif = oif.ok_or_else(|| Error::Unsupported(format!("no route to {dst}")))?;
+        Ok((oif, src))
     }
 
     /// The IPv4 and IPv6 addresses on a link (IPv6 link-local included).

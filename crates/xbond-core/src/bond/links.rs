@@ -89,8 +89,17 @@ impl Bond {
             r.learn_from_peer(frame, now);
         }
         let role = self.role(slave);
+        // Probes through a VLAN device go from its address: replies to it
+        // are to us too.
+        let (mut ours4, mut ours6) = (self.ipv4.clone(), self.ipv6.clone());
+        for p in &self.probe_paths {
+            match p.source {
+                std::net::IpAddr::V4(a) => ours4.push(a),
+                std::net::IpAddr::V6(a) => ours6.push(a),
+            }
+        }
         if let Some(arp) = self.mode.arp_mut() {
-            arp.handle_frame(slave, role, frame, &self.ipv4, &self.ipv6, now);
+            arp.handle_frame(slave, role, frame, &ours4, &ours6, now);
         }
     }
 

@@ -45,6 +45,7 @@ use std::time::Instant;
 
 use crate::config::BondConfig;
 use crate::lacp::{wire::SlowError, Lacp};
+use crate::monitor::ProbePath;
 use crate::options::{MacAddr, Mode};
 use crate::timer::Timer;
 use crate::MAX_SLAVES;
@@ -147,6 +148,8 @@ pub struct Bond {
     uppers: Vec<UpperAddresses>,
     /// The groups joined on the upper port and the devices on it.
     joined: Vec<Joined>,
+    /// ARP/NS targets reached through a device stacked on the upper port.
+    probe_paths: Vec<ProbePath>,
     /// Membership reports still to send after the last failover.
     igmp: Option<notify::IgmpResend>,
     events: VecDeque<BondEvent>,
@@ -195,6 +198,7 @@ impl Bond {
             ipv4: Vec::new(),
             uppers: Vec::new(),
             joined: Vec::new(),
+            probe_paths: Vec::new(),
             igmp: None,
             ipv6: Vec::new(),
             events: VecDeque::new(),
@@ -281,6 +285,22 @@ impl Bond {
     /// The groups a failover reports again.
     pub fn joined_groups(&self) -> &[Joined] {
         &self.joined
+    }
+
+    /// How the ARP/NS targets are reached (the runtime looks their routes
+    /// up): a target whose route leaves by a VLAN device on the upper port
+    /// is probed tagged with its VLAN, from that device's address, as the
+    /// kernel does; the others untagged from the bond's address.
+    pub fn set_probe_paths(&mut self, paths: Vec<ProbePath>) {
+        if let Some(arp) = self.mode.arp_mut() {
+            arp.set_paths(paths.clone());
+        }
+        self.probe_paths = paths;
+    }
+
+    /// How the ARP/NS targets are reached, as last set.
+    pub fn probe_paths(&self) -> &[ProbePath] {
+        &self.probe_paths
     }
 
     /// bond0's MTU (read by the runtime at start and whenever it changes):

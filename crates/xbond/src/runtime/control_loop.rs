@@ -310,7 +310,7 @@ impl Controller {
             host::feed_carrier(&mut bond, &cfg, i, l.carrier);
         }
         if opts.upper == Upper::VethPair {
-            host::refresh_addresses(&mut nl, &cfg.name, &mut bond);
+            host::refresh_addresses(&mut nl, &cfg, &mut bond);
         }
 
         // The control loop must win the CPU over busy-polling workers when a
@@ -725,7 +725,7 @@ impl Controller {
 
     fn refresh_addresses(&mut self) {
         if self.upper == Upper::VethPair {
-            host::refresh_addresses(&mut self.nl, &self.cfg.name, &mut self.bond);
+            host::refresh_addresses(&mut self.nl, &self.cfg, &mut self.bond);
         }
     }
 }

@@ -349,11 +349,24 @@ pub(super) fn set_mac(
     Ok(())
 }
 
-pub(super) fn refresh_addresses(nl: &mut Netlink, name: &str, bond: &mut Bond) {
+/// Gives the core what bond0 and the devices stacked on it have now: their
+/// addresses (announced after a failover), their joined groups (reported
+/// again) and the VLAN devices the ARP/NS targets are reached through.
+pub(super) fn refresh_addresses(nl: &mut Netlink, cfg: &BondConfig, bond: &mut Bond) {
+    let name = cfg.name.as_str();
+    let targets: Vec<std::net::IpAddr> = cfg
+        .arp_ip_target
+        .iter()
+        .map(|&t| t.into())
+        .chain(cfg.ns_ip6_target.iter().map(|&t| t.into()))
+        .collect();
     if let Ok((v4, v6)) = nl.addresses(name) {
         bond.set_addresses(v4, v6);
     }
     let found = uppers::read(nl, name);
+    if !targets.is_empty() {
+        bond.set_probe_paths(found.probe_paths(nl, &targets));
+    }
     bond.set_upper_addresses(found.addresses);
     bond.set_joined_groups(found.joined);
 }

@@ -2,11 +2,16 @@
 //! devices, a bridge on a VLAN device) need from a failover, read from the
 //! host: their addresses, announced on the new active slave, and the
 //! multicast groups they joined, reported there again (`resend_igmp`). Each
-//! with its MAC and the VLAN its frames carry on bond0.
+//! with its MAC and the VLAN its frames carry on bond0. And how the ARP/NS
+//! monitor's targets are reached: a target whose route leaves by a VLAN
+//! device on bond0 is probed tagged, from that device's address.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use std::net::IpAddr;
+
 use xbond_core::bond::{Joined, UpperAddresses};
+use xbond_core::monitor::ProbePath;
 use xbond_xdp::netlink::Netlink;
 
 /// What a failover sends for bond0 and its uppers.
@@ -16,6 +21,45 @@ pub(super) struct Found {
     pub(super) addresses: Vec<UpperAddresses>,
     /// bond0 and the uppers with joined groups.
     pub(super) joined: Vec<Joined>,
+    /// Every device seen (bond0 first): index, VLAN on bond0, addresses.
+    devices: Vec<(u32, u16, Vec<Ipv4Addr>, Vec<Ipv6Addr>)>,
+}
+
+impl Found {
+    /// How each of `targets` is reached: the targets whose route leaves by a
+    /// VLAN device on bond0 (the others go untagged from bond0's address,
+    /// the monitor's default).
+    pub(super) fn probe_paths(&self, nl: &mut Netlink, targets: &[IpAddr]) -> Vec<ProbePath> {
+        let mut out = Vec::new();
+        for &target in targets {
+            let Ok((oif, pref)) = nl.route_get(target) else {
+                continue;
+            };
+            let Some((_, vlan, v4, v6)) = self.devices.iter().find(|d| d.0 == oif) else {
+                continue;
+            };
+            if *vlan == 0 {
+                continue;
+            }
+            let own = match target {
+                IpAddr::V4(_) => v4.first().copied().map(IpAddr::V4),
+                IpAddr::V6(_) => v6
+                    .iter()
+                    .find(|a| a.segments()[0] & 0xffc0 != 0xfe80)
+                    .or(v6.first())
+                    .copied()
+                    .map(IpAddr::V6),
+            };
+            if let Some(source) = pref.filter(|p| p.is_ipv4() == target.is_ipv4()).or(own) {
+                out.push(ProbePath {
+                    target,
+                    vlan: *vlan,
+                    source,
+                });
+            }
+        }
+        out
+    }
 }
 
 /// Reads bond0 (`name`) and the devices stacked on it.
@@ -41,6 +85,9 @@ pub(super) fn read(nl: &mut Netlink, name: &str) -> Found {
         if depth < 4 {
             todo.extend(upper_names(&dev).into_iter().map(|u| (u, vlan, depth + 1)));
         }
+        found
+            .devices
+            .push((link.index, vlan, ipv4.clone(), ipv6.clone()));
         let groups4 = groups4(&igmp, &dev);
         let groups6 = groups6(&igmp6, &dev);
         if !groups4.is_empty() || !groups6.is_empty() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Peer notification through a VLAN device stacked on bond0, on Debian's
-# kernel (the development machines have no 8021q):
+# A VLAN device stacked on bond0, on Debian's kernel (the development
+# machines have no 8021q): peer notification through it, and the ARP
+# monitor probing a target behind it.
 #
 #   namespace h: an xbond active-backup bond0 over h0, h1 (primary h0), no
 #                address on bond0; bond0.100 (VLAN 100, its own MAC) with
@@ -14,11 +15,15 @@
 # sent from bond0.100's MAC can do (an untagged one reaches br0, not
 # br0.100), and br0 learns that MAC on f1. Neither host sends ARP of its own:
 # h has a permanent entry for 10.100.0.2 and IPv6 is off on both VLANs.
+# Then xbond restarts with the ARP monitor (arp_validate active) and
+# 10.100.0.2 as its target: with f answering ARP only on the interface that
+# has the address (arp_ignore 1), only probes tagged 100 and sent from
+# 10.100.0.1 get replies, and the active slave stays up by them.
 # Every wait is for a state with a generous timeout; time never decides.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
-W=/tmp/vlan-notify
+W=/tmp/vlan-uppers
 mkdir -p "$W"
 xpid=""
 teardown() {
@@ -88,4 +93,42 @@ ok "the tagged gratuitous ARP from bond0.100 reached f's VLAN 100"
 learned() { bridge -n f fdb show br br0 | grep -qi "$MAC dev f1 "; }
 wait_for 10 "br0 learns bond0.100's MAC on f1" learned || die "br0 did not learn $MAC on f1"
 ok "the switch learned that bond0.100 moved to f1"
+
+# The ARP monitor through bond0.100.
+kill "$xpid"; wait "$xpid" 2>/dev/null; xpid=""
+ip -n f link set f0 up
+ip netns exec f sysctl -qw net.ipv4.conf.all.arp_ignore=1
+ip -n h neigh del 10.100.0.2 dev bond0.100
+cat > "$W/arp.toml" <<EOF
+name = "bond0"
+slaves = ["h0", "h1"]
+mode = "active-backup"
+primary = "h0"
+miimon = 0
+arp_interval = 100
+arp_ip_target = ["10.100.0.2"]
+arp_validate = "active"
+control_socket = "$W/x.sock"
+EOF
+start_xbond_in h "$W/arp.toml" "$W/x.sock" "$W/xbond.log" || die "xbond (ARP monitor) did not start"
+# The probes go tagged from 10.100.0.1 with h0's MAC: f learns h0 there.
+ip -n f neigh del 10.100.0.1 dev br0.100 2>/dev/null
+h0mac=$(ip netns exec h cat /sys/class/net/h0/address)
+probed() { ip -n f neigh show 10.100.0.1 dev br0.100 | grep -qi "$h0mac"; }
+wait_for 30 "f learns 10.100.0.1 at h0's MAC from a tagged probe" probed \
+  || die "no ARP probe from 10.100.0.1 tagged 100 reached br0.100"
+ok "the ARP monitor probes 10.100.0.2 through bond0.100, tagged, from 10.100.0.1"
+# Its replies keep h0 up: ten more of them, and h0 stays active and up
+# with no link failure.
+field() {  # field SLAVE PATTERN AWK-FIELD
+  "$XBOND" status bond0 --socket "$W/x.sock" \
+    | awk -v s="$1" -v p="$2" -v f="$3" '/^Slave Interface: /{n=$3} n==s && $0 ~ p {print $f; exit}'
+}
+rx0=$(field h0 "^Frames: rx" 3); fails0=$(field h0 "^Link Failure Count" 4)
+more() { [ "$(field h0 "^Frames: rx" 3)" -ge $((rx0 + 10)) ]; }
+wait_for 30 "ten more replies delivered from h0" more || die "the replies to the tagged probes stopped"
+"$XBOND" status bond0 --socket "$W/x.sock" | grep -q "Currently Active Slave: h0" || die "h0 is not active"
+[ "$(field h0 "^Monitors:" 4)" = "ARP/NS" ] && [ "$(field h0 "^Monitors:" 5)" = "up" ] || die "h0's ARP monitor says down"
+[ "$(field h0 "^Link Failure Count" 4)" = "$fails0" ] || die "h0 failed meanwhile"
+ok "the replies keep h0 up and active (no link failure over ten replies)"
 echo "PASS"
