@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use common::{status, wait_status, TwoLinks};
 
-fn cfg(mode: &str) -> String {
-    format!("name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"{mode}\"\nmiimon = 100\n")
+fn cfg(layout: &str, mode: &str) -> String {
+    format!(
+        "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"{mode}\"\nmiimon = 100\numem_layout = \"{layout}\"\n"
+    )
 }
 
 /// Adds `n` peers behind the far bridge: namespace pI with eth0 at
@@ -51,13 +53,13 @@ fn neigh_mac(t: &TwoLinks, ns: &str, ip: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn alb_gives_peers_different_slaves_and_moves_them_on_failure() {
+fn alb_gives_peers_different_slaves_and_moves_them_on_failure(layout: &str) {
     let mut t = TwoLinks::new("al");
     t.far_bridge("10.80.0.2/24");
     let host = t.host.clone();
     let ps = peers(&mut t, 4);
-    let sock = t.start(&host, "xa", &cfg("balance-alb"), "10.80.0.1/24");
+    let sock = t.start(&host, "xa", &cfg(layout, "balance-alb"), "10.80.0.1/24");
+    common::assert_layout(&sock, layout);
     let (mac_a0, mac_a1) = (t.mac(&host, "a0"), t.mac(&host, "a1"));
     assert_ne!(mac_a0, mac_a1, "balance-alb slaves keep their own MACs");
 
@@ -130,12 +132,12 @@ fn alb_gives_peers_different_slaves_and_moves_them_on_failure() {
     }
 }
 
-#[test]
-fn tlb_spreads_transmit_load_over_both_slaves() {
+fn tlb_spreads_transmit_load_over_both_slaves(layout: &str) {
     let mut t = TwoLinks::new("tl");
     let host = t.host.clone();
     let far = t.far.clone();
-    let sock = t.start(&host, "xa", &cfg("balance-tlb"), "10.81.0.1/24");
+    let sock = t.start(&host, "xa", &cfg(layout, "balance-tlb"), "10.81.0.1/24");
+    common::assert_layout(&sock, layout);
     // 8 destinations behind the far side; the sink counts per link.
     t.sink(&far, "sink", &["b0", "b1"], 1, 4000);
     let exe = common::exe().display().to_string();
@@ -177,4 +179,30 @@ fn tlb_spreads_transmit_load_over_both_slaves() {
     assert!(b.buckets.len() >= 8, "{:?}", b.buckets);
     let on: BTreeSet<&String> = b.buckets.iter().map(|(_, s, _)| s).collect();
     assert_eq!(on.len(), 2, "buckets on both slaves: {:?}", b.buckets);
+}
+
+/// Every case twice: with the default layout (one UMEM per queue on veth)
+/// and with a UMEM per socket, where every frame crossing between the upper
+/// port and a slave is copied once.
+mod layouts {
+    mod auto {
+        #[test]
+        fn alb_gives_peers_different_slaves_and_moves_them_on_failure() {
+            super::super::alb_gives_peers_different_slaves_and_moves_them_on_failure("auto")
+        }
+        #[test]
+        fn tlb_spreads_transmit_load_over_both_slaves() {
+            super::super::tlb_spreads_transmit_load_over_both_slaves("auto")
+        }
+    }
+    mod split {
+        #[test]
+        fn alb_gives_peers_different_slaves_and_moves_them_on_failure() {
+            super::super::alb_gives_peers_different_slaves_and_moves_them_on_failure("split")
+        }
+        #[test]
+        fn tlb_spreads_transmit_load_over_both_slaves() {
+            super::super::tlb_spreads_transmit_load_over_both_slaves("split")
+        }
+    }
 }

@@ -49,8 +49,8 @@ fn raise_to_9000(t: &TwoLinks, ns: &str, sock: &str, slaves: [&str; 2]) {
     let s = wait_status(sock, Duration::from_secs(10), |s| s.runtime.mtu == 9000);
     assert_eq!(s.runtime.max_frame, 9018, "{}", s.proc_text());
     assert!(s.runtime.notes.is_empty(), "{:?}", s.runtime.notes);
-    for q in &s.runtime.queues {
-        assert!(q.multi_buffer, "{}", s.proc_text());
+    for k in s.runtime.queues.iter().flat_map(|q| &q.sockets) {
+        assert!(k.multi_buffer, "{}: {}", k.iface, s.proc_text());
     }
     for sl in slaves {
         assert_eq!(mtu(t, ns, sl), 9000, "{sl} follows bond0");

@@ -6,14 +6,13 @@ mod common;
 
 use common::{assert_pool_balanced, status, TwoLinks};
 
-fn cfg(mode: &str, extra: &str) -> String {
+fn cfg(layout: &str, mode: &str, extra: &str) -> String {
     format!(
-        "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"{mode}\"\nmiimon = 100\n{extra}\n"
+        "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"{mode}\"\nmiimon = 100\numem_layout = \"{layout}\"\n{extra}\n"
     )
 }
 
-#[test]
-fn active_backup_uses_only_the_active_link_and_delivers_once() {
+fn active_backup_uses_only_the_active_link_and_delivers_once(layout: &str) {
     let mut t = TwoLinks::new("ab");
     t.far_bridge("10.55.0.2/24");
     let host = t.host.clone();
@@ -21,9 +20,10 @@ fn active_backup_uses_only_the_active_link_and_delivers_once() {
     let sock = t.start(
         &host,
         "xa",
-        &cfg("active-backup", "primary = \"a1\""),
+        &cfg(layout, "active-backup", "primary = \"a1\""),
         "10.55.0.1/24",
     );
+    common::assert_layout(&sock, layout);
     let s = status(&sock);
     assert_eq!(s.active.as_deref(), Some("a1"), "primary a1 is active");
     assert!(s.proc_text().contains("Currently Active Slave: a1\n"));
@@ -54,12 +54,12 @@ fn active_backup_uses_only_the_active_link_and_delivers_once() {
     assert_pool_balanced(&sock);
 }
 
-#[test]
-fn balance_rr_alternates_links_and_carries_traffic_both_ways() {
+fn balance_rr_alternates_links_and_carries_traffic_both_ways(layout: &str) {
     let mut t = TwoLinks::new("rr");
     let host = t.host.clone();
     let far = t.far.clone();
-    let sock_a = t.start(&host, "xa", &cfg("balance-rr", ""), "10.56.0.1/24");
+    let sock_a = t.start(&host, "xa", &cfg(layout, "balance-rr", ""), "10.56.0.1/24");
+    common::assert_layout(&sock_a, layout);
 
     t.sink(&far, "sink1", &["b0", "b1"], 1, 1000);
     t.send(&host, "bond0", "02:00:00:00:00:99", 1, 1000, 20_000, 1);
@@ -72,7 +72,7 @@ fn balance_rr_alternates_links_and_carries_traffic_both_ways() {
     let _sock_b = t.start(
         &far,
         "xb",
-        &cfg("balance-rr", "")
+        &cfg(layout, "balance-rr", "")
             .replace("a0", "b0")
             .replace("a1", "b1"),
         "10.56.0.2/24",
@@ -92,17 +92,17 @@ fn balance_rr_alternates_links_and_carries_traffic_both_ways() {
     assert_pool_balanced(&sock_a);
 }
 
-#[test]
-fn balance_xor_keeps_each_flow_on_one_link_and_spreads_flows() {
+fn balance_xor_keeps_each_flow_on_one_link_and_spreads_flows(layout: &str) {
     let mut t = TwoLinks::new("xo");
     let host = t.host.clone();
     let far = t.far.clone();
     let sock_a = t.start(
         &host,
         "xa",
-        &cfg("balance-xor", "xmit_hash_policy = \"layer3+4\""),
+        &cfg(layout, "balance-xor", "xmit_hash_policy = \"layer3+4\""),
         "10.57.0.1/24",
     );
+    common::assert_layout(&sock_a, layout);
 
     t.sink(&far, "sink1", &["b0", "b1"], 1, 2560);
     t.send(&host, "bond0", "02:00:00:00:00:99", 256, 2560, 20_000, 1);
@@ -122,7 +122,7 @@ fn balance_xor_keeps_each_flow_on_one_link_and_spreads_flows() {
     let _sock_b = t.start(
         &far,
         "xb",
-        &cfg("balance-xor", "xmit_hash_policy = \"layer3+4\"")
+        &cfg(layout, "balance-xor", "xmit_hash_policy = \"layer3+4\"")
             .replace("a0", "b0")
             .replace("a1", "b1"),
         "10.57.0.2/24",
@@ -137,12 +137,12 @@ fn balance_xor_keeps_each_flow_on_one_link_and_spreads_flows() {
     assert_pool_balanced(&sock_a);
 }
 
-#[test]
-fn broadcast_copies_to_every_link_and_the_partner_delivers_once() {
+fn broadcast_copies_to_every_link_and_the_partner_delivers_once(layout: &str) {
     let mut t = TwoLinks::new("bc");
     let host = t.host.clone();
     let far = t.far.clone();
-    let sock_a = t.start(&host, "xa", &cfg("broadcast", ""), "10.58.0.1/24");
+    let sock_a = t.start(&host, "xa", &cfg(layout, "broadcast", ""), "10.58.0.1/24");
+    common::assert_layout(&sock_a, layout);
 
     t.sink(&far, "sink1", &["b0", "b1"], 1, 500);
     t.send(&host, "bond0", "02:00:00:00:00:99", 4, 500, 10_000, 1);
@@ -152,7 +152,9 @@ fn broadcast_copies_to_every_link_and_the_partner_delivers_once() {
     let sock_b = t.start(
         &far,
         "xb",
-        &cfg("broadcast", "").replace("a0", "b0").replace("a1", "b1"),
+        &cfg(layout, "broadcast", "")
+            .replace("a0", "b0")
+            .replace("a1", "b1"),
         "10.58.0.2/24",
     );
     let ping = t.ping(&host, "10.58.0.2");
@@ -177,4 +179,46 @@ fn broadcast_copies_to_every_link_and_the_partner_delivers_once() {
     assert!(dups >= 500, "the second copies were suppressed: {dups}");
     assert_pool_balanced(&sock_a);
     assert_pool_balanced(&sock_b);
+}
+
+/// Every case twice: with the default layout (one UMEM per queue on veth)
+/// and with a UMEM per socket, where every frame crossing between the upper
+/// port and a slave is copied once.
+mod layouts {
+    mod auto {
+        #[test]
+        fn active_backup_uses_only_the_active_link_and_delivers_once() {
+            super::super::active_backup_uses_only_the_active_link_and_delivers_once("auto")
+        }
+        #[test]
+        fn balance_rr_alternates_links_and_carries_traffic_both_ways() {
+            super::super::balance_rr_alternates_links_and_carries_traffic_both_ways("auto")
+        }
+        #[test]
+        fn balance_xor_keeps_each_flow_on_one_link_and_spreads_flows() {
+            super::super::balance_xor_keeps_each_flow_on_one_link_and_spreads_flows("auto")
+        }
+        #[test]
+        fn broadcast_copies_to_every_link_and_the_partner_delivers_once() {
+            super::super::broadcast_copies_to_every_link_and_the_partner_delivers_once("auto")
+        }
+    }
+    mod split {
+        #[test]
+        fn active_backup_uses_only_the_active_link_and_delivers_once() {
+            super::super::active_backup_uses_only_the_active_link_and_delivers_once("split")
+        }
+        #[test]
+        fn balance_rr_alternates_links_and_carries_traffic_both_ways() {
+            super::super::balance_rr_alternates_links_and_carries_traffic_both_ways("split")
+        }
+        #[test]
+        fn balance_xor_keeps_each_flow_on_one_link_and_spreads_flows() {
+            super::super::balance_xor_keeps_each_flow_on_one_link_and_spreads_flows("split")
+        }
+        #[test]
+        fn broadcast_copies_to_every_link_and_the_partner_delivers_once() {
+            super::super::broadcast_copies_to_every_link_and_the_partner_delivers_once("split")
+        }
+    }
 }

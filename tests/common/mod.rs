@@ -177,3 +177,23 @@ pub fn assert_pool_balanced(sock: &str) {
 pub fn run(args: &[&str]) -> String {
     xbond::lab::cmd(args).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// The sockets of every queue have the memory layout `layout` asked for:
+/// a UMEM each with "split", one shared UMEM otherwise (veth binds copy
+/// mode only, so "auto" shares).
+#[allow(dead_code)] // Not every test binary checks layouts.
+pub fn assert_layout(sock: &str, layout: &str) {
+    let s = status(sock);
+    let sockets: Vec<_> = s.runtime.queues.iter().flat_map(|q| &q.sockets).collect();
+    assert!(!sockets.is_empty(), "{}", s.proc_text());
+    for k in sockets {
+        assert_eq!(
+            k.own_umem,
+            layout == "split",
+            "{}: {}",
+            k.iface,
+            s.proc_text()
+        );
+        assert_eq!(k.xdp_bind, "copy", "veth: {}", s.proc_text());
+    }
+}

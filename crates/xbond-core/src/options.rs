@@ -164,6 +164,22 @@ kernel_enum! {
 }
 
 kernel_enum! {
+    /// How the AF_XDP sockets of one queue share memory (`umem_layout`, an
+    /// xbond option).
+    UmemLayout {
+        /// One UMEM for all of a queue's sockets when they all bind
+        /// zero-copy or all copy mode (no copy); a UMEM per socket when some
+        /// slave binds zero-copy and the upper port cannot.
+        Auto = ("auto", 0),
+        /// One UMEM for all of a queue's sockets: they share its bind mode.
+        Shared = ("shared", 1),
+        /// A UMEM per socket, each bound in the best mode it can get; a
+        /// frame crossing between two is copied once.
+        Split = ("split", 2),
+    }
+}
+
+kernel_enum! {
     /// When a returning `primary` takes the active role back (`primary_reselect`).
     PrimaryReselect {
         /// Whenever the primary is up.

@@ -51,16 +51,34 @@ pub struct QueueRuntime {
     /// Frames dropped: no usable slave, a full TX ring, malformed, longer
     /// than the MTU.
     pub dropped: u64,
-    /// AF_XDP bind mode of the queue's sockets.
+    /// The queue's AF_XDP sockets: the upper port's first, then the
+    /// slaves' in order.
     #[serde(default)]
+    pub sockets: Vec<SocketRuntime>,
+}
+
+/// One AF_XDP socket: what it got at bind, and the kernel's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketRuntime {
+    /// Its interface.
+    pub iface: String,
+    /// "zero-copy" or "copy".
     pub xdp_bind: String,
-    /// Whether the queue's sockets carry multi-buffer (jumbo) frames.
-    #[serde(default)]
+    /// Whether it carries multi-buffer (jumbo) frames.
     pub multi_buffer: bool,
+    /// Whether it has a UMEM of its own (the split layout).
+    pub own_umem: bool,
     /// The better bind modes tried first, each with the error that refused
     /// it.
-    #[serde(default)]
     pub refused: Vec<String>,
+    /// Kernel: frames dropped for this socket.
+    pub rx_dropped: u64,
+    /// Kernel: frames dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Kernel: times the fill ring was empty.
+    pub fill_ring_empty: u64,
+    /// Kernel: invalid descriptors (fill and TX rings).
+    pub invalid_descs: u64,
 }
 
 /// Bond-wide figures only the runtime knows.
@@ -450,15 +468,25 @@ impl Status {
         for (i, q) in r.queues.iter().enumerate() {
             writeln!(
                 o,
-                "Queue {i}: from host {}, to host {}, dropped {}; AF_XDP {}{}",
-                q.from_host,
-                q.to_host,
-                q.dropped,
-                q.xdp_bind,
-                if q.multi_buffer { " multi-buffer" } else { "" }
+                "Queue {i}: from host {}, to host {}, dropped {}",
+                q.from_host, q.to_host, q.dropped
             )?;
-            for why in &q.refused {
-                writeln!(o, "Queue {i}: {why}")?;
+            for k in &q.sockets {
+                writeln!(
+                    o,
+                    "Queue {i} socket {}: {}{}, {} UMEM; kernel: rx dropped {}, rx ring full {}, fill ring empty {}, invalid descriptors {}",
+                    k.iface,
+                    k.xdp_bind,
+                    if k.multi_buffer { " multi-buffer" } else { "" },
+                    if k.own_umem { "own" } else { "shared" },
+                    k.rx_dropped,
+                    k.rx_ring_full,
+                    k.fill_ring_empty,
+                    k.invalid_descs
+                )?;
+                for why in &k.refused {
+                    writeln!(o, "Queue {i} socket {}: {why}", k.iface)?;
+                }
             }
         }
         if r.mtu > 0 {

@@ -15,8 +15,8 @@ use crate::channel::UpperChannel;
 use crate::error::{Error, Result};
 use crate::sys::Waker;
 use crate::worker::{
-    run_queues, BindMode, InjectedFault, PlanCell, Shared, Taps, UpperSpec, Worker, WorkerStats,
-    ZeroCopy, BUFFER_SIZE, MAX_MULTI_BUFFER_FRAME,
+    run_queues, InjectedFault, PlanCell, Shared, SocketInfo, Taps, UmemLayout, UpperSpec, Worker,
+    WorkerStats, ZeroCopy, BUFFER_SIZE, MAX_MULTI_BUFFER_FRAME,
 };
 
 /// Everything the data plane runs: the XDP programs and the worker threads.
@@ -30,9 +30,8 @@ pub struct Dataplane {
     channel: Option<UpperChannel>,
     plans: Arc<PlanCell>,
     stats: Vec<Arc<WorkerStats>>,
-    modes: Vec<BindMode>,
-    /// Per queue: what its sockets got.
-    sockets: Vec<SocketInfo>,
+    /// Per queue: what each of its sockets got.
+    sockets: Vec<Vec<SocketInfo>>,
     stop: Arc<AtomicBool>,
     stop_waker: Arc<Waker>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -44,17 +43,6 @@ pub struct Dataplane {
     tlb_seen: Box<[u64; TLB_BUCKETS]>,
     /// Per worker: the heartbeat last seen and when it last moved.
     beats: Vec<(u64, Instant)>,
-}
-
-/// What the sockets of one queue got when they were bound.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SocketInfo {
-    /// Zero-copy or copy.
-    pub mode: BindMode,
-    /// Whether they carry multi-buffer (jumbo) frames.
-    pub multi_buffer: bool,
-    /// The better modes tried first, each with the error that refused it.
-    pub refused: Vec<String>,
 }
 
 /// A worker that no longer forwards.
@@ -107,6 +95,8 @@ pub struct DataplaneConfig {
     /// bond0's MTU at start: above what one UMEM buffer holds, every socket
     /// must carry multi-buffer frames.
     pub mtu: u32,
+    /// Whether a queue's sockets share one UMEM.
+    pub layout: UmemLayout,
 }
 
 /// The longest frame of an MTU: the MTU plus an Ethernet header and a VLAN
@@ -145,7 +135,6 @@ impl Dataplane {
             },
             plans,
             stats: Vec::new(),
-            modes: Vec::new(),
             sockets: Vec::new(),
             stop,
             stop_waker,
@@ -173,6 +162,7 @@ impl Dataplane {
                     &slaves,
                     cfg.zero_copy,
                     frame_len(cfg.mtu) > BUFFER_SIZE,
+                    cfg.layout,
                 )?;
                 w.set_raw(cfg.raw);
                 w.set_spin(cfg.spin);
@@ -187,12 +177,7 @@ impl Dataplane {
         let mut groups: Vec<Vec<Worker>> = (0..threads).map(|_| Vec::new()).collect();
         for (q, w) in workers.into_iter().enumerate() {
             dp.stats.push(w.stats());
-            dp.modes.push(w.mode());
-            dp.sockets.push(SocketInfo {
-                mode: w.mode(),
-                multi_buffer: w.multi_buffer(),
-                refused: w.refused().to_vec(),
-            });
+            dp.sockets.push(w.sockets().to_vec());
             dp.queue_thread.push(q % threads);
             groups[q % threads].push(w);
         }
@@ -324,19 +309,15 @@ impl Dataplane {
         self.threads.len()
     }
 
-    /// Bind mode of each worker's sockets.
-    pub fn bind_modes(&self) -> &[BindMode] {
-        &self.modes
-    }
-
-    /// Per queue: what its sockets got, and why not better.
-    pub fn sockets(&self) -> &[SocketInfo] {
+    /// Per queue: what each of its sockets got, and why not better (upper
+    /// port first, then the slaves in order).
+    pub fn sockets(&self) -> &[Vec<SocketInfo>] {
         &self.sockets
     }
 
     /// The longest frame every queue's sockets carry.
     pub fn max_frame(&self) -> usize {
-        if self.sockets.iter().all(|s| s.multi_buffer) {
+        if self.sockets.iter().flatten().all(|s| s.multi_buffer) {
             MAX_MULTI_BUFFER_FRAME
         } else {
             BUFFER_SIZE

@@ -38,7 +38,7 @@ impl XskPort {
     /// Opens a socket on queue 0 of `iface` (copy mode). With `receive`, the
     /// xbond XDP program is attached to redirect every frame to it.
     pub fn open(iface: &str, ifindex: u32, receive: bool) -> Result<XskPort> {
-        let (umem, mut free) = create_umem(iface, FRAMES)?;
+        let (umem, mut free) = create_umem(iface, FRAMES, 0)?;
         // The program goes on before the socket is bound, as in the worker
         // (veth sets up its XDP receive path when the program is attached).
         let prog = if receive {
@@ -48,7 +48,7 @@ impl XskPort {
         } else {
             None
         };
-        let mut port = XdpPort::bind(&umem, iface, 0, BindMode::Copy, false)?;
+        let mut port = XdpPort::bind(&umem, 0, iface, 0, BindMode::Copy, false)?;
         if let Some(p) = &prog {
             p.register_socket(0, port.fd())?;
             // Half the frames wait in the fill ring for received data.

@@ -22,6 +22,7 @@ use xbond_core::datapath::engine::Engine;
 pub use xbond_core::datapath::engine::{SlaveCounters, Taps, WorkerStats, HOST_ARP};
 pub use xbond_core::datapath::pool::PoolCounts;
 use xbond_core::datapath::{Frames, Port, BATCH};
+pub use xbond_core::options::UmemLayout;
 use xbond_core::plan::TxPlan;
 use xbond_core::wire::{EthInfo, ETH_P_IP};
 
@@ -29,7 +30,7 @@ use crate::bpf::XdpProgram;
 use crate::channel::{ChannelPort, UpperChannel};
 use crate::error::{Error, Result};
 use crate::sys::{poll, Waker};
-use crate::xsk::{create_umem, UmemFrames, XdpFrame, XdpPort};
+use crate::xsk::{create_umem, StatsHandle, UmemFrames, XdpFrame, XdpPort};
 pub use crate::xsk::{BindMode, BUFFER_SIZE, FRAME_SIZE, MAX_MULTI_BUFFER_FRAME, RING_SIZE};
 
 /// How long a worker keeps polling its rings without finding work before it
@@ -221,6 +222,262 @@ impl Port for WorkerPort {
     }
 }
 
+/// What one socket got when it was bound.
+#[derive(Debug, Clone)]
+pub struct SocketInfo {
+    /// Its interface.
+    pub iface: String,
+    /// Zero-copy or copy.
+    pub mode: BindMode,
+    /// Whether it carries multi-buffer (jumbo) frames.
+    pub multi_buffer: bool,
+    /// Whether it has a UMEM of its own (the split layout).
+    pub own_umem: bool,
+    /// The better modes tried first, each with the error that refused it.
+    pub refused: Vec<String>,
+    /// Reads the kernel's counters of the socket.
+    pub stats: Option<Arc<StatsHandle>>,
+}
+
+/// The tries in order for one socket or one UMEM's sockets: each mode with
+/// multi-buffer, then (unless frames longer than a buffer must cross)
+/// without.
+fn tries(modes: &[BindMode], jumbo: bool) -> Vec<(BindMode, bool)> {
+    let mut t = Vec::with_capacity(4);
+    for &m in modes {
+        t.push((m, true));
+        if !jumbo {
+            t.push((m, false));
+        }
+    }
+    t
+}
+
+fn describe(mode: BindMode, sg: bool) -> String {
+    format!(
+        "{}{}",
+        mode.as_str(),
+        if sg { " with multi-buffer" } else { "" }
+    )
+}
+
+/// The error when no try worked: the last "not supported", with what
+/// multi-buffer needs when frames longer than one buffer must cross.
+fn none_worked(queue: u32, jumbo: bool, last: Option<Error>) -> Error {
+    match last {
+        Some(e) if jumbo => Error::Unsupported(format!(
+            "frames longer than {BUFFER_SIZE} bytes need AF_XDP multi-buffer \
+             (XDP_USE_SG, Linux 6.6 or later), which the sockets of queue {queue} \
+             could not get on this kernel ({}): {e}",
+            crate::sys::kernel_release()
+        )),
+        Some(e) => e,
+        None => Error::Unsupported("no bind mode to try".into()),
+    }
+}
+
+/// The sockets of one queue, to be bound.
+struct Sockets<'a> {
+    queue: u32,
+    upper: &'a UpperSpec,
+    upper_program: Option<&'a XdpProgram>,
+    slaves: &'a [(String, &'a XdpProgram)],
+    jumbo: bool,
+}
+
+impl Sockets<'_> {
+    fn upper_program(&self) -> Result<Option<(&str, &XdpProgram)>> {
+        match (self.upper, self.upper_program) {
+            (UpperSpec::Interface { name, .. }, Some(p)) => Ok(Some((name.as_str(), p))),
+            (UpperSpec::Interface { name, .. }, None) => {
+                Err(Error::Unsupported(format!("{name}: no XDP program")))
+            }
+            (UpperSpec::Channel(_), _) => Ok(None),
+        }
+    }
+
+    fn bind(
+        &self,
+        umem: &xsk_rs::Umem,
+        region: u8,
+        name: &str,
+        prog: &XdpProgram,
+        mode: BindMode,
+        sg: bool,
+    ) -> Result<XdpPort> {
+        let port = XdpPort::bind(umem, region, name, self.queue, mode, sg)?;
+        prog.register_socket(self.queue, port.fd())?;
+        Ok(port)
+    }
+
+    fn info(port: &XdpPort, mode: BindMode, own_umem: bool, refused: Vec<String>) -> SocketInfo {
+        SocketInfo {
+            iface: port.name().to_string(),
+            mode,
+            multi_buffer: port.multi_buffer(),
+            own_umem,
+            refused,
+            stats: port.stats_handle().ok().map(Arc::new),
+        }
+    }
+
+    /// One UMEM, every socket in the first of `modes` (with or without
+    /// multi-buffer) that all of them can bind.
+    fn shared(&self, modes: &[BindMode], refused: &mut Vec<String>) -> Result<Worker> {
+        let mut last = None;
+        for (mode, sg) in tries(modes, self.jumbo) {
+            match self.shared_with(mode, sg, refused) {
+                Ok(w) => return Ok(w),
+                Err(e) if not_supported(&e) => {
+                    refused.push(format!("{} refused: {e}", describe(mode, sg)));
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(none_worked(self.queue, self.jumbo, last))
+    }
+
+    fn shared_with(&self, mode: BindMode, sg: bool, refused: &[String]) -> Result<Worker> {
+        let sockets = 1 + self.slaves.len() as u32;
+        // Each socket: a full fill ring plus a full TX ring in flight.
+        let (umem, frames) = create_umem(self.upper.name(), sockets * RING_SIZE * 2, 0)?;
+        let mem = UmemFrames::new(umem.clone());
+        let mut infos = Vec::new();
+        let upper = match self.upper_program()? {
+            Some((name, prog)) => {
+                let port = self.bind(&umem, 0, name, prog, mode, sg)?;
+                infos.push(Self::info(&port, mode, false, refused.to_vec()));
+                Io::Xdp(port)
+            }
+            None => match self.upper {
+                UpperSpec::Channel(c) => Io::Channel(c.port(mem.clone())),
+                UpperSpec::Interface { .. } => unreachable_upper()?,
+            },
+        };
+        let mut ports = Vec::with_capacity(self.slaves.len());
+        for (name, prog) in self.slaves {
+            let port = self.bind(&umem, 0, name, prog, mode, sg)?;
+            infos.push(Self::info(&port, mode, false, refused.to_vec()));
+            ports.push(port);
+        }
+        if !refused.is_empty() {
+            tracing::info!(
+                queue = self.queue,
+                "sockets bound {}; {}",
+                describe(mode, sg),
+                refused.join("; ")
+            );
+        }
+        Ok(self.worker(mem, frames, upper, ports, infos))
+    }
+
+    /// One socket on its own UMEM (region `region`), in the best of `modes`.
+    fn own(
+        &self,
+        name: &str,
+        prog: &XdpProgram,
+        region: u8,
+        modes: &[BindMode],
+    ) -> Result<(XdpPort, xsk_rs::Umem, Vec<XdpFrame>, SocketInfo)> {
+        let mut refused = Vec::new();
+        let mut last = None;
+        for (mode, sg) in tries(modes, self.jumbo) {
+            let (umem, frames) = create_umem(name, RING_SIZE * 2, region)?;
+            match self.bind(&umem, region, name, prog, mode, sg) {
+                Ok(port) => {
+                    let info = Self::info(&port, mode, true, refused);
+                    return Ok((port, umem, frames, info));
+                }
+                Err(e) if not_supported(&e) => {
+                    refused.push(format!("{} refused: {e}", describe(mode, sg)));
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(none_worked(self.queue, self.jumbo, last))
+    }
+
+    /// A UMEM per socket, each socket in the best of `modes` it can get.
+    fn split(&self, modes: &[BindMode]) -> Result<Worker> {
+        let mut umems = Vec::with_capacity(1 + self.slaves.len());
+        let mut frames = Vec::new();
+        let mut infos = Vec::new();
+        let upper_port = match self.upper_program()? {
+            Some((name, prog)) => {
+                let (port, umem, f, info) = self.own(name, prog, 0, modes)?;
+                umems.push(umem);
+                frames.extend(f);
+                infos.push(info);
+                Some(port)
+            }
+            None => {
+                let (umem, f) = create_umem(self.upper.name(), RING_SIZE * 2, 0)?;
+                umems.push(umem);
+                frames.extend(f);
+                None
+            }
+        };
+        let mut ports = Vec::with_capacity(self.slaves.len());
+        for (i, (name, prog)) in self.slaves.iter().enumerate() {
+            let region = u8::try_from(i + 1)
+                .map_err(|_| Error::Unsupported("too many slaves for a UMEM each".into()))?;
+            let (port, umem, f, info) = self.own(name, prog, region, modes)?;
+            umems.push(umem);
+            frames.extend(f);
+            infos.push(info);
+            ports.push(port);
+        }
+        let mem = UmemFrames::regions(umems);
+        let upper = match (upper_port, self.upper) {
+            (Some(p), _) => Io::Xdp(p),
+            (None, UpperSpec::Channel(c)) => Io::Channel(c.port(mem.clone())),
+            (None, UpperSpec::Interface { .. }) => unreachable_upper()?,
+        };
+        tracing::info!(
+            queue = self.queue,
+            "a UMEM per socket: {}",
+            infos
+                .iter()
+                .map(|i| format!("{} {}", i.iface, describe(i.mode, i.multi_buffer)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(self.worker(mem, frames, upper, ports, infos))
+    }
+
+    fn worker(
+        &self,
+        mem: UmemFrames,
+        frames: Vec<XdpFrame>,
+        upper: Io,
+        slaves: Vec<XdpPort>,
+        sockets: Vec<SocketInfo>,
+    ) -> Worker {
+        let queue = self.queue;
+        Worker {
+            queue,
+            spin: SPIN_BEFORE_SLEEP,
+            engine: Engine::new(frames, slaves.len(), 0x5eed ^ u64::from(queue)),
+            mem,
+            upper: WorkerPort::new(upper, queue),
+            slaves: slaves
+                .into_iter()
+                .map(|p| WorkerPort::new(Io::Xdp(p), queue))
+                .collect(),
+            sockets,
+        }
+    }
+}
+
+/// An interface upper port always has its program (checked first).
+fn unreachable_upper() -> Result<Io> {
+    Err(Error::Unsupported(
+        "the upper interface has no XDP program".into(),
+    ))
+}
+
 /// One worker's sockets and UMEM, ready to run.
 pub struct Worker {
     queue: u32,
@@ -230,32 +487,31 @@ pub struct Worker {
     engine: Engine<XdpFrame>,
     upper: WorkerPort,
     slaves: Vec<WorkerPort>,
-    mode: BindMode,
-    multi_buffer: bool,
-    /// The better bind modes tried first, and why each was refused.
-    refused: Vec<String>,
+    /// What each socket got (upper port first).
+    sockets: Vec<SocketInfo>,
 }
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("queue", &self.queue)
-            .field("mode", &self.mode)
+            .field("mode", &self.mode())
             .field("slaves", &self.slaves.len())
             .finish()
     }
 }
 
 impl Worker {
-    /// Creates the UMEM and the sockets of queue `queue` on the upper port and
-    /// every slave, and registers each socket in its interface's XSKMAP
+    /// Creates the UMEM(s) and the sockets of queue `queue` on the upper port
+    /// and every slave, and registers each socket in its interface's XSKMAP
     /// (`upper_program` is the upper port's when it is an interface).
     ///
     /// The sockets get multi-buffer (`XDP_USE_SG`) where the kernel and the
     /// driver have it; with `jumbo` (frames longer than one buffer must
     /// cross) they must, and copy mode with multi-buffer is preferred to
     /// zero-copy without. A mode is given up only on an error that means
-    /// "not supported"; any other error is returned.
+    /// "not supported"; any other error is returned. `layout` says whether
+    /// the sockets share one UMEM (see [`UmemLayout`]).
     pub fn new(
         queue: u32,
         upper: &UpperSpec,
@@ -263,109 +519,64 @@ impl Worker {
         slaves: &[(String, &XdpProgram)],
         zero_copy: ZeroCopy,
         jumbo: bool,
+        layout: UmemLayout,
     ) -> Result<Worker> {
-        let mut tries: Vec<(BindMode, bool)> = Vec::with_capacity(4);
+        let s = Sockets {
+            queue,
+            upper,
+            upper_program,
+            slaves,
+            jumbo,
+        };
         let modes: &[BindMode] = match zero_copy {
             ZeroCopy::Try => &[BindMode::ZeroCopy, BindMode::Copy],
             ZeroCopy::Never => &[BindMode::Copy],
         };
-        for &m in modes {
-            tries.push((m, true));
-            if !jumbo {
-                tries.push((m, false));
-            }
-        }
-        let mut last = None;
         let mut refused = Vec::new();
-        for (mode, sg) in tries {
-            let what = format!(
-                "{}{}",
-                mode.as_str(),
-                if sg { " with multi-buffer" } else { "" }
-            );
-            match Self::with_mode(queue, upper, upper_program, slaves, mode, sg) {
-                Ok(mut w) => {
-                    if !refused.is_empty() {
-                        tracing::info!(queue, "sockets bound {what}; {}", refused.join("; "));
-                    }
-                    w.refused = refused;
-                    return Ok(w);
+        match (layout, zero_copy) {
+            (UmemLayout::Shared, _) | (UmemLayout::Auto, ZeroCopy::Never) => {
+                s.shared(modes, &mut refused)
+            }
+            (UmemLayout::Split, _) => s.split(modes),
+            (UmemLayout::Auto, ZeroCopy::Try) => {
+                // Zero-copy everywhere in one UMEM moves descriptors only.
+                match s.shared(&[BindMode::ZeroCopy], &mut refused) {
+                    Ok(w) => return Ok(w),
+                    Err(e) if !not_supported(&e) => return Err(e),
+                    Err(_) => {}
                 }
-                Err(e) if not_supported(&e) => {
-                    refused.push(format!("{what} refused: {e}"));
-                    last = Some((e, sg));
+                // Zero-copy slaves with UMEMs of their own, the upper port
+                // in copy mode: one copy per frame crossing.
+                let split = s.split(modes)?;
+                if split.sockets.iter().any(|k| k.mode == BindMode::ZeroCopy) {
+                    return Ok(split);
                 }
-                Err(e) => return Err(e),
+                drop(split);
+                // Copy mode everywhere: one UMEM, no copy.
+                s.shared(&[BindMode::Copy], &mut refused)
             }
         }
-        Err(match last {
-            Some((e, true)) if jumbo => Error::Unsupported(format!(
-                "frames longer than {BUFFER_SIZE} bytes need AF_XDP multi-buffer \
-                 (XDP_USE_SG, Linux 6.6 or later), which the sockets of queue {queue} \
-                 could not get on this kernel ({}): {e}",
-                crate::sys::kernel_release()
-            )),
-            Some((e, _)) => e,
-            None => Error::Unsupported("no bind mode to try".into()),
-        })
     }
 
-    fn with_mode(
-        queue: u32,
-        upper: &UpperSpec,
-        upper_program: Option<&XdpProgram>,
-        slaves: &[(String, &XdpProgram)],
-        mode: BindMode,
-        multi_buffer: bool,
-    ) -> Result<Worker> {
-        let sockets = 1 + slaves.len() as u32;
-        // Each socket: a full fill ring plus a full TX ring in flight.
-        let (umem, frames) = create_umem(upper.name(), sockets * RING_SIZE * 2)?;
-        let open = |name: &str, prog: &XdpProgram| -> Result<WorkerPort> {
-            let port = XdpPort::bind(&umem, name, queue, mode, multi_buffer)?;
-            prog.register_socket(queue, port.fd())?;
-            Ok(WorkerPort::new(Io::Xdp(port), queue))
-        };
-        let mem = UmemFrames::new(umem.clone());
-        let upper_port = match (upper, upper_program) {
-            (UpperSpec::Interface { name, .. }, Some(prog)) => open(name, prog)?,
-            (UpperSpec::Interface { name, .. }, None) => {
-                return Err(Error::Unsupported(format!("{name}: no XDP program")))
-            }
-            (UpperSpec::Channel(c), _) => WorkerPort::new(Io::Channel(c.port(mem.clone())), queue),
-        };
-        let mut slave_ports = Vec::with_capacity(slaves.len());
-        for (name, prog) in slaves {
-            slave_ports.push(open(name, prog)?);
-        }
-        let worker = Worker {
-            queue,
-            spin: SPIN_BEFORE_SLEEP,
-            engine: Engine::new(frames, slaves.len(), 0x5eed ^ u64::from(queue)),
-            mem,
-            upper: upper_port,
-            slaves: slave_ports,
-            mode,
-            multi_buffer,
-            refused: Vec::new(),
-        };
-        Ok(worker)
+    /// What each socket of this worker got (upper port first, then the
+    /// slaves in order; no entry for an in-process upper port).
+    pub fn sockets(&self) -> &[SocketInfo] {
+        &self.sockets
     }
 
-    /// The bind mode all of this worker's sockets got.
+    /// Zero-copy if every socket of this worker bound zero-copy.
     pub fn mode(&self) -> BindMode {
-        self.mode
+        if self.sockets.iter().all(|s| s.mode == BindMode::ZeroCopy) {
+            BindMode::ZeroCopy
+        } else {
+            BindMode::Copy
+        }
     }
 
-    /// Whether this worker's sockets carry multi-buffer frames.
+    /// Whether this worker's sockets carry multi-buffer frames (all of
+    /// them).
     pub fn multi_buffer(&self) -> bool {
-        self.multi_buffer
-    }
-
-    /// The better bind modes that were tried first, each with the error
-    /// that refused it.
-    pub fn refused(&self) -> &[String] {
-        &self.refused
+        self.sockets.iter().all(|s| s.multi_buffer)
     }
 
     /// The worker's counters.

@@ -14,7 +14,7 @@
 //! takes it the same way. Sockets are bound with `XDP_USE_SG` where the
 //! kernel (6.6 and later) and, in zero-copy, the driver have it.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use xbond_core::datapath::pool::{Buffers, FramePool};
 use xbond_core::datapath::{Frames, Kick, Port};
@@ -61,19 +61,22 @@ impl BindMode {
 }
 
 /// A UMEM frame the holder owns (see the module comment): one buffer, or a
-/// chain of them.
+/// chain of them, in one of the worker's UMEMs (its region).
 #[derive(Debug)]
 pub struct XdpFrame {
     head: FrameDesc,
     /// The further buffers of a multi-buffer frame, in order.
     more: Vec<FrameDesc>,
+    /// Which of the worker's UMEMs ([`UmemFrames`]) the buffers are in.
+    region: u8,
 }
 
 impl XdpFrame {
-    fn one(head: FrameDesc) -> XdpFrame {
+    fn one(head: FrameDesc, region: u8) -> XdpFrame {
         XdpFrame {
             head,
             more: Vec::new(),
+            region,
         }
     }
 
@@ -90,8 +93,14 @@ impl Buffers for XdpFrame {
     }
 
     fn unchain(self, out: &mut Vec<XdpFrame>) {
-        out.push(XdpFrame::one(self.head));
-        out.extend(self.more.into_iter().map(XdpFrame::one));
+        let r = self.region;
+        out.push(XdpFrame::one(self.head, r));
+        out.extend(self.more.into_iter().map(|d| XdpFrame::one(d, r)));
+    }
+
+    #[inline]
+    fn region(&self) -> usize {
+        usize::from(self.region)
     }
 }
 
@@ -100,8 +109,9 @@ fn sock_err(op: &'static str, name: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// Makes a UMEM of `frames` frames of [`FRAME_SIZE`] bytes for sockets on
-/// `name`; returns it with all its frames.
-pub fn create_umem(name: &str, frames: u32) -> Result<(Umem, Vec<XdpFrame>)> {
+/// `name`, region `region` of its worker's memory; returns it with all its
+/// frames.
+pub fn create_umem(name: &str, frames: u32, region: u8) -> Result<(Umem, Vec<XdpFrame>)> {
     let ring = QueueSize::new(RING_SIZE).map_err(|e| sock_err("ring size", name, e))?;
     let cfg = UmemConfig::builder()
         .frame_size(FrameSize::new(FRAME_SIZE).map_err(|e| sock_err("frame size", name, e))?)
@@ -114,36 +124,53 @@ pub fn create_umem(name: &str, frames: u32) -> Result<(Umem, Vec<XdpFrame>)> {
     let (umem, descs) = Umem::new(cfg, count, false)
         .map_err(|e| sock_err("create UMEM (XDP_UMEM_REG)", name, e))?;
     // Fresh frames: nothing but this list holds them.
-    Ok((umem, descs.into_iter().map(XdpFrame::one).collect()))
+    Ok((
+        umem,
+        descs
+            .into_iter()
+            .map(|d| XdpFrame::one(d, region))
+            .collect(),
+    ))
 }
 
-/// The frames of one UMEM, shared by every socket bound to it.
+/// The frame memory of one worker: one UMEM shared by all its sockets, or
+/// (the zero-copy layout) one per socket, each a region.
 #[derive(Debug, Clone)]
 pub struct UmemFrames {
-    umem: Umem,
+    umems: Vec<Umem>,
 }
 
 impl UmemFrames {
-    /// The frame memory of `umem`.
+    /// The frame memory of `umem` alone (region 0).
     pub fn new(umem: Umem) -> UmemFrames {
-        UmemFrames { umem }
+        UmemFrames { umems: vec![umem] }
     }
 
-    /// The UMEM, to bind sockets to.
+    /// The frame memory of `umems`, region i being `umems[i]`.
+    pub fn regions(umems: Vec<Umem>) -> UmemFrames {
+        UmemFrames { umems }
+    }
+
+    /// The UMEM of region 0, to bind sockets to.
     pub fn umem(&self) -> &Umem {
-        &self.umem
+        &self.umems[0]
     }
 
-    fn buffer<'a>(&'a self, desc: &'a FrameDesc) -> &'a [u8] {
+    fn umem_of(&self, region: u8) -> &Umem {
+        let last = self.umems.len() - 1;
+        &self.umems[usize::from(region).min(last)]
+    }
+
+    fn buffer<'a>(&'a self, desc: &'a FrameDesc, region: u8) -> &'a [u8] {
         // SAFETY: `desc` is a buffer of a frame the caller owns (an XdpFrame
-        // exists only while no ring holds it), so the kernel does not write
-        // it meanwhile.
-        unsafe { self.umem.data(desc) }.contents()
+        // exists only while no ring holds it), in the UMEM of its region, so
+        // the kernel does not write it meanwhile.
+        unsafe { self.umem_of(region).data(desc) }.contents()
     }
 
-    fn write_buffer(&self, desc: &mut FrameDesc, bytes: &[u8]) -> bool {
+    fn write_buffer(&self, desc: &mut FrameDesc, region: u8, bytes: &[u8]) -> bool {
         // SAFETY: as in `buffer`; the `&mut` makes this the only view.
-        let mut data = unsafe { self.umem.data_mut(desc) };
+        let mut data = unsafe { self.umem_of(region).data_mut(desc) };
         let mut cur = data.cursor();
         // The cursor starts at the frame's previous length; the content at 0.
         cur.set_pos(0);
@@ -158,14 +185,15 @@ impl UmemFrames {
         if n > MAX_BUFFERS || n > free.len() {
             return None;
         }
-        let mut parts = free.split_off(free.len() - n).into_iter().map(|f| f.head);
+        let mut parts = free.split_off(free.len() - n).into_iter();
         let mut chunks = bytes.chunks(BUFFER_SIZE);
-        let mut head = parts.next()?;
-        self.write_buffer(&mut head, chunks.next().unwrap_or(&[]));
-        let mut frame = XdpFrame::one(head);
-        for (mut d, c) in parts.zip(chunks) {
-            self.write_buffer(&mut d, c);
-            frame.more.push(d);
+        let mut frame = parts.next()?;
+        let r = frame.region;
+        self.write_buffer(&mut frame.head, r, chunks.next().unwrap_or(&[]));
+        for (mut part, c) in parts.zip(chunks) {
+            // One region: the spare buffers are the port's own.
+            self.write_buffer(&mut part.head, part.region, c);
+            frame.more.push(part.head);
         }
         Some(frame)
     }
@@ -173,7 +201,7 @@ impl UmemFrames {
     /// Appends the bytes of every buffer of `frame` to `out`.
     pub fn gather(&self, frame: &XdpFrame, out: &mut Vec<u8>) {
         for d in frame.descs() {
-            out.extend_from_slice(self.buffer(d));
+            out.extend_from_slice(self.buffer(d, frame.region));
         }
     }
 }
@@ -182,7 +210,7 @@ impl Frames for UmemFrames {
     type Frame = XdpFrame;
 
     fn bytes<'a>(&'a self, frame: &'a XdpFrame) -> &'a [u8] {
-        self.buffer(&frame.head)
+        self.buffer(&frame.head, frame.region)
     }
 
     fn len(&self, frame: &XdpFrame) -> usize {
@@ -192,12 +220,12 @@ impl Frames for UmemFrames {
     fn edit(&self, frame: &mut XdpFrame, edit: impl FnOnce(&mut [u8])) {
         // SAFETY: the frame is owned by the caller (see `buffer`); the `&mut`
         // makes this the only view.
-        let mut data = unsafe { self.umem.data_mut(&mut frame.head) };
+        let mut data = unsafe { self.umem_of(frame.region).data_mut(&mut frame.head) };
         edit(data.contents_mut());
     }
 
     fn write(&self, frame: &mut XdpFrame, bytes: &[u8]) -> bool {
-        frame.more.is_empty() && self.write_buffer(&mut frame.head, bytes)
+        frame.more.is_empty() && self.write_buffer(&mut frame.head, frame.region, bytes)
     }
 
     fn copy(&self, from: &XdpFrame, pool: &mut FramePool<XdpFrame>) -> Option<XdpFrame> {
@@ -211,11 +239,72 @@ impl Frames for UmemFrames {
                 pool.free(to);
                 return None;
             };
-            self.write_buffer(&mut part.head, self.buffer(d));
+            let r = part.region;
+            self.write_buffer(&mut part.head, r, self.buffer(d, from.region));
             to.more.push(part.head);
         }
         Some(to)
     }
+}
+
+/// The kernel's counters of one AF_XDP socket (`XDP_STATISTICS`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketStats {
+    /// Frames the kernel dropped for this socket (no fill buffer in time,
+    /// among other reasons).
+    pub rx_dropped: u64,
+    /// Frames dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was found empty.
+    pub fill_ring_empty: u64,
+    /// Invalid descriptors on the RX side (fill ring).
+    pub rx_invalid: u64,
+    /// Invalid descriptors the TX ring held.
+    pub tx_invalid: u64,
+}
+
+/// A handle that reads a socket's kernel counters from another thread: a
+/// duplicate of its descriptor, which keeps the socket open as long as it
+/// lives.
+#[derive(Debug)]
+pub struct StatsHandle {
+    fd: OwnedFd,
+}
+
+impl StatsHandle {
+    /// The socket's counters now.
+    pub fn read(&self) -> std::io::Result<SocketStats> {
+        socket_stats(self.fd.as_fd())
+    }
+}
+
+/// Reads `XDP_STATISTICS` of the AF_XDP socket `fd`.
+pub fn socket_stats(fd: BorrowedFd<'_>) -> std::io::Result<SocketStats> {
+    // SAFETY: xdp_statistics is plain integers, for which all zeros is a
+    // valid value.
+    let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+    // SAFETY: `fd` is an open socket for the call; `st` is writable and
+    // `len` holds its size, which the kernel does not exceed.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            (&mut st as *mut libc::xdp_statistics).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(SocketStats {
+        rx_dropped: st.rx_dropped,
+        rx_ring_full: st.rx_ring_full,
+        fill_ring_empty: st.rx_fill_ring_empty_descs,
+        rx_invalid: st.rx_invalid_descs,
+        tx_invalid: st.tx_invalid_descs,
+    })
 }
 
 /// One AF_XDP socket (queue `queue` of an interface) as a [`Port`].
@@ -231,6 +320,8 @@ pub struct XdpPort {
     multi_buffer: bool,
     /// A chain whose last buffers the RX ring has not handed over yet.
     partial: Option<XdpFrame>,
+    /// The region of the worker's memory its UMEM is.
+    region: u8,
 }
 
 impl std::fmt::Debug for XdpPort {
@@ -243,10 +334,12 @@ impl std::fmt::Debug for XdpPort {
 }
 
 impl XdpPort {
-    /// Binds a socket on queue `queue` of `name` to `umem`, in `mode`, with
-    /// `XDP_USE_SG` when `multi_buffer`.
+    /// Binds a socket on queue `queue` of `name` to `umem` (region `region`
+    /// of its worker's memory), in `mode`, with `XDP_USE_SG` when
+    /// `multi_buffer`.
     pub fn bind(
         umem: &Umem,
+        region: u8,
         name: &str,
         queue: u32,
         mode: BindMode,
@@ -300,12 +393,30 @@ impl XdpPort {
             scratch: vec![FrameDesc::default(); RING_SIZE as usize],
             multi_buffer,
             partial: None,
+            region,
         })
     }
 
     /// Whether the socket carries multi-buffer frames.
     pub fn multi_buffer(&self) -> bool {
         self.multi_buffer
+    }
+
+    /// A handle to read the socket's kernel counters from another thread.
+    pub fn stats_handle(&self) -> Result<StatsHandle> {
+        // SAFETY: the descriptor is open (the socket lives in `self`); dup
+        // makes a new one that the handle owns alone.
+        let fd = unsafe { libc::dup(self.fd()) };
+        if fd < 0 {
+            return Err(Error::sys(
+                "dup AF_XDP socket",
+                &self.name,
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: `fd` was just made by dup and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(StatsHandle { fd })
     }
 
     /// The socket's descriptor: for the XSKMAP, and to wait on with poll().
@@ -342,7 +453,7 @@ impl Port for XdpPort {
                     f.more.push(d);
                     f
                 }
-                None => XdpFrame::one(d),
+                None => XdpFrame::one(d, self.region),
             };
             if more {
                 self.partial = Some(frame);
@@ -384,7 +495,8 @@ impl Port for XdpPort {
         // SAFETY: completed descriptors belong to this UMEM and the kernel is
         // done with them; from here the caller owns them.
         let n = unsafe { self.cq.consume(&mut self.scratch) };
-        out.extend(self.scratch[..n].iter().copied().map(XdpFrame::one));
+        let r = self.region;
+        out.extend(self.scratch[..n].iter().map(|d| XdpFrame::one(*d, r)));
         n
     }
 
@@ -415,6 +527,10 @@ impl Port for XdpPort {
             let _ = self.fq.wakeup(self.rx.fd_mut(), 0);
         }
         placed
+    }
+
+    fn region(&self) -> usize {
+        usize::from(self.region)
     }
 
     fn kick(&mut self) -> Kick {

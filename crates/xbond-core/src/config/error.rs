@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use super::model::{AdSelect, ArpAllTargets, ArpValidate, LacpRate};
 use super::{KERNEL_KEYS, KEYS, MAX_QUEUES, MAX_TARGETS};
+use crate::options::UmemLayout;
 use crate::options::{
     BadValue, FailOverMac, HashFunction, HashPolicy, LinkWatchPolicy, Mode, PrimaryReselect,
 };
@@ -217,6 +218,7 @@ pub(super) fn valid_for(key: &str) -> String {
         "fail_over_mac" => enum_valid::<FailOverMac>(),
         "xmit_hash_policy" => enum_valid::<HashPolicy>(),
         "xmit_hash_function" => enum_valid::<HashFunction>(),
+        "umem_layout" => enum_valid::<UmemLayout>(),
         "link_watch_policy" => enum_valid::<LinkWatchPolicy>(),
         "lacp_rate" => enum_valid::<LacpRate>(),
         "ad_select" => enum_valid::<AdSelect>(),

@@ -12,6 +12,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::{DEFAULT_MIIMON_MS, SOCKET_DIR};
+use crate::options::UmemLayout;
 use crate::options::{
     BadValue, FailOverMac, HashFunction, HashPolicy, LinkWatchPolicy, MacAddr, Mode,
     PrimaryReselect,
@@ -148,6 +149,8 @@ pub struct BondConfig {
     /// Queues served per slave and on the upper port (`"auto"`: every RX
     /// queue the slaves have).
     pub queues: Queues,
+    /// Whether a queue's AF_XDP sockets share one UMEM (xbond option).
+    pub umem_layout: UmemLayout,
     /// Per-slave priority (`prio`) by slave name; higher wins. TOML: `[prio]` table.
     pub prio: BTreeMap<String, i32>,
     /// LACP port priority per slave (`ad_actor_port_prio`, 802.3ad; lower is
@@ -223,6 +226,7 @@ impl BondConfig {
             min_links: 0,
             mac: None,
             queues: Queues::Auto,
+            umem_layout: UmemLayout::Auto,
             prio: BTreeMap::new(),
             ad_actor_port_prio: BTreeMap::new(),
             lacp_rate: LacpRate::Slow,

@@ -15,6 +15,7 @@ use super::error::{bad, bad_with, clean, int_range, missing_name, missing_slaves
 use super::model::{default_peer_name, AdSelect, ArpAllTargets, ArpValidate, LacpRate};
 use super::suggest::suggest;
 use super::{BondConfig, ConfigError};
+use crate::options::UmemLayout;
 use crate::options::{
     BadValue, FailOverMac, HashFunction, HashPolicy, LinkWatchPolicy, MacAddr, Mode,
     PrimaryReselect,
@@ -91,6 +92,7 @@ toml_keys! {
         min_links,
         mac,
         queues,
+        umem_layout,
         lacp_rate,
         lacp_active,
         ad_select,
@@ -295,6 +297,7 @@ enum_value!(
     FailOverMac,
     HashPolicy,
     HashFunction,
+    UmemLayout,
     LinkWatchPolicy,
     LacpRate,
     AdSelect,

@@ -17,7 +17,7 @@ use crate::alb::TLB_BUCKETS;
 use crate::plan::{DupFilter, Selector, TxPlan};
 use crate::MAX_SLAVES;
 
-use super::pool::{Buffers, FramePool, PoolCounts};
+use super::pool::{Buffers, PoolCounts, Pools};
 use super::{
     rewrite_destination, rewrite_source, rx_batch, tx_batch, Frames, Kick, Port, RxAction,
     RxVerdict, TxAction, TxVerdict, BATCH,
@@ -165,7 +165,9 @@ pub struct Pass {
 /// One worker's frames and per-batch state.
 #[derive(Debug)]
 pub struct Engine<F> {
-    pool: FramePool<F>,
+    pool: Pools<F>,
+    /// Scratch for frames copied into a port's region.
+    cross: Vec<F>,
     sel: Selector,
     dups: DupFilter,
     /// Benchmark baseline: upper -> slave 0 and slaves -> upper, no rules.
@@ -187,7 +189,8 @@ impl<F: Buffers> Engine<F> {
         let stats = WorkerStats::new(slaves);
         stats.pool_total.store(frames.len() as u64, Relaxed);
         Engine {
-            pool: FramePool::new(frames),
+            pool: Pools::new(frames),
+            cross: Vec::new(),
             sel: Selector::new(seed),
             dups: DupFilter::default(),
             raw: false,
@@ -252,30 +255,57 @@ impl<F: Buffers> Engine<F> {
     /// rings (also at the end of a worker's life, so that the books close).
     pub fn reap_and_refill<P: Port<Frame = F>>(&mut self, upper: &mut P, slaves: &mut [P]) {
         for port in std::iter::once(upper).chain(slaves.iter_mut()) {
+            // A port transmits frames of its own region only, so its
+            // completions are of its region too.
+            let pool = self.pool.region(port.region());
             port.complete(&mut self.scratch);
-            self.pool.completed(&mut self.scratch);
+            pool.completed(&mut self.scratch);
             let want = port.fill_room();
-            if want >= BATCH || (want > 0 && self.pool.counts().in_fill == 0) {
-                self.pool.take_for_fill(want, &mut self.scratch);
+            if want >= BATCH || (want > 0 && pool.counts().in_fill == 0) {
+                pool.take_for_fill(want, &mut self.scratch);
                 let placed = port.fill(&mut self.scratch);
-                self.pool.filled(placed, &mut self.scratch);
+                pool.filled(placed, &mut self.scratch);
             }
         }
     }
 
-    /// Places `frames` on `port`'s TX ring; what does not fit goes back to
-    /// the pool. Returns how many were placed.
-    fn push_tx<P: Port<Frame = F>>(
-        pool: &mut FramePool<F>,
+    /// Places `frames` on `port`'s TX ring, each first copied into the
+    /// port's region when it lives in another (a frame crossing between a
+    /// zero-copy slave's UMEM and the upper port's); what does not fit, or
+    /// finds no free buffer to be copied into, goes back to the pool.
+    /// Returns how many were placed.
+    fn push_tx<M, P>(
+        mem: &M,
+        pools: &mut Pools<F>,
+        cross: &mut Vec<F>,
         pending: &mut bool,
         port: &mut P,
         frames: &mut Vec<F>,
-    ) -> usize {
+    ) -> usize
+    where
+        M: Frames<Frame = F>,
+        P: Port<Frame = F>,
+    {
+        let r = port.region();
+        if pools.split() && frames.iter().any(|f| f.region() != r) {
+            cross.clear();
+            for f in frames.drain(..) {
+                if f.region() == r {
+                    cross.push(f);
+                    continue;
+                }
+                if let Some(c) = mem.copy(&f, pools.region(r)) {
+                    cross.push(c);
+                }
+                pools.free(f);
+            }
+            std::mem::swap(frames, cross);
+        }
         let buffers = |f: &Vec<F>| f.iter().map(Buffers::buffers).sum::<usize>();
         let before = buffers(frames);
         let sent = port.transmit(frames);
-        pool.sent(before - buffers(frames));
-        pool.free_all(frames);
+        pools.region(r).sent(before - buffers(frames));
+        pools.free_all(frames);
         if sent > 0 {
             *pending = true;
         }
@@ -300,13 +330,20 @@ impl<F: Buffers> Engine<F> {
         if got == 0 {
             return 0;
         }
-        self.pool.received(&self.batch);
+        self.pool.region(upper.region()).received(&self.batch);
         if self.raw {
             let Some(first) = slaves.first_mut() else {
                 self.pool.free_all(&mut self.batch);
                 return got;
             };
-            let sent = Self::push_tx(&mut self.pool, &mut self.pending[1], first, &mut self.batch);
+            let sent = Self::push_tx(
+                mem,
+                &mut self.pool,
+                &mut self.cross,
+                &mut self.pending[1],
+                first,
+                &mut self.batch,
+            );
             self.stats.slaves[0].tx.fetch_add(sent as u64, Relaxed);
             return got;
         }
@@ -352,7 +389,7 @@ impl<F: Buffers> Engine<F> {
                         if s >= n_slaves {
                             continue;
                         }
-                        match mem.copy(&f, &mut self.pool) {
+                        match mem.copy(&f, self.pool.region(slaves[s].region())) {
                             Some(c) => self.out[s].push(c),
                             None => {
                                 self.stats.slaves[s].tx_dropped.fetch_add(1, Relaxed);
@@ -400,7 +437,9 @@ impl<F: Buffers> Engine<F> {
                 continue;
             }
             let sent = Self::push_tx(
+                mem,
                 &mut self.pool,
+                &mut self.cross,
                 &mut self.pending[s + 1],
                 port,
                 &mut self.out[s],
@@ -436,10 +475,17 @@ impl<F: Buffers> Engine<F> {
         if n == 0 {
             return 0;
         }
-        self.pool.received(&self.batch);
+        self.pool.region(slaves[s].region()).received(&self.batch);
         let c = &self.stats.slaves[s];
         if self.raw {
-            let sent = Self::push_tx(&mut self.pool, &mut self.pending[0], upper, &mut self.batch);
+            let sent = Self::push_tx(
+                mem,
+                &mut self.pool,
+                &mut self.cross,
+                &mut self.pending[0],
+                upper,
+                &mut self.batch,
+            );
             c.rx.fetch_add(sent as u64, Relaxed);
             return n;
         }
@@ -497,7 +543,14 @@ impl<F: Buffers> Engine<F> {
         if k == 0 {
             return n;
         }
-        let sent = Self::push_tx(&mut self.pool, &mut self.pending[0], upper, &mut self.keep);
+        let sent = Self::push_tx(
+            mem,
+            &mut self.pool,
+            &mut self.cross,
+            &mut self.pending[0],
+            upper,
+            &mut self.keep,
+        );
         c.rx.fetch_add(sent as u64, Relaxed);
         self.stats.upper_tx.fetch_add(sent as u64, Relaxed);
         if sent < k {

@@ -10,11 +10,17 @@ use std::collections::VecDeque;
 use super::pool::Buffers;
 use super::{Frames, Kick, Port};
 
-/// A frame of the in-memory port: it owns its buffer.
+/// A frame of the in-memory port: it owns its buffer, in a region of the
+/// worker's memory (as an AF_XDP frame lives in one UMEM of several).
 #[derive(Debug)]
-pub struct MemFrame(Vec<u8>);
+pub struct MemFrame(Vec<u8>, usize);
 
-impl Buffers for MemFrame {}
+impl Buffers for MemFrame {
+    #[inline]
+    fn region(&self) -> usize {
+        self.1
+    }
+}
 
 /// The heap as frame memory.
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,7 +29,15 @@ pub struct MemFrames;
 impl MemFrames {
     /// `n` empty frames of up to `size` bytes each, for an engine's pool.
     pub fn frames(n: usize, size: usize) -> Vec<MemFrame> {
-        (0..n).map(|_| MemFrame(Vec::with_capacity(size))).collect()
+        MemFrames::frames_in(n, size, 0)
+    }
+
+    /// `n` empty frames of up to `size` bytes each in region `region`, for
+    /// an engine whose ports have memories of their own.
+    pub fn frames_in(n: usize, size: usize, region: usize) -> Vec<MemFrame> {
+        (0..n)
+            .map(|_| MemFrame(Vec::with_capacity(size), region))
+            .collect()
     }
 }
 
@@ -84,12 +98,19 @@ pub struct MemPort {
     comp: VecDeque<MemFrame>,
     carrier: bool,
     counters: MemPortCounters,
+    region: usize,
 }
 
 impl MemPort {
     /// A port whose rings hold `ring` frames each, carrier up.
     pub fn new(ring: usize) -> MemPort {
+        MemPort::in_region(ring, 0)
+    }
+
+    /// A port whose frames live in region `region` of the worker's memory.
+    pub fn in_region(ring: usize, region: usize) -> MemPort {
         MemPort {
+            region,
             ring,
             fill: VecDeque::with_capacity(ring),
             rx: VecDeque::with_capacity(ring),
@@ -183,6 +204,10 @@ impl Port for MemPort {
         let at = frames.len() - n;
         self.fill.extend(frames.drain(at..));
         n
+    }
+
+    fn region(&self) -> usize {
+        self.region
     }
 
     fn kick(&mut self) -> Kick {

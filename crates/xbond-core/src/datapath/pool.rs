@@ -9,8 +9,17 @@
 //! takes apart when the frame comes back, so that every free entry is one
 //! buffer, ready for a fill ring.
 
-/// A frame as buffers of the worker's memory: one, or a chain.
+/// A frame as buffers of the worker's memory: one, or a chain, in one
+/// region of it.
 pub trait Buffers: Sized {
+    /// The region of the worker's memory the frame lives in: 0 when the
+    /// worker's ports share one memory; with a memory per port (an AF_XDP
+    /// zero-copy socket needs a UMEM of its own), the port's.
+    #[inline]
+    fn region(&self) -> usize {
+        0
+    }
+
     /// How many buffers the frame spans.
     #[inline]
     fn buffers(&self) -> usize {
@@ -33,6 +42,75 @@ pub struct FramePool<F> {
     total: usize,
     in_fill: usize,
     in_tx: usize,
+}
+
+/// The pools of a worker, one per region of its memory ([`Buffers::region`]):
+/// a frame goes back to its own region's pool, and a port is filled from
+/// its own. With one region this is a [`FramePool`].
+#[derive(Debug)]
+pub struct Pools<F> {
+    pools: Vec<FramePool<F>>,
+}
+
+impl<F: Buffers> Pools<F> {
+    /// Pools owning all of `frames`, each in its region's.
+    pub fn new(frames: Vec<F>) -> Pools<F> {
+        let regions = frames.iter().map(Buffers::region).max().unwrap_or(0) + 1;
+        let mut split: Vec<Vec<F>> = (0..regions).map(|_| Vec::new()).collect();
+        for f in frames {
+            let r = f.region();
+            split[r].push(f);
+        }
+        Pools {
+            pools: split.into_iter().map(FramePool::new).collect(),
+        }
+    }
+
+    /// The pool of `region` (of the last region for one beyond: a port
+    /// with no memory of its own).
+    #[inline]
+    pub fn region(&mut self, region: usize) -> &mut FramePool<F> {
+        let last = self.pools.len() - 1;
+        &mut self.pools[region.min(last)]
+    }
+
+    /// Whether the worker's memory has more than one region.
+    #[inline]
+    pub fn split(&self) -> bool {
+        self.pools.len() > 1
+    }
+
+    /// Returns a frame to its region's pool.
+    #[inline]
+    pub fn free(&mut self, f: F) {
+        let r = f.region();
+        self.region(r).free(f);
+    }
+
+    /// Returns every frame of `frames` (emptied) to its region's pool.
+    #[inline]
+    pub fn free_all(&mut self, frames: &mut Vec<F>) {
+        if !self.split() {
+            self.pools[0].free_all(frames);
+        } else {
+            for f in frames.drain(..) {
+                self.free(f);
+            }
+        }
+    }
+
+    /// Where the frames are, over all regions.
+    pub fn counts(&self) -> PoolCounts {
+        self.pools
+            .iter()
+            .map(FramePool::counts)
+            .fold(PoolCounts::default(), |a, c| PoolCounts {
+                free: a.free + c.free,
+                in_fill: a.in_fill + c.in_fill,
+                in_tx: a.in_tx + c.in_tx,
+                total: a.total + c.total,
+            })
+    }
 }
 
 /// A snapshot of where the frames are.

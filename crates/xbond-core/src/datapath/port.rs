@@ -93,4 +93,11 @@ pub trait Port {
     /// Tells the device that the TX ring has frames (one syscall per ring per
     /// batch for AF_XDP).
     fn kick(&mut self) -> Kick;
+
+    /// The region of the worker's memory this port's frames live in (see
+    /// [`Buffers::region`]): frames from another region are copied into
+    /// this one before they go on its TX ring.
+    fn region(&self) -> usize {
+        0
+    }
 }

@@ -206,3 +206,63 @@ fn broadcast_drops_the_copy_from_the_second_slave() {
     assert_eq!(rx(&p, 0, &mut dups, &frames)[0].action, RxAction::Deliver);
     assert_eq!(rx(&p, 1, &mut dups, &frames)[0].action, RxAction::Deliver);
 }
+
+/// A worker whose ports have memories of their own (the zero-copy layout:
+/// a UMEM per slave socket): frames crossing between the upper port and a
+/// slave are copied into the receiving port's region, nothing is lost, and
+/// the books of every region close.
+#[test]
+fn frames_cross_between_regions_by_one_copy_and_the_books_close() {
+    use super::engine::{Engine, Taps};
+    use super::mem::{MemFrames, MemPort};
+    let mut frames = MemFrames::frames_in(64, 2048, 0);
+    frames.extend(MemFrames::frames_in(64, 2048, 1));
+    frames.extend(MemFrames::frames_in(64, 2048, 2));
+    let mut engine = Engine::new(frames, 2, 1);
+    let mut upper = MemPort::in_region(16, 0);
+    let mut slaves = vec![MemPort::in_region(16, 1), MemPort::in_region(16, 2)];
+    let taps = Taps::default();
+    for mode in [Mode::BalanceRr, Mode::Broadcast] {
+        let p = plan(mode, &[0, 1]);
+        engine.pass(&MemFrames, &mut upper, &mut slaves, &p, &taps);
+        let sent: Vec<Vec<u8>> = (0..8).map(|i| udp(PEER, BOND, [10, 0, 0, 9], i)).collect();
+        for f in &sent {
+            assert!(upper.wire_receive(f));
+        }
+        engine.pass(&MemFrames, &mut upper, &mut slaves, &p, &taps);
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        for s in &mut slaves {
+            while let Some(f) = s.wire_transmit() {
+                out.push(f);
+            }
+        }
+        let copies = if mode == Mode::Broadcast { 2 } else { 1 };
+        assert_eq!(out.len(), sent.len() * copies, "{mode:?}");
+        for f in &sent {
+            assert_eq!(out.iter().filter(|o| *o == f).count(), copies, "{mode:?}");
+        }
+        // And back: from each slave to the host.
+        assert!(slaves[0].wire_receive(&udp(BOND, PEER, [10, 0, 0, 1], 1)));
+        assert!(slaves[1].wire_receive(&udp(BOND, PEER, [10, 0, 0, 1], 2)));
+        engine.pass(&MemFrames, &mut upper, &mut slaves, &p, &taps);
+        let mut got = Vec::new();
+        while let Some(f) = upper.wire_transmit() {
+            got.push(f);
+        }
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                udp(BOND, PEER, [10, 0, 0, 1], 1),
+                udp(BOND, PEER, [10, 0, 0, 1], 2)
+            ],
+            "{mode:?}"
+        );
+        engine.pass(&MemFrames, &mut upper, &mut slaves, &p, &taps);
+        let c = engine.pool();
+        assert!(c.balanced(), "{mode:?}: {c:?}");
+        assert_eq!((c.total, c.in_tx), (192, 0), "{mode:?}: {c:?}");
+        let held = upper.held() + slaves.iter().map(MemPort::held).sum::<usize>();
+        assert_eq!(held, c.in_fill, "{mode:?}: every region's fill ring");
+    }
+}

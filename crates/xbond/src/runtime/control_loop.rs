@@ -249,20 +249,23 @@ impl Controller {
             spin: opts.busy_poll,
             fault: opts.fault,
             mtu: bond_mtu,
+            layout: cfg.umem_layout,
         };
         let events = LinkEvents::open()?;
         let dp = Dataplane::start(&dp_cfg, &ifindexes, bond.tx_plan(), waker.clone())?;
-        for (q, s) in dp.sockets().iter().enumerate() {
-            info!(
-                queue = q,
-                "AF_XDP sockets bound in {} mode{}",
-                s.mode.as_str(),
-                if s.multi_buffer {
-                    " with multi-buffer"
-                } else {
-                    ""
-                }
-            );
+        for (q, sockets) in dp.sockets().iter().enumerate() {
+            let got: Vec<String> = sockets
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}{}",
+                        s.iface,
+                        s.mode.as_str(),
+                        if s.multi_buffer { " multi-buffer" } else { "" }
+                    )
+                })
+                .collect();
+            info!(queue = q, "AF_XDP sockets: {}", got.join(", "));
         }
         let mtu = mtu::follow(
             &mut nl,

@@ -2,20 +2,25 @@
 
 use xbond_core::bond::Bond;
 use xbond_core::config::BondConfig;
-use xbond_core::status::{BondRuntime, QueueRuntime, SlaveRuntime, Status};
+use xbond_core::status::{BondRuntime, QueueRuntime, SlaveRuntime, SocketRuntime, Status};
 use xbond_xdp::dataplane::Dataplane;
+use xbond_xdp::worker::SocketInfo;
 
 use super::mtu::MtuState;
 
 /// Builds the full status: the core's view plus the data plane's counters.
 pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig, mtu: &MtuState) -> Status {
+    // What the socket of `iface` on queue 0 got.
+    let bound = |iface: &str| {
+        dp.sockets()
+            .first()
+            .and_then(|q| q.iter().find(|s| s.iface == iface))
+            .map_or("none", |s| s.mode.as_str())
+            .to_string()
+    };
     let mut runtime = BondRuntime {
         peer_name: cfg.peer_name.clone(),
-        upper_xdp_bind: dp
-            .bind_modes()
-            .first()
-            .map_or("none", |m| m.as_str())
-            .to_string(),
+        upper_xdp_bind: bound(&cfg.peer_name),
         workers: dp.worker_threads() as u32,
         mtu: mtu.mtu,
         max_frame: mtu.max_frame as u64,
@@ -65,7 +70,7 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig, mtu: &MtuState) -> 
         .sum();
     let mut slaves = vec![SlaveRuntime::default(); cfg.slaves.len()];
     for (i, s) in slaves.iter_mut().enumerate() {
-        s.xdp_bind = runtime.upper_xdp_bind.clone();
+        s.xdp_bind = bound(&cfg.slaves[i]);
         if let Some(p) = dp.slave_programs().get(i) {
             s.xdp_attach = p.mode().as_str().to_string();
             let c = p.counters();
@@ -80,7 +85,11 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig, mtu: &MtuState) -> 
             w.slaves.iter().map(f).sum()
         };
         let oversize = w.tx_oversize.load(Relaxed) + slave_sum(|c| c.rx_oversize.load(Relaxed));
-        let sockets = dp.sockets().get(runtime.queues.len());
+        let sockets = dp
+            .sockets()
+            .get(runtime.queues.len())
+            .map(|v| v.iter().map(socket).collect())
+            .unwrap_or_default();
         runtime.queues.push(QueueRuntime {
             from_host: w.upper_rx.load(Relaxed),
             to_host: w.upper_tx.load(Relaxed),
@@ -89,9 +98,7 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig, mtu: &MtuState) -> 
                 + w.upper_tx_dropped.load(Relaxed)
                 + oversize
                 + slave_sum(|c| c.tx_dropped.load(Relaxed) + c.rx_malformed.load(Relaxed)),
-            xdp_bind: sockets.map_or("none", |s| s.mode.as_str()).to_string(),
-            multi_buffer: sockets.is_some_and(|s| s.multi_buffer),
-            refused: sockets.map(|s| s.refused.clone()).unwrap_or_default(),
+            sockets,
         });
         runtime.oversize += oversize;
         runtime.tx_no_slave += w.tx_no_slave.load(Relaxed);
@@ -115,4 +122,24 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig, mtu: &MtuState) -> 
         }
     }
     Status::new(bond, runtime, &slaves)
+}
+
+/// One socket's status: what it got, and the kernel's counters now.
+fn socket(s: &SocketInfo) -> SocketRuntime {
+    let k = s
+        .stats
+        .as_ref()
+        .and_then(|h| h.read().ok())
+        .unwrap_or_default();
+    SocketRuntime {
+        iface: s.iface.clone(),
+        xdp_bind: s.mode.as_str().to_string(),
+        multi_buffer: s.multi_buffer,
+        own_umem: s.own_umem,
+        refused: s.refused.clone(),
+        rx_dropped: k.rx_dropped,
+        rx_ring_full: k.rx_ring_full,
+        fill_ring_empty: k.fill_ring_empty,
+        invalid_descs: k.rx_invalid + k.tx_invalid,
+    }
 }
