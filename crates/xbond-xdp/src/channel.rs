@@ -196,6 +196,10 @@ impl Port for ChannelPort {
         n
     }
 
+    fn region(&self) -> usize {
+        0
+    }
+
     fn kick(&mut self) -> Kick {
         Kick::Done
     }

@@ -220,6 +220,13 @@ impl Port for WorkerPort {
     fn kick(&mut self) -> xbond_core::datapath::Kick {
         io!(self, p => p.kick())
     }
+
+    fn region(&self) -> usize {
+        match &self.io {
+            Io::Xdp(p) => p.region(),
+            Io::Channel(p) => p.region(),
+        }
+    }
 }
 
 /// What one socket got when it was bound.
@@ -276,6 +283,10 @@ fn none_worked(queue: u32, jumbo: bool, last: Option<Error>) -> Error {
     }
 }
 
+/// How many times a bind that finds its queue busy is tried again, 20 ms
+/// apart.
+const BUSY_RETRIES: u32 = 100;
+
 /// The sockets of one queue, to be bound.
 struct Sockets<'a> {
     queue: u32,
@@ -305,7 +316,21 @@ impl Sockets<'_> {
         mode: BindMode,
         sg: bool,
     ) -> Result<XdpPort> {
-        let port = XdpPort::bind(umem, region, name, self.queue, mode, sg)?;
+        // A socket of an earlier try on this queue is released by the
+        // kernel a moment after it closes (its pool goes in deferred work):
+        // until then the queue is busy.
+        let mut busy = 0;
+        let port = loop {
+            match XdpPort::bind(umem, region, name, self.queue, mode, sg) {
+                Err(Error::Sys { source, .. })
+                    if source.raw_os_error() == Some(libc::EBUSY) && busy < BUSY_RETRIES =>
+                {
+                    busy += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r?,
+            }
+        };
         prog.register_socket(self.queue, port.fd())?;
         Ok(port)
     }
@@ -400,7 +425,30 @@ impl Sockets<'_> {
     }
 
     /// A UMEM per socket, each socket in the best of `modes` it can get.
-    fn split(&self, modes: &[BindMode]) -> Result<Worker> {
+    /// With `need_zero_copy`, the slaves try zero-copy first, and unless one
+    /// of them gets it, nothing more is bound and `None` comes back (then a
+    /// shared UMEM is better: no copy).
+    fn split(&self, modes: &[BindMode], need_zero_copy: bool) -> Result<Option<Worker>> {
+        let region = |i: usize| {
+            u8::try_from(i + 1)
+                .map_err(|_| Error::Unsupported("too many slaves for a UMEM each".into()))
+        };
+        type Own = (XdpPort, xsk_rs::Umem, Vec<XdpFrame>, SocketInfo);
+        let mut slaves: Vec<Option<Own>> = Vec::with_capacity(self.slaves.len());
+        if need_zero_copy {
+            for (i, (name, prog)) in self.slaves.iter().enumerate() {
+                match self.own(name, prog, region(i)?, &[BindMode::ZeroCopy]) {
+                    Ok(o) => slaves.push(Some(o)),
+                    Err(e) if not_supported(&e) => slaves.push(None),
+                    Err(e) => return Err(e),
+                }
+            }
+            if slaves.iter().all(Option::is_none) {
+                return Ok(None);
+            }
+        } else {
+            slaves.resize_with(self.slaves.len(), || None);
+        }
         let mut umems = Vec::with_capacity(1 + self.slaves.len());
         let mut frames = Vec::new();
         let mut infos = Vec::new();
@@ -420,10 +468,11 @@ impl Sockets<'_> {
             }
         };
         let mut ports = Vec::with_capacity(self.slaves.len());
-        for (i, (name, prog)) in self.slaves.iter().enumerate() {
-            let region = u8::try_from(i + 1)
-                .map_err(|_| Error::Unsupported("too many slaves for a UMEM each".into()))?;
-            let (port, umem, f, info) = self.own(name, prog, region, modes)?;
+        for (i, ((name, prog), got)) in self.slaves.iter().zip(slaves).enumerate() {
+            let (port, umem, f, info) = match got {
+                Some(o) => o,
+                None => self.own(name, prog, region(i)?, modes)?,
+            };
             umems.push(umem);
             frames.extend(f);
             infos.push(info);
@@ -444,7 +493,7 @@ impl Sockets<'_> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        Ok(self.worker(mem, frames, upper, ports, infos))
+        Ok(Some(self.worker(mem, frames, upper, ports, infos)))
     }
 
     fn worker(
@@ -537,7 +586,9 @@ impl Worker {
             (UmemLayout::Shared, _) | (UmemLayout::Auto, ZeroCopy::Never) => {
                 s.shared(modes, &mut refused)
             }
-            (UmemLayout::Split, _) => s.split(modes),
+            (UmemLayout::Split, _) => s
+                .split(modes, false)?
+                .ok_or_else(|| Error::Unsupported("no socket to bind".into())),
             (UmemLayout::Auto, ZeroCopy::Try) => {
                 // Zero-copy everywhere in one UMEM moves descriptors only.
                 match s.shared(&[BindMode::ZeroCopy], &mut refused) {
@@ -547,12 +598,11 @@ impl Worker {
                 }
                 // Zero-copy slaves with UMEMs of their own, the upper port
                 // in copy mode: one copy per frame crossing.
-                let split = s.split(modes)?;
-                if split.sockets.iter().any(|k| k.mode == BindMode::ZeroCopy) {
-                    return Ok(split);
+                if let Some(w) = s.split(modes, true)? {
+                    return Ok(w);
                 }
-                drop(split);
-                // Copy mode everywhere: one UMEM, no copy.
+                // No slave binds zero-copy: copy mode everywhere in one UMEM,
+                // no copy.
                 s.shared(&[BindMode::Copy], &mut refused)
             }
         }
