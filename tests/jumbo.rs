@@ -98,6 +98,21 @@ fn active_backup_carries_9000_byte_frames_both_ways_and_drops_longer_ones() {
     let out = ping_df(&t, &host, "10.81.0.2", 8972).unwrap();
     assert!(out.contains(" 0% packet loss"), "{out}");
 
+    // An MTU above what multi-buffer carries: named with the limit, and
+    // the bond goes on with frames up to that limit.
+    set_mtu(&t, &host, "bond0", 30000);
+    let s = wait_status(&sock, Duration::from_secs(10), |s| s.runtime.mtu == 30000);
+    assert_eq!(s.runtime.max_frame, 28672, "{}", s.proc_text());
+    assert!(
+        s.proc_text().contains(
+            "Warning: MTU 30000 needs frames of 30018 bytes, but the AF_XDP sockets carry 28672"
+        ),
+        "{}",
+        s.proc_text()
+    );
+    let out = ping_df(&t, &host, "10.81.0.2", 8972).unwrap();
+    assert!(out.contains(" 0% packet loss"), "{out}");
+
     // A slave that takes longer frames than bond0 allows (its MTU raised
     // by hand): what arrives longer than bond0's MTU is counted and dropped.
     set_mtu(&t, &host, "bond0", 4000);

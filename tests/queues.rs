@@ -103,3 +103,52 @@ fn fewer_queues_than_the_slaves_have_is_refused_with_the_fix() {
     let links = t.lab.exec(&t.host, &["ip", "-o", "link"]).unwrap();
     assert!(!links.contains("bond0"), "nothing made: {links}");
 }
+
+/// Sets the RX and TX queues in use on `iface` (`ethtool -L`).
+fn channels(t: &TwoLinks, ns: &str, iface: &str, n: u32) {
+    let n = n.to_string();
+    t.lab
+        .exec(ns, &["ethtool", "-L", iface, "rx", &n, "tx", &n])
+        .unwrap_or_else(|e| panic!("ethtool -L {iface}: {e:#}"));
+}
+
+#[test]
+fn a_queue_count_changed_while_running_is_named_and_the_bond_goes_on() {
+    let mut t = four_queue_links("mc");
+    t.far_bridge("10.69.0.2/24");
+    let (host, far) = (t.host.clone(), t.far.clone());
+    for (ns, iface) in [(&host, "a0"), (&host, "a1"), (&far, "b0"), (&far, "b1")] {
+        channels(&t, ns, iface, 2);
+    }
+    let cfg = "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"active-backup\"\n\
+               primary = \"a0\"\nmiimon = 100\n";
+    let sock = t.start(&host, "xc", cfg, "10.69.0.1/24");
+    assert_eq!(
+        status(&sock).runtime.queues.len(),
+        2,
+        "auto serves the 2 in use"
+    );
+
+    // a0 gets 4 queues while xbond serves 2: named, with the fix.
+    channels(&t, &host, "a0", 4);
+    let s = common::wait_status(&sock, std::time::Duration::from_secs(10), |s| {
+        s.runtime
+            .notes
+            .iter()
+            .any(|n| n.contains("slave a0 now has 4 RX queues but xbond serves 2"))
+    });
+    assert!(
+        s.proc_text()
+            .contains("Warning: slave a0 now has 4 RX queues"),
+        "{}",
+        s.proc_text()
+    );
+    // Back to 2: the line goes, and the bond carries traffic as before.
+    channels(&t, &host, "a0", 2);
+    common::wait_status(&sock, std::time::Duration::from_secs(10), |s| {
+        s.runtime.notes.is_empty()
+    });
+    let ping = t.ping(&host, "10.69.0.2");
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    assert_pool_balanced(&sock);
+}

@@ -538,6 +538,25 @@ mod tests {
     use std::net::Ipv4Addr;
 
     #[test]
+    fn umem_layout_is_auto_by_default_and_reads_each_layout() {
+        let c = BondConfig::from_toml_str(&with_header("")).unwrap();
+        assert_eq!(c.umem_layout, UmemLayout::Auto);
+        for (text, want) in [
+            ("auto", UmemLayout::Auto),
+            ("shared", UmemLayout::Shared),
+            ("split", UmemLayout::Split),
+        ] {
+            let c = BondConfig::from_toml_str(&with_header(&format!("umem_layout = \"{text}\"")))
+                .unwrap();
+            assert_eq!(c.umem_layout, want);
+            let back = BondConfig::from_toml_str(&c.to_toml()).unwrap();
+            assert_eq!(back.umem_layout, want);
+        }
+        let e = toml_err(&with_header("umem_layout = \"mixed\""));
+        assert_mentions(&e, &["umem_layout", "mixed", "auto", "shared", "split"]);
+    }
+
+    #[test]
     fn queues_is_auto_by_default_and_reads_auto_or_a_count() {
         use crate::config::Queues;
         let c = BondConfig::from_toml_str(&with_header("")).unwrap();

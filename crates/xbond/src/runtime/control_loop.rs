@@ -85,6 +85,10 @@ pub(super) struct Controller {
     filters: Filters,
     /// bond0's MTU as passed down.
     mtu: MtuState,
+    /// Queues served per slave.
+    queues: u32,
+    /// Slaves whose queue count changed since the start.
+    queue_notes: Vec<String>,
     wanted: filters::Wanted,
     applied: Option<(Vec<bool>, filters::Wanted)>,
     transmitting: Vec<u8>,
@@ -408,6 +412,8 @@ impl Controller {
             },
             upper_index,
             mtu,
+            queues,
+            queue_notes: Vec::new(),
             wanted,
             applied: None,
             transmitting: Vec::new(),
@@ -570,14 +576,14 @@ impl Controller {
     /// Answers status requests: the control socket's and the embedder's.
     fn serve(&mut self) -> Result<()> {
         while let Ok(reply) = self.status_rx.try_recv() {
-            let _ = reply.send(status(&self.bond, &self.dp, &self.cfg, &self.mtu));
+            let _ = reply.send(self.status());
         }
         let Some(requests) = &self.requests else {
             return Ok(());
         };
         loop {
             match requests.try_recv() {
-                Ok(req) => req.reply(&status(&self.bond, &self.dp, &self.cfg, &self.mtu)),
+                Ok(req) => req.reply(&self.status()),
                 Err(TryRecvError::Empty) => return Ok(()),
                 Err(TryRecvError::Disconnected) => bail!("control socket thread ended"),
             }
@@ -718,12 +724,35 @@ impl Controller {
             || now.duration_since(self.every.addr_refresh) >= Duration::from_secs(1)
         {
             self.refresh_addresses();
+            self.check_queues();
             self.every.addr_refresh = now;
         }
     }
 
     fn poll_links(&mut self) {
         host::poll_links(&mut self.nl, &self.carriers, &self.cfg, &mut self.bond);
+    }
+
+    fn status(&self) -> xbond_core::status::Status {
+        let mut s = status(&self.bond, &self.dp, &self.cfg, &self.mtu);
+        s.runtime.notes.extend(self.queue_notes.iter().cloned());
+        s
+    }
+
+    /// Logs, once, each change of a slave's queue count against what is
+    /// served; the status keeps the lines while they hold.
+    fn check_queues(&mut self) {
+        let notes = host::queue_notes(&mut self.nl, &self.cfg, self.queues);
+        for n in notes.iter().filter(|n| !self.queue_notes.contains(n)) {
+            warn!("{}: {n}", self.cfg.name);
+        }
+        if !self.queue_notes.is_empty() && notes.is_empty() {
+            info!(
+                "{}: every slave has the {} RX queues xbond serves again",
+                self.cfg.name, self.queues
+            );
+        }
+        self.queue_notes = notes;
     }
 
     fn refresh_addresses(&mut self) {

@@ -105,6 +105,36 @@ fn active_queues(name: &str, link: &Link) -> (u32, u32) {
     )
 }
 
+/// What changed in the slaves' queue counts since the start (`ethtool -L`
+/// while xbond runs), one line per slave whose RX queues are no longer the
+/// `served` ones: more means frames that RSS puts on the new queues have no
+/// socket and are dropped (counted as no-socket); fewer means some sockets
+/// wait on queues that are gone. Either way the bond goes on over what
+/// works; a restart serves the new count.
+pub(super) fn queue_notes(nl: &mut Netlink, cfg: &BondConfig, served: u32) -> Vec<String> {
+    let mut notes = Vec::new();
+    for name in &cfg.slaves {
+        let Ok(link) = nl.link(name) else { continue };
+        let (rx, _) = active_queues(name, &link);
+        if rx > served {
+            notes.push(format!(
+                "slave {name} now has {rx} RX queues but xbond serves {served}: frames on \
+                 queues {served} to {} are dropped (no-socket); restart xbond to serve them, \
+                 or ethtool -L {name} combined {served}",
+                rx - 1
+            ));
+        } else if rx < served {
+            notes.push(format!(
+                "slave {name} now has {rx} RX queues, fewer than the {served} xbond serves: \
+                 queues {rx} to {} carry nothing; restart xbond to serve {rx}, \
+                 or ethtool -L {name} combined {served}",
+                served - 1
+            ));
+        }
+    }
+    notes
+}
+
 /// How many queues of each slave are served: with `queues = "auto"` every
 /// RX queue (the slaves must have the same number); with a count, exactly
 /// that many, and a slave with more RX queues is refused, since RSS would
