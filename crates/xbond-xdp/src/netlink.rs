@@ -276,49 +276,31 @@ impl Netlink {
         .map(drop)
     }
 
-    /// Sets a link's MAC address.
-    pub fn set_mac(&mut self, name: &str, mac: MacAddr) -> Result<()> {
+    /// Sets one attribute of a link (RTM_SETLINK, `op` naming it).
+    fn set_attribute(&mut self, name: &str, attr: LinkAttribute, op: &'static str) -> Result<()> {
         let link = self.link(name)?;
         let mut m = LinkMessage::default();
         m.header.index = link.index;
-        m.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
-        self.request(
-            RouteNetlinkMessage::SetLink(m),
-            NLM_F_ACK,
-            "RTM_SETLINK address",
-            name,
-        )
-        .map(drop)
+        m.attributes.push(attr);
+        self.request(RouteNetlinkMessage::SetLink(m), NLM_F_ACK, op, name)
+            .map(drop)
+    }
+
+    /// Sets a link's MAC address.
+    pub fn set_mac(&mut self, name: &str, mac: MacAddr) -> Result<()> {
+        let attr = LinkAttribute::Address(mac.0.to_vec());
+        self.set_attribute(name, attr, "RTM_SETLINK address")
     }
 
     /// Sets a link's MTU.
     pub fn set_mtu(&mut self, name: &str, mtu: u32) -> Result<()> {
-        let link = self.link(name)?;
-        let mut m = LinkMessage::default();
-        m.header.index = link.index;
-        m.attributes.push(LinkAttribute::Mtu(mtu));
-        self.request(
-            RouteNetlinkMessage::SetLink(m),
-            NLM_F_ACK,
-            "RTM_SETLINK mtu",
-            name,
-        )
-        .map(drop)
+        self.set_attribute(name, LinkAttribute::Mtu(mtu), "RTM_SETLINK mtu")
     }
 
     /// Sets a link's alias (IFLA_IFALIAS), xbond's mark on what it created.
     pub fn set_alias(&mut self, name: &str, alias: &str) -> Result<()> {
-        let link = self.link(name)?;
-        let mut m = LinkMessage::default();
-        m.header.index = link.index;
-        m.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
-        self.request(
-            RouteNetlinkMessage::SetLink(m),
-            NLM_F_ACK,
-            "RTM_SETLINK ifalias",
-            name,
-        )
-        .map(drop)
+        let attr = LinkAttribute::IfAlias(alias.to_string());
+        self.set_attribute(name, attr, "RTM_SETLINK ifalias")
     }
 
     /// Sets a link administratively up or down.

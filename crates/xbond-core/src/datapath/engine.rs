@@ -162,12 +162,20 @@ pub struct Pass {
     pub wake_control: bool,
 }
 
+/// What the TX side of a pass keeps: the pools of every region, a scratch
+/// list for frames copied into a port's region, and per port (upper first)
+/// whether frames were placed on its TX ring since the last kick.
+#[derive(Debug)]
+struct TxBooks<F> {
+    pool: Pools<F>,
+    cross: Vec<F>,
+    pending: Vec<bool>,
+}
+
 /// One worker's frames and per-batch state.
 #[derive(Debug)]
 pub struct Engine<F> {
-    pool: Pools<F>,
-    /// Scratch for frames copied into a port's region.
-    cross: Vec<F>,
+    tx: TxBooks<F>,
     sel: Selector,
     dups: DupFilter,
     /// Benchmark baseline: upper -> slave 0 and slaves -> upper, no rules.
@@ -176,9 +184,6 @@ pub struct Engine<F> {
     keep: Vec<F>,
     scratch: Vec<F>,
     out: Vec<Vec<F>>,
-    /// Per port (upper first): frames were placed on its TX ring since the
-    /// last kick.
-    pending: Vec<bool>,
     stats: std::sync::Arc<WorkerStats>,
 }
 
@@ -189,8 +194,11 @@ impl<F: Buffers> Engine<F> {
         let stats = WorkerStats::new(slaves);
         stats.pool_total.store(frames.len() as u64, Relaxed);
         Engine {
-            pool: Pools::new(frames),
-            cross: Vec::new(),
+            tx: TxBooks {
+                pool: Pools::new(frames),
+                cross: Vec::new(),
+                pending: vec![false; slaves + 1],
+            },
             sel: Selector::new(seed),
             dups: DupFilter::default(),
             raw: false,
@@ -200,7 +208,6 @@ impl<F: Buffers> Engine<F> {
             out: (0..slaves.min(MAX_SLAVES))
                 .map(|_| Vec::with_capacity(BATCH))
                 .collect(),
-            pending: vec![false; slaves + 1],
             stats: std::sync::Arc::new(stats),
         }
     }
@@ -217,12 +224,12 @@ impl<F: Buffers> Engine<F> {
 
     /// Where the frames are now.
     pub fn pool(&self) -> PoolCounts {
-        self.pool.counts()
+        self.tx.pool.counts()
     }
 
     /// Publishes the pool's counts into the stats.
     pub fn publish_pool(&self) {
-        let c = self.pool.counts();
+        let c = self.tx.pool.counts();
         self.stats.pool_free.store(c.free as u64, Relaxed);
         self.stats.pool_in_fill.store(c.in_fill as u64, Relaxed);
         self.stats.pool_in_tx.store(c.in_tx as u64, Relaxed);
@@ -257,7 +264,7 @@ impl<F: Buffers> Engine<F> {
         for port in std::iter::once(upper).chain(slaves.iter_mut()) {
             // A port transmits frames of its own region only, so its
             // completions are of its region too.
-            let pool = self.pool.region(port.region());
+            let pool = self.tx.pool.region(port.region());
             port.complete(&mut self.scratch);
             pool.completed(&mut self.scratch);
             let want = port.fill_room();
@@ -276,9 +283,8 @@ impl<F: Buffers> Engine<F> {
     /// Returns how many were placed.
     fn push_tx<M, P>(
         mem: &M,
-        pools: &mut Pools<F>,
-        cross: &mut Vec<F>,
-        pending: &mut bool,
+        tx: &mut TxBooks<F>,
+        index: usize,
         port: &mut P,
         frames: &mut Vec<F>,
     ) -> usize
@@ -286,6 +292,11 @@ impl<F: Buffers> Engine<F> {
         M: Frames<Frame = F>,
         P: Port<Frame = F>,
     {
+        let TxBooks {
+            pool: pools,
+            cross,
+            pending,
+        } = tx;
         let r = port.region();
         if pools.split() && frames.iter().any(|f| f.region() != r) {
             cross.clear();
@@ -307,7 +318,7 @@ impl<F: Buffers> Engine<F> {
         pools.region(r).sent(before - buffers(frames));
         pools.free_all(frames);
         if sent > 0 {
-            *pending = true;
+            pending[index] = true;
         }
         sent
     }
@@ -330,20 +341,13 @@ impl<F: Buffers> Engine<F> {
         if got == 0 {
             return 0;
         }
-        self.pool.region(upper.region()).received(&self.batch);
+        self.tx.pool.region(upper.region()).received(&self.batch);
         if self.raw {
             let Some(first) = slaves.first_mut() else {
-                self.pool.free_all(&mut self.batch);
+                self.tx.pool.free_all(&mut self.batch);
                 return got;
             };
-            let sent = Self::push_tx(
-                mem,
-                &mut self.pool,
-                &mut self.cross,
-                &mut self.pending[1],
-                first,
-                &mut self.batch,
-            );
+            let sent = Self::push_tx(mem, &mut self.tx, 1, first, &mut self.batch);
             self.stats.slaves[0].tx.fetch_add(sent as u64, Relaxed);
             return got;
         }
@@ -362,7 +366,7 @@ impl<F: Buffers> Engine<F> {
         for ((mut f, v), len) in self.batch.drain(..).zip(verdicts).zip(lens) {
             if len > plan.max_frame {
                 oversize += 1;
-                self.pool.free(f);
+                self.tx.pool.free(f);
                 continue;
             }
             if let Some(b) = v.load_bucket {
@@ -380,7 +384,7 @@ impl<F: Buffers> Engine<F> {
                 TxAction::All => {
                     let targets = plan.tx_slaves();
                     let Some((&last, rest)) = targets.split_last() else {
-                        self.pool.free(f);
+                        self.tx.pool.free(f);
                         no_slave += 1;
                         continue;
                     };
@@ -389,7 +393,7 @@ impl<F: Buffers> Engine<F> {
                         if s >= n_slaves {
                             continue;
                         }
-                        match mem.copy(&f, self.pool.region(slaves[s].region())) {
+                        match mem.copy(&f, self.tx.pool.region(slaves[s].region())) {
                             Some(c) => self.out[s].push(c),
                             None => {
                                 self.stats.slaves[s].tx_dropped.fetch_add(1, Relaxed);
@@ -400,22 +404,22 @@ impl<F: Buffers> Engine<F> {
                     if last < n_slaves {
                         self.out[last].push(f);
                     } else {
-                        self.pool.free(f);
+                        self.tx.pool.free(f);
                     }
                 }
                 TxAction::Divert => {
                     taps.push(HOST_ARP, mem.bytes(&f));
                     *wake = true;
                     diverted += 1;
-                    self.pool.free(f);
+                    self.tx.pool.free(f);
                 }
                 TxAction::Malformed => {
                     malformed += 1;
-                    self.pool.free(f);
+                    self.tx.pool.free(f);
                 }
                 TxAction::NoSlave | TxAction::Slave(_) | TxAction::SlaveOwnSource(_) => {
                     no_slave += 1;
-                    self.pool.free(f);
+                    self.tx.pool.free(f);
                 }
             }
         }
@@ -436,14 +440,7 @@ impl<F: Buffers> Engine<F> {
             if k == 0 {
                 continue;
             }
-            let sent = Self::push_tx(
-                mem,
-                &mut self.pool,
-                &mut self.cross,
-                &mut self.pending[s + 1],
-                port,
-                &mut self.out[s],
-            );
+            let sent = Self::push_tx(mem, &mut self.tx, s + 1, port, &mut self.out[s]);
             placed += sent as u64;
             let c = &self.stats.slaves[s];
             c.tx.fetch_add(sent as u64, Relaxed);
@@ -475,17 +472,13 @@ impl<F: Buffers> Engine<F> {
         if n == 0 {
             return 0;
         }
-        self.pool.region(slaves[s].region()).received(&self.batch);
+        self.tx
+            .pool
+            .region(slaves[s].region())
+            .received(&self.batch);
         let c = &self.stats.slaves[s];
         if self.raw {
-            let sent = Self::push_tx(
-                mem,
-                &mut self.pool,
-                &mut self.cross,
-                &mut self.pending[0],
-                upper,
-                &mut self.batch,
-            );
+            let sent = Self::push_tx(mem, &mut self.tx, 0, upper, &mut self.batch);
             c.rx.fetch_add(sent as u64, Relaxed);
             return n;
         }
@@ -502,7 +495,7 @@ impl<F: Buffers> Engine<F> {
         for (mut f, v) in self.batch.drain(..).zip(verdicts) {
             if mem.len(&f) > plan.max_frame {
                 oversize += 1;
-                self.pool.free(f);
+                self.tx.pool.free(f);
                 continue;
             }
             if v.tap {
@@ -517,15 +510,15 @@ impl<F: Buffers> Engine<F> {
                 }
                 RxAction::Inactive => {
                     inactive += 1;
-                    self.pool.free(f);
+                    self.tx.pool.free(f);
                 }
                 RxAction::Duplicate => {
                     dup += 1;
-                    self.pool.free(f);
+                    self.tx.pool.free(f);
                 }
                 RxAction::Malformed => {
                     malformed += 1;
-                    self.pool.free(f);
+                    self.tx.pool.free(f);
                 }
             }
         }
@@ -543,14 +536,7 @@ impl<F: Buffers> Engine<F> {
         if k == 0 {
             return n;
         }
-        let sent = Self::push_tx(
-            mem,
-            &mut self.pool,
-            &mut self.cross,
-            &mut self.pending[0],
-            upper,
-            &mut self.keep,
-        );
+        let sent = Self::push_tx(mem, &mut self.tx, 0, upper, &mut self.keep);
         c.rx.fetch_add(sent as u64, Relaxed);
         self.stats.upper_tx.fetch_add(sent as u64, Relaxed);
         if sent < k {
@@ -571,13 +557,13 @@ impl<F: Buffers> Engine<F> {
     ) -> bool {
         let mut again = false;
         for (i, port) in std::iter::once(upper).chain(slaves.iter_mut()).enumerate() {
-            if !std::mem::take(&mut self.pending[i]) {
+            if !std::mem::take(&mut self.tx.pending[i]) {
                 continue;
             }
             match port.kick() {
                 Kick::Done => {}
                 Kick::Again => {
-                    self.pending[i] = true;
+                    self.tx.pending[i] = true;
                     again = true;
                 }
                 Kick::Failed if i > 0 => {

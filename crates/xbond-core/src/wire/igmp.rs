@@ -16,6 +16,18 @@ pub const GROUPS_PER_REPORT: usize = 64;
 /// Record type MODE_IS_EXCLUDE.
 const MODE_IS_EXCLUDE: u8 = 2;
 
+/// A report of type `kind` (IGMPv3 0x22, MLDv2 143; checksum zero): the
+/// record count, then one MODE_IS_EXCLUDE record with no source per group.
+fn report<const N: usize>(kind: u8, groups: impl ExactSizeIterator<Item = [u8; N]>) -> Vec<u8> {
+    let mut r = vec![kind, 0, 0, 0, 0, 0];
+    r.extend_from_slice(&(groups.len() as u16).to_be_bytes());
+    for g in groups {
+        r.extend_from_slice(&[MODE_IS_EXCLUDE, 0, 0, 0]);
+        r.extend_from_slice(&g);
+    }
+    r
+}
+
 /// IGMPv3 membership reports for `groups` from `src` at `mac`, to
 /// 224.0.0.22, with the Router Alert option and TTL 1; one report per
 /// [`GROUPS_PER_REPORT`] groups.
@@ -24,12 +36,7 @@ pub fn igmp_reports(mac: MacAddr, src: Ipv4Addr, groups: &[Ipv4Addr], vlan: u16)
     groups
         .chunks(GROUPS_PER_REPORT)
         .map(|chunk| {
-            let mut igmp = vec![0x22, 0, 0, 0, 0, 0];
-            igmp.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
-            for g in chunk {
-                igmp.extend_from_slice(&[MODE_IS_EXCLUDE, 0, 0, 0]);
-                igmp.extend_from_slice(&g.octets());
-            }
+            let mut igmp = report(0x22, chunk.iter().map(|g| g.octets()));
             let csum = inet_checksum(&[&igmp]);
             igmp[2..4].copy_from_slice(&csum.to_be_bytes());
             let total = (24 + igmp.len()) as u16;
@@ -64,12 +71,7 @@ pub fn mld_reports(mac: MacAddr, src: Ipv6Addr, groups: &[Ipv6Addr], vlan: u16) 
     groups
         .chunks(GROUPS_PER_REPORT)
         .map(|chunk| {
-            let mut icmp = vec![143, 0, 0, 0, 0, 0];
-            icmp.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
-            for g in chunk {
-                icmp.extend_from_slice(&[MODE_IS_EXCLUDE, 0, 0, 0]);
-                icmp.extend_from_slice(&g.octets());
-            }
+            let mut icmp = report(143, chunk.iter().map(|g| g.octets()));
             let csum = icmpv6_checksum(&src, &dst, &icmp);
             icmp[2..4].copy_from_slice(&csum.to_be_bytes());
             let mut f = Vec::with_capacity(18 + 48 + icmp.len());
