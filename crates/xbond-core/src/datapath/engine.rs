@@ -1,9 +1,10 @@
 //! One worker's loop pass over its ports, the same for AF_XDP and for the
 //! in-memory ports of the simulations.
 //!
-//! A pass: reaps completions into the [`FramePool`] and refills the fill
-//! rings; takes a batch from the host (the upper port), gives it the
-//! verdicts of [`tx_batch`] and places each frame on its slave's TX ring;
+//! A pass: reaps completions into the [`Pools`] (one per memory region)
+//! and refills the fill rings; takes a batch from the host (the upper port),
+//! gives it the verdicts of [`tx_batch`] and places each frame on its
+//! slave's TX ring (copied into the slave's region when it has its own);
 //! takes a batch from each slave, gives it the verdicts of [`rx_batch`]
 //! and places what is delivered on the upper port's TX ring; then kicks the
 //! TX rings that got frames. The engine moves frames and applies verdicts;
