@@ -250,7 +250,7 @@ boot_and_run() { # mode(run|shell) args...
     [ "$bridge" = 1 ] && ip -n "$netns" link set "$tap" master vlbr
     mac=$(printf '52:54:00:a0:%02x:%02x' $(($$ % 256)) "$i")
     qemu+=(-netdev "tap,id=n$i,ifname=$tap,script=no,downscript=no,queues=$queues"
-      -device "virtio-net-pci,netdev=n$i,mq=on,vectors=$((2 * queues + 2)),mac=$mac")
+      -device "virtio-net-pci,netdev=n$i,mq=on,vectors=$((2 * queues + 2)),mac=$mac${VMLAB_NIC_OPTS:+,$VMLAB_NIC_OPTS}")
   done
   qemu+=(-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
     -virtfs "local,path=$run,mount_tag=results,security_model=none"

@@ -18,12 +18,17 @@ wait_for() {
 }
 
 # start_xbond_in NS CONFIG SOCKET LOG: starts `xbond run --config CONFIG` in
-# namespace NS in the background, output appended to LOG; sets xpid and
+# namespace NS ("" for the root namespace) in the background, output
+# appended to LOG; sets xpid and
 # waits (60 s at most) until its control socket SOCKET answers. Returns 1,
 # with the log's tail, if it does not.
 start_xbond_in() {
   local ns=$1 cfg=$2 sock=$3 log=$4
-  ip netns exec "$ns" "$XBOND" run --config "$cfg" >> "$log" 2>&1 &
+  if [ -n "$ns" ]; then
+    ip netns exec "$ns" "$XBOND" run --config "$cfg" >> "$log" 2>&1 &
+  else
+    "$XBOND" run --config "$cfg" >> "$log" 2>&1 &
+  fi
   xpid=$!
   wait_for 60 "xbond's control socket $sock" "$XBOND" status bond0 --socket "$sock" \
     || { tail -n 30 "$log"; return 1; }

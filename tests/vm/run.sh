@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the VM tests, each in a VM of its own (scripts/vmlab.sh run), and
-# reports pass / fail / skip for each.
+# Runs the VM tests, each in a VM of its own (scripts/vmlab.sh run, with the
+# options of the test's "# vmlab-args:" line), and reports pass / fail /
+# skip for each.
 #
 #   tests/vm/run.sh [TEST...]     TEST: a file name in tests/vm (smoke, lacp-kernel, ...); default
 #                                 every executable tests/vm/*.sh but run.sh, smoke first
@@ -34,7 +35,9 @@ for t in "${tests[@]}"; do
   [ -f "$f" ] || { echo "vm: no test $f" >&2; exit 2; }
   echo "=== vm test ${t%.sh}"
   t0=$SECONDS
-  "$vmlab" run "$f"
+  # A test may ask for its VM: a line "# vmlab-args: --nics 4 --bridge".
+  read -ra args <<< "$(sed -n 's/^# vmlab-args: //p' "$f" | head -n 1)"
+  "$vmlab" run "${args[@]}" "$f"
   rc=$?
   dt=$((SECONDS - t0))
   case $rc in

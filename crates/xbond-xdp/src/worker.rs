@@ -294,6 +294,9 @@ struct Sockets<'a> {
     upper_program: Option<&'a XdpProgram>,
     slaves: &'a [(String, &'a XdpProgram)],
     jumbo: bool,
+    /// Per slave: why it could not bind zero-copy on a UMEM of its own
+    /// (the auto layout's probe), added to what its socket reports.
+    alone: std::cell::RefCell<Vec<Vec<String>>>,
 }
 
 impl Sockets<'_> {
@@ -381,9 +384,11 @@ impl Sockets<'_> {
             },
         };
         let mut ports = Vec::with_capacity(self.slaves.len());
-        for (name, prog) in self.slaves {
+        for (i, (name, prog)) in self.slaves.iter().enumerate() {
             let port = self.bind(&umem, 0, name, prog, mode, sg)?;
-            infos.push(Self::info(&port, mode, false, refused.to_vec()));
+            let mut why = refused.to_vec();
+            why.extend(self.alone.borrow().get(i).into_iter().flatten().cloned());
+            infos.push(Self::info(&port, mode, false, why));
             ports.push(port);
         }
         if !refused.is_empty() {
@@ -439,7 +444,12 @@ impl Sockets<'_> {
             for (i, (name, prog)) in self.slaves.iter().enumerate() {
                 match self.own(name, prog, region(i)?, &[BindMode::ZeroCopy]) {
                     Ok(o) => slaves.push(Some(o)),
-                    Err(e) if not_supported(&e) => slaves.push(None),
+                    Err(e) if not_supported(&e) => {
+                        if let Some(w) = self.alone.borrow_mut().get_mut(i) {
+                            w.push(format!("zero-copy on a UMEM of its own refused: {e}"));
+                        }
+                        slaves.push(None);
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -576,6 +586,7 @@ impl Worker {
             upper_program,
             slaves,
             jumbo,
+            alone: std::cell::RefCell::new(vec![Vec::new(); slaves.len()]),
         };
         let modes: &[BindMode] = match zero_copy {
             ZeroCopy::Try => &[BindMode::ZeroCopy, BindMode::Copy],
