@@ -1,6 +1,6 @@
-//! Jumbo frames: bond0's MTU goes down to the slaves and to its veth peer,
-//! at start and when it changes while xbond runs, and 9000-byte frames cross
-//! the bond both ways (AF_XDP multi-buffer: a frame spans several UMEM
+//! Jumbo frames, in every mode: bond0's MTU goes down to the slaves and to
+//! its veth peer, at start and when it changes while xbond runs, and
+//! 9000-byte frames cross the bond both ways (AF_XDP multi-buffer: a frame spans several UMEM
 //! buffers); a frame longer than bond0's MTU allows is counted and dropped;
 //! the slaves get their own MTU back when xbond stops.
 
@@ -194,4 +194,56 @@ fn broadcast_copies_9000_byte_frames_to_every_link() {
     }
     assert_pool_balanced(&sock_a);
     assert_pool_balanced(&sock_b);
+}
+
+#[test]
+fn balance_rr_and_balance_xor_bonds_carry_9000_byte_frames_both_ways() {
+    for (i, mode) in ["balance-rr", "balance-xor"].into_iter().enumerate() {
+        let mut t = TwoLinks::new("js");
+        let (host, far) = (t.host.clone(), t.far.clone());
+        let cfg = format!(
+            "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"{mode}\"\nmiimon = 100\n\
+             xmit_hash_policy = \"layer3+4\"\n"
+        );
+        let (a, b) = (format!("10.86.{i}.1"), format!("10.86.{i}.2"));
+        let sock_a = t.start(&host, "xa", &cfg, &format!("{a}/24"));
+        let sock_b = t.start(
+            &far,
+            "xb",
+            &cfg.replace("a0", "b0").replace("a1", "b1"),
+            &format!("{b}/24"),
+        );
+        raise_to_9000(&t, &host, &sock_a, ["a0", "a1"]);
+        raise_to_9000(&t, &far, &sock_b, ["b0", "b1"]);
+        for (from, to) in [(&host, &b), (&far, &a)] {
+            let out = ping_df(&t, from, to, 8972).unwrap_or_else(|e| panic!("{mode}: {e}"));
+            assert!(out.contains(" 0% packet loss"), "{mode}: {out}");
+        }
+        assert_pool_balanced(&sock_a);
+        assert_pool_balanced(&sock_b);
+    }
+}
+
+#[test]
+fn balance_tlb_and_balance_alb_carry_9000_byte_frames_through_a_switch() {
+    for (i, mode) in ["balance-tlb", "balance-alb"].into_iter().enumerate() {
+        let mut t = TwoLinks::new("jt");
+        let (host, far) = (t.host.clone(), t.far.clone());
+        for p in ["b0", "b1"] {
+            set_mtu(&t, &far, p, 9000);
+        }
+        let (a, b) = (format!("10.87.{i}.1"), format!("10.87.{i}.2"));
+        t.far_bridge(&format!("{b}/24"));
+        set_mtu(&t, &far, "br0", 9000);
+        let cfg = format!(
+            "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"{mode}\"\nmiimon = 100\n"
+        );
+        let sock = t.start(&host, "xa", &cfg, &format!("{a}/24"));
+        raise_to_9000(&t, &host, &sock, ["a0", "a1"]);
+        for (from, to) in [(&host, &b), (&far, &a)] {
+            let out = ping_df(&t, from, to, 8972).unwrap_or_else(|e| panic!("{mode}: {e}"));
+            assert!(out.contains(" 0% packet loss"), "{mode}: {out}");
+        }
+        assert_pool_balanced(&sock);
+    }
 }
