@@ -1,7 +1,7 @@
 //! Jumbo frames, in every mode: bond0's MTU goes down to the slaves and to
 //! its veth peer, at start and when it changes while xbond runs, and
-//! 9000-byte frames cross the bond both ways (AF_XDP multi-buffer: a frame spans several UMEM
-//! buffers); a frame longer than bond0's MTU allows is counted and dropped;
+//! 9000-byte frames cross the bond both ways (AF_XDP multi-buffer: a frame
+//! spans several UMEM buffers); a frame longer than bond0's MTU allows is counted and dropped;
 //! the slaves get their own MTU back when xbond stops.
 
 mod common;
