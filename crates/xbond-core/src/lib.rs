@@ -36,6 +36,7 @@ pub mod lacp;
 pub mod monitor;
 pub mod options;
 pub mod plan;
+pub mod request;
 pub mod status;
 mod timer;
 pub mod wire;

@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use crossbeam::channel::{bounded, Receiver, Sender};
+use xbond_core::request::{parse_request, Request as Asked};
 use xbond_core::status::Status;
 use xbond_xdp::sys::Waker;
 
 /// The longest request line, in bytes.
-pub const MAX_REQUEST: u64 = 4096;
+pub const MAX_REQUEST: u64 = xbond_core::request::MAX_REQUEST as u64;
 
 /// Clients served at once; more are refused.
 pub const MAX_CLIENTS: usize = 16;
@@ -187,19 +188,12 @@ fn handle(conn: UnixStream, access: Access, tx: Sender<Request>, waker: &Waker) 
     // One bounded line: a client cannot make the daemon read without end.
     let read = BufReader::new(reader.take(MAX_REQUEST)).read_until(b'\n', &mut bytes);
     let mut conn = conn;
-    let line = String::from_utf8_lossy(&bytes);
-    if read.is_err() || !line.ends_with('\n') {
-        let _ = reply(
-            &mut conn,
-            &error_json(&format!(
-                "a request is one line of at most {MAX_REQUEST} bytes ending in a newline"
-            )),
-        );
-        return;
+    if read.is_err() {
+        bytes.clear();
     }
     let _ = access; // Every request there is (status) is open to both.
-    let answer = match line.trim() {
-        "status" => {
+    let answer = match parse_request(&bytes) {
+        Ok(Asked::Status) => {
             let (rtx, rrx) = bounded(1);
             if tx.send(Request { reply: rtx }).is_err() {
                 return;
@@ -208,10 +202,7 @@ fn handle(conn: UnixStream, access: Access, tx: Sender<Request>, waker: &Waker) 
             rrx.recv_timeout(Duration::from_secs(5))
                 .unwrap_or_else(|_| "{\"error\":\"the daemon did not answer\"}".into())
         }
-        other => error_json(&format!(
-            "unknown request {:?}; valid: status",
-            other.chars().take(64).collect::<String>()
-        )),
+        Err(e) => error_json(&e),
     };
     let _ = reply(&mut conn, &answer);
 }
