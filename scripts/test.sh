@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, clippy, rustdoc, unit and simulation
-# tests, the integration tests on veth pairs in network namespaces, and the
+# tests, the integration tests on veth pairs in network namespaces, a smoke
+# run of every fuzz target, and the
 # VM suite (Debian's kernel in qemu: the kernel bond as LACP partner and
 # oracle; skipped, never passed, where qemu cannot run).
 set -euo pipefail
@@ -11,6 +12,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace
+# A short run of every fuzz target from its seeds (scripts/fuzz.sh campaign
+# is the long one).
+scripts/fuzz.sh smoke
 # The VM suite runs the release binary inside the guest.
 cargo build --release --quiet -p xbond
 rc=0
