@@ -10,12 +10,17 @@
 #   scripts/fuzz.sh run TARGET [ARGS]  one target, libFuzzer ARGS (e.g. -max_total_time=3600)
 #
 # Needs the nightly toolchain and cargo-fuzz; both are installed when
-# missing. Found inputs go to fuzz/corpus/TARGET (not committed; the small
+# missing (exit 77, a skip, when nightly cannot be). Found inputs go to fuzz/corpus/TARGET (not committed; the small
 # seeds in fuzz/seeds/TARGET are), crashes to fuzz/artifacts/TARGET.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 targets=(frames slow arp_nd config_toml import request)
-rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  rustup toolchain install nightly --profile minimal || {
+    echo "fuzz: SKIP: no nightly toolchain, and rustup could not install one" >&2
+    exit 77
+  }
+fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 run() {  # run SANITIZER TARGET LIBFUZZER-ARGS...
   local san=$1 t=$2; shift 2
