@@ -243,13 +243,22 @@ enum PktgenCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // On a terminal: colours and timestamps. Otherwise (journald, a log
+    // file): one plain line per message, the kernel's way; journald stamps
+    // the time itself.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        log.init();
+    } else {
+        log.with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .init();
+    }
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<ConfigError>() => ExitCode::from(EX_CONFIG),

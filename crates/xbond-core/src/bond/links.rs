@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use super::mode::ModeState;
-use super::{Bond, BondEvent, Transmit};
+use super::{Bond, BondEvent, LinkNote, Transmit};
 use crate::monitor::Role;
 use crate::options::{LinkWatchPolicy, MacAddr, Mode};
 use crate::timer::Timer;
@@ -160,6 +160,21 @@ impl Bond {
             (LinkState::Back { .. }, false) => Some(LinkState::Down),
             _ => None,
         };
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let note = match (s.link, next) {
+            (LinkState::Up, Some(LinkState::Fail { .. })) => Some(LinkNote::DownIn(ms(downdelay))),
+            (LinkState::Fail { until }, Some(LinkState::Up)) => Some(LinkNote::UpAgain(ms(
+                downdelay.saturating_sub(until.saturating_duration_since(now)),
+            ))),
+            (LinkState::Down, Some(LinkState::Back { .. })) => Some(LinkNote::UpIn(ms(updelay))),
+            (LinkState::Back { until }, Some(LinkState::Down)) => Some(LinkNote::DownAgain(ms(
+                updelay.saturating_sub(until.saturating_duration_since(now)),
+            ))),
+            _ => None,
+        };
+        if let Some(note) = note {
+            self.events.push_back(BondEvent::LinkDelay { slave, note });
+        }
         if let Some(next) = next {
             self.commit_link(slave, next, now);
         }

@@ -98,6 +98,14 @@ pub enum BondEvent {
         /// New active slave.
         new: Option<usize>,
     },
+    /// A slave's carrier changed while its link waits out `updelay` or
+    /// `downdelay` (the kernel logs each such step).
+    LinkDelay {
+        /// Slave index.
+        slave: usize,
+        /// What happened.
+        note: LinkNote,
+    },
     /// A slave's link was committed up or down.
     Link {
         /// Slave index.
@@ -117,6 +125,19 @@ pub enum BondEvent {
     /// Time for a `miimon` poll: read every slave's carrier and feed it to
     /// [`Bond::handle_carrier`].
     PollLinks,
+}
+
+/// A step of a link through `updelay` / `downdelay`, in the kernel's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkNote {
+    /// Carrier lost: the link goes down in this many ms unless it returns.
+    DownIn(u32),
+    /// Carrier back during `downdelay` after this many ms: the link stays up.
+    UpAgain(u32),
+    /// Carrier back: the link comes up in this many ms unless it goes.
+    UpIn(u32),
+    /// Carrier lost during `updelay` after this many ms: the link stays down.
+    DownAgain(u32),
 }
 
 /// A frame the bond sends itself on a slave.

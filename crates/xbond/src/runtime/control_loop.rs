@@ -28,6 +28,7 @@ use xbond_xdp::worker::{UpperSpec, HOST_ARP};
 use super::host::{self, HostGuard};
 use super::mtu::{self, MtuState};
 use super::notify::{Notice, Notifier};
+use super::words;
 use super::{status::status, Event, EventSink, RuntimeOptions, Upper};
 use crate::control::{ControlServer, Request};
 use crate::filters::{self, Filters};
@@ -89,6 +90,8 @@ pub(super) struct Controller {
     queues: u32,
     /// Slaves whose queue count changed since the start.
     queue_notes: Vec<String>,
+    /// The 802.3ad "no partner" warning is out (until a partner answers).
+    no_partner_warned: bool,
     wanted: filters::Wanted,
     applied: Option<(Vec<bool>, filters::Wanted)>,
     transmitting: Vec<u8>,
@@ -414,6 +417,7 @@ impl Controller {
             mtu,
             queues,
             queue_notes: Vec::new(),
+            no_partner_warned: false,
             wanted,
             applied: None,
             transmitting: Vec::new(),
@@ -506,11 +510,9 @@ impl Controller {
                 BondEvent::Carrier(_) => {}
                 BondEvent::ActiveChanged { old, new } => {
                     let (old, new) = (self.slave_name(old), self.slave_name(new));
-                    info!(
-                        "active slave {} -> {}",
-                        old.as_deref().unwrap_or("none"),
-                        new.as_deref().unwrap_or("none")
-                    );
+                    if let Some(n) = &new {
+                        info!("{}", words::new_active(&self.cfg.name, n));
+                    }
                     self.state.active = new.clone();
                     if let Err(e) = runstate::save(&self.state_path, &self.state) {
                         warn!("{}: could not save the active slave: {e:#}", self.cfg.name);
@@ -520,12 +522,29 @@ impl Controller {
                 }
                 BondEvent::Link { slave, up } => {
                     let s = self.cfg.slaves[slave].clone();
+                    let spec = self.bond.slaves().get(slave).map(|x| &x.spec);
+                    let line = words::link(
+                        &self.cfg.name,
+                        &s,
+                        up,
+                        spec.and_then(|x| x.speed_mbps),
+                        spec.and_then(|x| x.full_duplex),
+                    );
                     if up {
-                        info!("link status definitely up for interface {s}");
+                        info!("{line}");
                     } else {
-                        warn!("link status definitely down for interface {s}, disabling it");
+                        warn!("{line}");
                     }
                     self.sink.send(Event::Link { slave: s, up });
+                }
+                BondEvent::LinkDelay { slave, note } => {
+                    let role = match self.bond.active() {
+                        Some(a) if a == slave => "active ",
+                        Some(_) if self.cfg.mode == Mode::ActiveBackup => "backup ",
+                        _ => "",
+                    };
+                    let s = &self.cfg.slaves[slave];
+                    info!("{}", words::link_delay(&self.cfg.name, s, role, note));
                 }
                 BondEvent::SetSlaveMac { slave, mac } => {
                     let name = &self.cfg.slaves[slave];
@@ -546,15 +565,17 @@ impl Controller {
         if self.upper_carrier != self.bond.carrier() {
             self.upper_carrier = self.bond.carrier();
             self.sink.send(Event::Carrier(self.upper_carrier));
-            let up = if self.upper_carrier { "up" } else { "down" };
+            let line = words::carrier(&self.cfg.name, self.upper_carrier);
             if self.upper == Upper::VethPair {
                 // A veth's carrier follows its peer's admin state.
-                match self.nl.set_up(&self.cfg.peer_name, self.upper_carrier) {
-                    Ok(()) => info!("{} carrier {up}", self.cfg.name),
-                    Err(e) => warn!("setting the carrier of {}: {e}", self.cfg.name),
+                if let Err(e) = self.nl.set_up(&self.cfg.peer_name, self.upper_carrier) {
+                    warn!("setting the carrier of {}: {e}", self.cfg.name);
                 }
+            }
+            if self.upper_carrier {
+                info!("{line}");
             } else {
-                info!("{} carrier {up}", self.cfg.name);
+                warn!("{line}");
             }
         }
         while let Some(t) = self.bond.poll_transmit() {
@@ -725,6 +746,7 @@ impl Controller {
         {
             self.refresh_addresses();
             self.check_queues();
+            self.check_lacp_partner();
             self.every.addr_refresh = now;
         }
     }
@@ -737,6 +759,26 @@ impl Controller {
         let mut s = status(&self.bond, &self.dp, &self.cfg, &self.mtu);
         s.runtime.notes.extend(self.queue_notes.iter().cloned());
         s
+    }
+
+    /// 802.3ad: warns, once until a partner answers, when every port whose
+    /// link is up runs on defaulted partner information (no LACPDU came in
+    /// time: the switch ports are not in an LACP channel), as the kernel.
+    fn check_lacp_partner(&mut self) {
+        let Some(lacp) = self.bond.lacp() else { return };
+        let up: Vec<usize> = (0..self.cfg.slaves.len())
+            .filter(|&i| self.bond.slaves()[i].link.usable())
+            .collect();
+        let silent = !up.is_empty()
+            && up.iter().all(|&i| {
+                lacp.port_status(i).is_some_and(|p| {
+                    p.actor_state & xbond_core::lacp::wire::PortState::DEFAULTED != 0
+                })
+            });
+        if silent && !self.no_partner_warned {
+            warn!("{}", words::no_lacp_partner(&self.cfg.name));
+        }
+        self.no_partner_warned = silent;
     }
 
     /// Logs, once, each change of a slave's queue count against what is

@@ -37,6 +37,7 @@ mod mtu;
 mod notify;
 mod status;
 mod uppers;
+mod words;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
