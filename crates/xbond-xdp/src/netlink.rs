@@ -2,6 +2,7 @@
 //! look-ups, the upper veth pair, MAC and admin state changes, and a socket
 //! that receives link events (carrier changes) as they happen.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -392,24 +393,30 @@ impl Netlink {
     }
 
     /// The IPv4 and IPv6 addresses on a link (IPv6 link-local included).
-    pub fn addresses(&mut self, name: &str) -> Result<(Vec<Ipv4Addr>, Vec<Ipv6Addr>)> {
+    pub fn addresses(&mut self, name: &str) -> Result<Addresses> {
         let link = self.link(name)?;
+        Ok(self
+            .all_addresses()?
+            .remove(&link.index)
+            .unwrap_or_default())
+    }
+
+    /// The IPv4 and IPv6 addresses of every link, by index, from one dump.
+    pub fn all_addresses(&mut self) -> Result<HashMap<u32, Addresses>> {
         let mut m = AddressMessage::default();
         m.header.family = AddressFamily::Unspec;
         let r = self.request(
             RouteNetlinkMessage::GetAddress(m),
             NLM_F_DUMP,
             "RTM_GETADDR",
-            name,
+            "-",
         )?;
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        let mut out: HashMap<u32, Addresses> = HashMap::new();
         for msg in r {
             let RouteNetlinkMessage::NewAddress(a) = msg else {
                 continue;
             };
-            if a.header.index != link.index {
-                continue;
-            }
+            let (v4, v6) = out.entry(a.header.index).or_default();
             for attr in &a.attributes {
                 match attr {
                     AddressAttribute::Local(IpAddr::V4(ip)) => v4.push(*ip),
@@ -418,9 +425,12 @@ impl Netlink {
                 }
             }
         }
-        Ok((v4, v6))
+        Ok(out)
     }
 }
+
+/// A link's IPv4 and IPv6 addresses.
+pub type Addresses = (Vec<Ipv4Addr>, Vec<Ipv6Addr>);
 
 /// A socket subscribed to link events (RTNLGRP_LINK: carrier and admin
 /// changes) and address events (RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR), as

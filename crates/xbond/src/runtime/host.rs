@@ -390,10 +390,10 @@ pub(super) fn refresh_addresses(nl: &mut Netlink, cfg: &BondConfig, bond: &mut B
         .map(|&t| t.into())
         .chain(cfg.ns_ip6_target.iter().map(|&t| t.into()))
         .collect();
-    if let Ok((v4, v6)) = nl.addresses(name) {
-        bond.set_addresses(v4, v6);
-    }
-    let found = uppers::read(nl, name);
+    let Some(found) = uppers::read(nl, name) else {
+        return;
+    };
+    bond.set_addresses(found.own.0.clone(), found.own.1.clone());
     if !targets.is_empty() {
         bond.set_probe_paths(found.probe_paths(nl, &targets));
     }

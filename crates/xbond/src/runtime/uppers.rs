@@ -17,6 +17,8 @@ use xbond_xdp::netlink::Netlink;
 /// What a failover sends for bond0 and its uppers.
 #[derive(Debug, Default)]
 pub(super) struct Found {
+    /// bond0's own addresses.
+    pub(super) own: (Vec<Ipv4Addr>, Vec<Ipv6Addr>),
     /// The uppers with addresses (bond0's own are the bond's).
     pub(super) addresses: Vec<UpperAddresses>,
     /// bond0 and the uppers with joined groups.
@@ -62,14 +64,17 @@ impl Found {
     }
 }
 
-/// Reads bond0 (`name`) and the devices stacked on it.
-pub(super) fn read(nl: &mut Netlink, name: &str) -> Found {
+/// Reads bond0 (`name`) and the devices stacked on it; `None` when the
+/// addresses cannot be read (then what the bond knows stays).
+pub(super) fn read(nl: &mut Netlink, name: &str) -> Option<Found> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let (vlans, igmp, igmp6) = (
         read("/proc/net/vlan/config"),
         read("/proc/net/igmp"),
         read("/proc/net/igmp6"),
     );
+    // One address dump for bond0 and every device on it.
+    let addresses = nl.all_addresses().ok()?;
     let mut found = Found::default();
     // bond0 itself (depth 0), then its uppers.
     let mut todo: Vec<(String, u16, usize)> = vec![(name.to_string(), 0, 0)];
@@ -81,7 +86,10 @@ pub(super) fn read(nl: &mut Netlink, name: &str) -> Found {
             _ => outer,
         };
         let Ok(link) = nl.link(&dev) else { continue };
-        let (ipv4, ipv6) = nl.addresses(&dev).unwrap_or_default();
+        let (ipv4, ipv6) = addresses.get(&link.index).cloned().unwrap_or_default();
+        if depth == 0 {
+            found.own = (ipv4.clone(), ipv6.clone());
+        }
         if depth < 4 {
             todo.extend(upper_names(&dev).into_iter().map(|u| (u, vlan, depth + 1)));
         }
@@ -117,7 +125,7 @@ pub(super) fn read(nl: &mut Netlink, name: &str) -> Found {
     }
     found.addresses.sort_by(|a, b| a.name.cmp(&b.name));
     found.joined.sort_by(|a, b| a.name.cmp(&b.name));
-    found
+    Some(found)
 }
 
 /// The names of the devices directly on `name` (its `upper_*` links).
