@@ -137,3 +137,70 @@ fn an_oversized_or_garbage_request_gets_an_error_and_the_daemon_goes_on() {
     .expect("status served again");
     assert_eq!(s.mode, xbond_core::options::Mode::BalanceRr);
 }
+
+/// Per thread of process `pid`: (name, CapEff, CapPrm, CapBnd, policy).
+fn threads(pid: u32) -> Vec<(String, u64, u64, u64, u32)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = t.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap();
+        let st = std::fs::read_to_string(dir.join("status")).unwrap();
+        let cap = |k: &str| {
+            let v = st
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap_or_else(|| panic!("{k} in {}", dir.display()));
+            u64::from_str_radix(v.trim(), 16).unwrap()
+        };
+        // The policy is field 41; the name (field 2) may hold spaces.
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy = after.split(' ').nth(38).unwrap().parse().unwrap();
+        out.push((
+            name.trim().to_string(),
+            cap("CapEff:"),
+            cap("CapPrm:"),
+            cap("CapBnd:"),
+            policy,
+        ));
+    }
+    out
+}
+
+#[test]
+fn after_set_up_only_the_control_thread_keeps_capabilities_and_real_time() {
+    let mut t = TwoLinks::new("cp");
+    let host = t.host.clone();
+    let sock = t.start(
+        &host,
+        "xa",
+        "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"active-backup\"\n",
+        "10.75.0.1/24",
+    );
+    let pid = t.lab.pid("xa").expect("daemon pid");
+    // CAP_NET_ADMIN 12, CAP_NET_RAW 13, CAP_IPC_LOCK 14, CAP_BPF 39.
+    let runtime: u64 = (1 << 12) | (1 << 13) | (1 << 14) | (1 << 39);
+    let all = threads(pid);
+    let control: Vec<_> = all.iter().filter(|t| t.0 == "xbond-bond0").collect();
+    assert_eq!(control.len(), 1, "one control thread: {all:?}");
+    let (_, eff, prm, bnd, policy) = control[0];
+    assert_eq!((*eff, *prm, *bnd), (runtime, runtime, runtime), "{all:?}");
+    assert_eq!(*policy, 1, "the control thread is SCHED_FIFO: {all:?}");
+    for t in all.iter().filter(|t| t.0 != "xbond-bond0") {
+        assert_eq!((t.1, t.2), (0, 0), "no capability left: {t:?}");
+        assert_eq!(t.4, 0, "normal scheduling: {t:?}");
+    }
+    assert!(
+        all.iter().any(|t| t.0.starts_with("xbond-w")) && all.iter().any(|t| t.0 == "xbond-control"),
+        "workers and the control socket's thread are among them: {all:?}"
+    );
+    // With what it kept, the bond still does its work at run time: a
+    // failover (MACs, filters, peer notification on a1), then a clean exit
+    // that puts the host back.
+    t.lab.exec(&t.far, &["ip", "link", "set", "b0", "down"]).unwrap();
+    let s = common::wait_status(&sock, std::time::Duration::from_secs(20), |s| {
+        s.active.as_deref() == Some("a1")
+    });
+    assert_eq!(s.active.as_deref(), Some("a1"));
+    assert!(t.lab.stop("xa").unwrap(), "a clean exit");
+}

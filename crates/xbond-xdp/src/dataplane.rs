@@ -195,6 +195,7 @@ impl Dataplane {
             let handle = std::thread::Builder::new()
                 .name(format!("xbond-w{t}"))
                 .spawn(move || {
+                    crate::privilege::plain_thread();
                     if let Some(cpu) = cpu.filter(|_| threads > 1) {
                         if let Err(e) = crate::sys::pin_to_cpu(cpu) {
                             tracing::warn!("worker {t} stays unpinned (CPU {cpu}: {e})");

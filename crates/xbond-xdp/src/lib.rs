@@ -14,6 +14,7 @@ pub mod error;
 pub mod gen;
 pub mod netlink;
 pub mod packet;
+pub mod privilege;
 pub mod sys;
 pub mod worker;
 pub mod xsk;

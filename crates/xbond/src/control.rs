@@ -94,6 +94,7 @@ impl ControlServer {
         std::thread::Builder::new()
             .name("xbond-control".into())
             .spawn(move || {
+                xbond_xdp::privilege::plain_thread();
                 for conn in listener.incoming() {
                     let Ok(mut conn) = conn else { continue };
                     let access = match access(&conn, gid) {

@@ -373,6 +373,11 @@ fn real_main(cli: Cli) -> Result<()> {
                     .context("installing signal handlers")?;
             }
             let rt = Runtime::start(cfg, opts)?;
+            // Set up: the main thread only waits from here on; the bond's
+            // own threads have dropped what they do not need.
+            if let Err(e) = xbond_xdp::privilege::drop_all() {
+                eprintln!("xbond: the main thread keeps its capabilities: {e}");
+            }
             let stop = rt.stop_flag();
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(sig, stop.clone())

@@ -370,6 +370,13 @@ impl Controller {
                 ..Default::default()
             },
         };
+        // Set up: from here on the control thread keeps only what its work
+        // at run time needs.
+        let keep = xbond_xdp::privilege::runtime_set();
+        match xbond_xdp::privilege::keep(&keep) {
+            Ok(()) => debug!("{}: the control thread keeps {keep:?}", cfg.name),
+            Err(e) => warn!("{}: the control thread keeps its capabilities: {e}", cfg.name),
+        }
         let now = Instant::now();
         Ok(Controller {
             rx_check_every: Duration::from_millis(u64::from(cfg.arp_interval.max(4) / 4)),

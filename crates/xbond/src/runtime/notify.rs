@@ -36,6 +36,7 @@ impl Notifier {
         let thread = std::thread::Builder::new()
             .name("xbond-notify".into())
             .spawn(move || {
+                xbond_xdp::privilege::plain_thread();
                 for n in rx {
                     let r = match &n {
                         Notice::Ready(status) => {
