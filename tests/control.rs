@@ -191,13 +191,16 @@ fn after_set_up_only_the_control_thread_keeps_capabilities_and_real_time() {
         assert_eq!(t.4, 0, "normal scheduling: {t:?}");
     }
     assert!(
-        all.iter().any(|t| t.0.starts_with("xbond-w")) && all.iter().any(|t| t.0 == "xbond-control"),
+        all.iter().any(|t| t.0.starts_with("xbond-w"))
+            && all.iter().any(|t| t.0 == "xbond-control"),
         "workers and the control socket's thread are among them: {all:?}"
     );
     // With what it kept, the bond still does its work at run time: a
     // failover (MACs, filters, peer notification on a1), then a clean exit
     // that puts the host back.
-    t.lab.exec(&t.far, &["ip", "link", "set", "b0", "down"]).unwrap();
+    t.lab
+        .exec(&t.far, &["ip", "link", "set", "b0", "down"])
+        .unwrap();
     let s = common::wait_status(&sock, std::time::Duration::from_secs(20), |s| {
         s.active.as_deref() == Some("a1")
     });

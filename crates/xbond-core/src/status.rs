@@ -127,6 +127,13 @@ pub struct BondRuntime {
     pub pool_in_tx: u64,
     /// Total frames in all UMEMs.
     pub pool_total: u64,
+    /// Times the data plane was started again (a slave's interface came
+    /// back); its counters count from the last start.
+    #[serde(default)]
+    pub data_plane_restarts: u64,
+    /// Why it last started again.
+    #[serde(default)]
+    pub data_plane_restarted_for: String,
 }
 
 /// One slave's status.
@@ -511,6 +518,13 @@ impl Status {
             "Frames: no usable slave {}, malformed {}, oversize {}",
             r.tx_no_slave, r.malformed, r.oversize
         )?;
+        if r.data_plane_restarts > 0 {
+            writeln!(
+                o,
+                "Data plane restarts: {} (last: {}; counters count from then)",
+                r.data_plane_restarts, r.data_plane_restarted_for
+            )?;
+        }
         for s in &self.slaves {
             writeln!(o)?;
             writeln!(o, "Slave Interface: {}", s.name)?;

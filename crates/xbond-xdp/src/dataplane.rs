@@ -235,6 +235,29 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Stops the workers, detaches the programs and starts the data plane
+    /// again with `cfg` and `slave_ifindexes` (a slave that rejoins with a new
+    /// interface index). Every slave's forwarding pauses meanwhile and the
+    /// counters start again from zero. On error nothing runs: the caller
+    /// must stop the bond.
+    pub fn restart(
+        &mut self,
+        cfg: &DataplaneConfig,
+        slave_ifindexes: &[u32],
+        plan: TxPlan,
+        waker: Arc<Waker>,
+    ) -> Result<()> {
+        self.stop();
+        // A program's bpf_link must be gone before a new one attaches.
+        self.slave_programs.clear();
+        self.upper_program = None;
+        // The statistics handles hold the sockets open: a queue's socket
+        // must be closed before a new one binds to it.
+        self.sockets.clear();
+        *self = Dataplane::start(cfg, slave_ifindexes, plan, waker)?;
+        Ok(())
+    }
+
     /// ARP and ND frames tapped by the workers: (slave, frame).
     pub fn taps(&self) -> &Taps {
         &self.taps
@@ -289,7 +312,7 @@ impl Dataplane {
             .zip(self.beats.iter_mut())
             .enumerate()
         {
-            if self.threads[*t].is_finished() {
+            if self.threads.get(*t).is_none_or(|h| h.is_finished()) {
                 return Err(WorkerFault::Dead { queue });
             }
             let hb = st.heartbeat.load(Relaxed);

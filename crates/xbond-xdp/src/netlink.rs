@@ -440,6 +440,7 @@ pub struct LinkEvents {
     sock: Socket,
     buf: Vec<u8>,
     addresses_changed: bool,
+    deleted: Vec<u32>,
 }
 
 const RTNLGRP_LINK: u32 = 1;
@@ -460,6 +461,7 @@ impl LinkEvents {
             .map_err(|e| Error::sys("fcntl(O_NONBLOCK)", "-", e))?;
         Ok(LinkEvents {
             addresses_changed: false,
+            deleted: Vec::new(),
             sock,
             buf: vec![0u8; 1 << 16],
         })
@@ -489,6 +491,12 @@ impl LinkEvents {
         std::mem::take(&mut self.addresses_changed)
     }
 
+    /// The indices of the links deleted since the last call (RTM_DELLINK:
+    /// an interface removed or a NIC unplugged).
+    pub fn take_deleted(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.deleted)
+    }
+
     /// Reads every pending event; returns the links they describe (new state).
     /// Never blocks.
     pub fn drain(&mut self) -> Vec<Link> {
@@ -512,6 +520,9 @@ impl LinkEvents {
                 match msg.payload {
                     NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
                         out.push(Link::from_message(&l));
+                    }
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+                        self.deleted.push(l.header.index);
                     }
                     NetlinkPayload::InnerMessage(
                         RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),

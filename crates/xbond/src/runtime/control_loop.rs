@@ -95,10 +95,21 @@ pub(super) struct Controller {
     wanted: filters::Wanted,
     applied: Option<(Vec<bool>, filters::Wanted)>,
     transmitting: Vec<u8>,
+    /// The slaves' interface indices, in order.
+    ifindexes: Vec<u32>,
+    /// Slaves whose interface is gone (deleted, unplugged).
+    gone: Vec<bool>,
+    /// The descriptor a signal makes readable, woken on with the others.
+    stop_fd: Option<std::os::fd::RawFd>,
+    /// How the data plane was started, to start it again for a slave that
+    /// rejoins.
+    dp_cfg: DataplaneConfig,
+    /// Times the data plane was started again, and the last reason.
+    dp_restarts: (u64, String),
     // Dropped in this order: the data plane stops before the host is put back.
     dp: Dataplane,
     /// Puts the host back when dropped.
-    _guard: HostGuard,
+    guard: HostGuard,
 }
 
 impl Controller {
@@ -295,9 +306,7 @@ impl Controller {
         } else {
             Vec::new()
         };
-        let mut wait_fds: Vec<std::os::fd::RawFd> = vec![waker.fd()];
-        wait_fds.extend(slow.iter().map(|s| s.raw_fd()));
-        wait_fds.extend(opts.stop_fd);
+        let wait_fds = wait_fds(&waker, &slow, opts.stop_fd);
 
         // Carrier as it is now. The slave that was active before a restart
         // is read first, so that it stays active where its link allows (no
@@ -375,7 +384,10 @@ impl Controller {
         let keep = xbond_xdp::privilege::runtime_set();
         match xbond_xdp::privilege::keep(&keep) {
             Ok(()) => debug!("{}: the control thread keeps {keep:?}", cfg.name),
-            Err(e) => warn!("{}: the control thread keeps its capabilities: {e}", cfg.name),
+            Err(e) => warn!(
+                "{}: the control thread keeps its capabilities: {e}",
+                cfg.name
+            ),
         }
         let now = Instant::now();
         Ok(Controller {
@@ -428,8 +440,13 @@ impl Controller {
             wanted,
             applied: None,
             transmitting: Vec::new(),
+            gone: vec![false; ifindexes.len()],
+            ifindexes,
+            stop_fd: opts.stop_fd,
+            dp_cfg,
+            dp_restarts: (0, String::new()),
             dp,
-            _guard: guard,
+            guard,
         })
     }
 
@@ -670,9 +687,18 @@ impl Controller {
                 }
             }
         }
+        // A slave's interface deleted, or one of a slave's name (re)created.
+        let deleted = self.events.take_deleted();
+        let rejoined = (deleted.iter().any(|i| self.by_index.contains_key(i))
+            || links.iter().any(|l| {
+                !self.by_index.contains_key(&l.index) && self.cfg.slaves.contains(&l.name)
+            }))
+            && self.check_presence();
         // With link_watch_policy = "none" nothing but the reading at start
-        // counts: the bond never fails over, as the operator asked.
-        if !self.cfg.monitoring_off() {
+        // counts: the bond never fails over, as the operator asked. After a
+        // rejoin the events read before it are stale (the carriers were
+        // read afresh).
+        if !self.cfg.monitoring_off() && !rejoined {
             for link in links {
                 if let Some(&i) = self.by_index.get(&link.index) {
                     host::feed_carrier(&mut self.bond, &self.cfg, i, link.carrier);
@@ -752,9 +778,125 @@ impl Controller {
             || now.duration_since(self.every.addr_refresh) >= Duration::from_secs(1)
         {
             self.refresh_addresses();
+            self.check_presence();
             self.check_queues();
             self.check_lacp_partner();
             self.every.addr_refresh = now;
+        }
+    }
+
+    /// Hot-unplug: a slave whose interface is gone is down for the bond (it
+    /// fails over as on a carrier loss) and named in the status; an
+    /// interface of the slave's name that appears (a new index) rejoins.
+    /// True when a slave rejoined.
+    fn check_presence(&mut self) -> bool {
+        let mut back = Vec::new();
+        for i in 0..self.cfg.slaves.len() {
+            let name = &self.cfg.slaves[i];
+            match self.nl.link(name) {
+                Ok(l) if l.index == self.ifindexes[i] => self.gone[i] = false,
+                Ok(l) => back.push((i, l)),
+                Err(_) if !self.gone[i] => {
+                    self.gone[i] = true;
+                    warn!("{}", words::gone(&self.cfg.name, name));
+                    self.bond.handle_carrier(i, false, Instant::now());
+                }
+                Err(_) => {}
+            }
+        }
+        if back.is_empty() {
+            return false;
+        }
+        self.rejoin(back);
+        true
+    }
+
+    /// Slaves whose interface is back: prepared as at start, then the data
+    /// plane starts again with their new interface indices (every slave
+    /// pauses meanwhile). A data plane that cannot start stops the bond
+    /// (the loop sees a dead worker).
+    fn rejoin(&mut self, back: Vec<(usize, xbond_xdp::netlink::Link)>) {
+        let started = Instant::now();
+        let mut names = Vec::new();
+        for (i, link) in &back {
+            let name = self.cfg.slaves[*i].clone();
+            info!("{}", words::rejoining(&self.cfg.name, &name));
+            self.gone[*i] = false;
+            self.ifindexes[*i] = link.index;
+            host::prepare_rejoining(&name, link, &mut self.guard, &mut self.state);
+            self.macs_done.remove(&name);
+            let mac = self.bond.slaves()[*i].mac;
+            if let Err(e) = host::set_mac(&mut self.nl, &name, mac, &mut self.macs_done) {
+                warn!("{e:#}");
+            }
+            if let Err(e) = self.nl.set_up(&name, true) {
+                warn!("{}: setting {name} up: {e}", self.cfg.name);
+            }
+            self.senders[*i] = None;
+            if let Some(sock) = self.slow.get_mut(*i) {
+                match PacketSocket::open(&name, ETH_P_SLOW) {
+                    Ok(s) => *sock = s,
+                    Err(e) => warn!("{}: slow-protocol socket on {name}: {e}", self.cfg.name),
+                }
+            }
+            names.push(name);
+        }
+        self.wait_fds = wait_fds(&self.waker, &self.slow, self.stop_fd);
+        if let Err(e) = runstate::save(&self.state_path, &self.state) {
+            warn!(
+                "{}: could not save {}: {e:#}",
+                self.cfg.name,
+                self.state_path.display()
+            );
+        }
+        mtu::pass_down(&mut self.nl, &self.cfg, &self.upper, self.mtu.mtu);
+        let plan = self.bond.tx_plan();
+        if let Err(e) = self
+            .dp
+            .restart(&self.dp_cfg, &self.ifindexes, plan, self.waker.clone())
+        {
+            warn!("{}: the data plane did not start again: {e}", self.cfg.name);
+            return;
+        }
+        self.transmitting.clear();
+        self.carriers = CarrierReader::new(
+            &self
+                .cfg
+                .slaves
+                .iter()
+                .cloned()
+                .zip(self.ifindexes.iter().copied())
+                .collect::<Vec<_>>(),
+        );
+        self.by_index = self
+            .ifindexes
+            .iter()
+            .enumerate()
+            .map(|(i, idx)| (*idx, i))
+            .collect();
+        self.filters = Filters::new(&self.cfg.slaves);
+        self.applied = None;
+        self.rx_seen = vec![0; self.cfg.slaves.len()];
+        self.dp_restarts.0 += 1;
+        self.dp_restarts.1 = format!("{} rejoined", names.join(", "));
+        info!(
+            "{}: data plane started again for {} in {} ms",
+            self.cfg.name,
+            names.join(", "),
+            started.elapsed().as_millis()
+        );
+        // The link events queued meanwhile (the new interface coming up,
+        // the programs attaching) are history: every carrier is read now.
+        let _ = self.events.drain();
+        if self.cfg.monitoring_off() {
+            // Read once, as at start.
+            for (i, _) in &back {
+                if let Ok(l) = self.nl.link(&self.cfg.slaves[*i]) {
+                    host::feed_carrier(&mut self.bond, &self.cfg, *i, l.carrier);
+                }
+            }
+        } else {
+            self.poll_links();
         }
     }
 
@@ -765,6 +907,15 @@ impl Controller {
     fn status(&self) -> xbond_core::status::Status {
         let mut s = status(&self.bond, &self.dp, &self.cfg, &self.mtu);
         s.runtime.notes.extend(self.queue_notes.iter().cloned());
+        for (i, _) in self.gone.iter().enumerate().filter(|g| *g.1) {
+            let n = &self.cfg.slaves[i];
+            s.runtime.notes.push(format!(
+                "slave {n}: the interface is gone (deleted or unplugged); the bond goes on over \
+                 the others, and {n} rejoins when an interface of that name is back"
+            ));
+        }
+        s.runtime.data_plane_restarts = self.dp_restarts.0;
+        s.runtime.data_plane_restarted_for = self.dp_restarts.1.clone();
         s
     }
 
@@ -809,6 +960,19 @@ impl Controller {
             host::refresh_addresses(&mut self.nl, &self.cfg, &mut self.bond);
         }
     }
+}
+
+/// What the control loop waits on: its waker, the slow-protocol sockets and
+/// the signal descriptor.
+fn wait_fds(
+    waker: &Waker,
+    slow: &[PacketSocket],
+    stop_fd: Option<std::os::fd::RawFd>,
+) -> Vec<std::os::fd::RawFd> {
+    std::iter::once(waker.fd())
+        .chain(slow.iter().map(PacketSocket::raw_fd))
+        .chain(stop_fd)
+        .collect()
 }
 
 impl Drop for Controller {

@@ -285,41 +285,68 @@ pub(super) fn prepare_slaves(
     if let Some(u) = upper {
         offload::turn_off(u, offload::UPPER_OFF);
     }
-    for (s, (_, mac)) in cfg.slaves.iter().zip(&guard.restore_macs) {
-        let turned_off = offload::turn_off(s, offload::SLAVE_OFF);
-        let ipv6_turned_off = match ipv6_disabled(s) {
-            Some(false) => match set_ipv6_disabled(s, true) {
-                Ok(()) => true,
-                Err(e) => {
-                    warn!("{s}: could not turn its own IPv6 off: {e}");
-                    false
-                }
-            },
-            _ => false,
-        };
-        let mtu = guard.nl.link(s).ok().map(|l| l.mtu);
-        let original = state
-            .originals
-            .entry(s.clone())
-            .or_insert_with(|| runstate::Original {
-                mac: *mac,
-                offloads: turned_off,
-                ipv6_turned_off,
-                mtu,
-            });
-        if let Some(m) = original.mtu.or(mtu) {
-            guard.restore_mtu.push((s.clone(), m));
-        }
-        if !original.offloads.is_empty() {
-            guard
-                .restore_offloads
-                .push((s.clone(), original.offloads.clone()));
-        }
-        if original.ipv6_turned_off {
-            guard.restore_ipv6.push(s.clone());
-        }
+    let macs: Vec<MacAddr> = guard.restore_macs.iter().map(|(_, m)| *m).collect();
+    for (s, mac) in cfg.slaves.iter().zip(macs) {
+        prepare_slave(s, mac, guard, state);
     }
     state.originals.retain(|k, _| cfg.slaves.contains(k));
+}
+
+/// A slave whose interface came back (hot-plug, re-created) after it was
+/// gone: a new device, so what it has now is what it gets back at exit.
+/// Prepared as at start.
+pub(super) fn prepare_rejoining(
+    name: &str,
+    link: &Link,
+    guard: &mut HostGuard,
+    state: &mut RunState,
+) {
+    let mac = link.perm_mac.filter(|m| !m.is_zero()).unwrap_or(link.mac);
+    guard.restore_macs.retain(|(n, _)| n != name);
+    guard.restore_macs.push((name.to_string(), mac));
+    guard.restore_offloads.retain(|(n, _)| n != name);
+    guard.restore_ipv6.retain(|n| n != name);
+    guard.restore_mtu.retain(|(n, _)| n != name);
+    state.originals.remove(name);
+    prepare_slave(name, mac, guard, state);
+}
+
+/// Turns off what a slave must not do (VLAN offloads, its own IPv6) and
+/// records what it gets back at exit: the MAC `mac`, the offloads, IPv6 and
+/// its MTU, as recorded before xbond first changed it.
+fn prepare_slave(s: &str, mac: MacAddr, guard: &mut HostGuard, state: &mut RunState) {
+    let turned_off = offload::turn_off(s, offload::SLAVE_OFF);
+    let ipv6_turned_off = match ipv6_disabled(s) {
+        Some(false) => match set_ipv6_disabled(s, true) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!("{s}: could not turn its own IPv6 off: {e}");
+                false
+            }
+        },
+        _ => false,
+    };
+    let mtu = guard.nl.link(s).ok().map(|l| l.mtu);
+    let original = state
+        .originals
+        .entry(s.to_string())
+        .or_insert_with(|| runstate::Original {
+            mac,
+            offloads: turned_off,
+            ipv6_turned_off,
+            mtu,
+        });
+    if let Some(m) = original.mtu.or(mtu) {
+        guard.restore_mtu.push((s.to_string(), m));
+    }
+    if !original.offloads.is_empty() {
+        guard
+            .restore_offloads
+            .push((s.to_string(), original.offloads.clone()));
+    }
+    if original.ipv6_turned_off {
+        guard.restore_ipv6.push(s.to_string());
+    }
 }
 
 fn ipv6_sysctl(iface: &str) -> String {

@@ -65,6 +65,22 @@ pub(super) fn no_lacp_partner(bond: &str) -> String {
     )
 }
 
+/// A slave's interface went away (deleted, or the NIC unplugged). The
+/// kernel releases such a slave for good ("Releasing backup interface");
+/// xbond keeps it in the bond, down, until an interface of that name is back.
+pub(super) fn gone(bond: &str, name: &str) -> String {
+    slave(
+        bond,
+        name,
+        "interface gone (deleted or unplugged); disabling slave until it is back",
+    )
+}
+
+/// A slave's interface is back (a new interface of the slave's name).
+pub(super) fn rejoining(bond: &str, name: &str) -> String {
+    slave(bond, name, "interface back; enslaving it again")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
