@@ -35,6 +35,21 @@ pub fn set_normal_priority() -> io::Result<()> {
     Ok(())
 }
 
+/// Moves the calling thread into the network namespace at `path` (e.g.
+/// `/run/netns/NAME`); threads it starts afterwards are born there. For
+/// tests and labs that run a bond in-process inside a namespace.
+pub fn enter_netns(path: &std::path::Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(path)?;
+    // SAFETY: `ns` is an open namespace file for the call's duration;
+    // setns(2) changes only the calling thread's namespace.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The CPUs the calling thread may run on (sched_getaffinity), in order.
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.

@@ -239,6 +239,39 @@ enum PktgenCmd {
         #[arg(long, value_enum, default_value_t = Engine::AfPacket)]
         engine: Engine,
     },
+    /// Send bad input, for the fault tests: floods of LACPDUs, malformed
+    /// LACPDUs, frames with truncated headers, garbage.
+    Inject {
+        /// Interface to send on.
+        #[arg(long)]
+        iface: String,
+        /// What to send.
+        #[arg(long, value_enum)]
+        kind: JunkArg,
+        /// Destination MAC (LACPDUs go to the Slow Protocols group, garbage
+        /// anywhere).
+        #[arg(long, default_value = "ff:ff:ff:ff:ff:ff")]
+        dst_mac: String,
+        /// Frames to send.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Frames per second (0 = flat out).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
+}
+
+/// `xbond pktgen inject --kind`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum JunkArg {
+    /// Well-formed LACPDUs from a system of their own.
+    Lacpdu,
+    /// LACPDUs that each break a rule.
+    LacpduMalformed,
+    /// EtherTypes that promise more than the frame holds.
+    Truncated,
+    /// Random bytes to random destinations.
+    Garbage,
 }
 
 fn main() -> ExitCode {
@@ -573,6 +606,26 @@ fn real_main(cli: Cli) -> Result<()> {
                     Engine::AfPacket => pktgen::sink(&iface, stream, d, idle, expect)?,
                     Engine::AfXdp => pktgen::sink_xdp(&iface, stream, d, idle, expect)?,
                 };
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }
+            PktgenCmd::Inject {
+                iface,
+                kind,
+                dst_mac,
+                count,
+                rate,
+            } => {
+                let dst: MacAddr = dst_mac
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--dst-mac {dst_mac:?}: {e}"))?;
+                let kind = match kind {
+                    JunkArg::Lacpdu => pktgen::Junk::Lacpdu,
+                    JunkArg::LacpduMalformed => pktgen::Junk::LacpduMalformed,
+                    JunkArg::Truncated => pktgen::Junk::Truncated,
+                    JunkArg::Garbage => pktgen::Junk::Garbage,
+                };
+                let r = pktgen::inject(&iface, kind, dst, count, rate)?;
                 println!("{}", serde_json::to_string(&r)?);
                 Ok(())
             }

@@ -129,23 +129,138 @@ pub fn send(spec: &SendSpec) -> Result<SendReport> {
     let start = Instant::now();
     let (mut sent, mut errors) = (0u64, 0u64);
     for seq in 0..spec.count {
-        // Pace: frame `seq` is due at seq / rate seconds.
-        if let Some(due_ns) = seq.saturating_mul(1_000_000_000).checked_div(spec.rate) {
-            let due = Duration::from_nanos(due_ns);
-            loop {
-                let el = start.elapsed();
-                if el >= due {
-                    break;
-                }
-                let left = due - el;
-                if left > Duration::from_micros(200) {
-                    std::thread::sleep(left - Duration::from_micros(100));
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-        }
+        pace(start, seq, spec.rate);
         match sock.send(&build_frame(spec, seq)) {
+            Ok(()) => sent += 1,
+            Err(_) => errors += 1,
+        }
+    }
+    Ok(SendReport {
+        sent,
+        errors,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Waits until frame `seq` of a stream started at `start` is due at `rate`
+/// frames/s (0: at once).
+fn pace(start: Instant, seq: u64, rate: u64) {
+    let Some(due_ns) = seq.saturating_mul(1_000_000_000).checked_div(rate) else {
+        return;
+    };
+    let due = Duration::from_nanos(due_ns);
+    loop {
+        let el = start.elapsed();
+        if el >= due {
+            return;
+        }
+        let left = due - el;
+        if left > Duration::from_micros(200) {
+            std::thread::sleep(left - Duration::from_micros(100));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Bad input for the fault tests (`xbond pktgen inject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Junk {
+    /// Well-formed LACPDUs from a system of their own ([`JUNK_SYSTEM`]),
+    /// a port number per frame.
+    Lacpdu,
+    /// LACPDUs that break a rule each, in turn: version 0, a wrong TLV
+    /// type, a wrong TLV length, cut short.
+    LacpduMalformed,
+    /// Frames whose EtherType promises more than they hold, in turn: IPv4,
+    /// IPv6, ARP, a VLAN tag, two VLAN tags, a slow-protocol subtype.
+    Truncated,
+    /// Random bytes of random length (14 to 1514) to a random destination.
+    Garbage,
+}
+
+/// The actor system of [`Junk::Lacpdu`] frames.
+pub const JUNK_SYSTEM: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x99, 0x99]);
+
+/// The `seq`th frame of `kind`, from `src` to `dst` (where it has one).
+pub fn junk_frame(kind: Junk, seq: u64, src: MacAddr, dst: MacAddr, rng: &mut u64) -> Vec<u8> {
+    use xbond_core::lacp::wire::{Lacpdu, PortInfo, PortState};
+    let lacpdu = || {
+        let port = |p: u16| PortInfo {
+            system_priority: 65535,
+            system: JUNK_SYSTEM,
+            key: 99,
+            port_priority: 255,
+            port: p,
+            state: PortState(
+                PortState::ACTIVITY | PortState::AGGREGATION | PortState::SYNCHRONIZATION,
+            ),
+        };
+        Lacpdu {
+            version: 1,
+            actor: port((seq % 1000) as u16 + 1),
+            partner: port(0),
+            collector_max_delay: 0,
+        }
+        .emit(src)
+    };
+    let mut next = || {
+        // xorshift64: reproducible garbage.
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        *rng
+    };
+    let eth = |ethertype: u16, body: &[u8]| {
+        let mut f = Vec::with_capacity(14 + body.len());
+        f.extend_from_slice(&dst.0);
+        f.extend_from_slice(&src.0);
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    };
+    match kind {
+        Junk::Lacpdu => lacpdu(),
+        Junk::LacpduMalformed => {
+            let mut f = lacpdu();
+            match seq % 4 {
+                0 => f[15] = 0,
+                1 => f[16] = 7,
+                2 => f[17] = 19,
+                _ => f.truncate(60),
+            }
+            f
+        }
+        Junk::Truncated => match seq % 6 {
+            0 => eth(0x0800, &[0x45, 0x00, 0x00]),
+            1 => eth(0x86dd, &[0x60, 0, 0, 0, 0, 8, 17]),
+            2 => eth(0x0806, &[0, 1, 8, 0, 6]),
+            3 => eth(0x8100, &[0x00]),
+            4 => eth(0x88a8, &[0x00, 0x05, 0x81, 0x00, 0x00]),
+            _ => {
+                let mut f = eth(xbond_core::wire::ETH_P_SLOW, &[1]);
+                f[..6].copy_from_slice(&xbond_core::lacp::wire::SLOW_PROTOCOLS_MAC.0);
+                f
+            }
+        },
+        Junk::Garbage => {
+            let len = 14 + (next() % 1501) as usize;
+            (0..len).map(|_| next() as u8).collect()
+        }
+    }
+}
+
+/// Sends `count` frames of `kind` on `iface` at `rate` frames/s (0: as fast
+/// as the socket takes them).
+pub fn inject(iface: &str, kind: Junk, dst: MacAddr, count: u64, rate: u64) -> Result<SendReport> {
+    let sock = PacketSocket::open(iface, 0)?;
+    let src = xbond_xdp::netlink::Netlink::open()?.link(iface)?.mac;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let start = Instant::now();
+    let (mut sent, mut errors) = (0u64, 0u64);
+    for seq in 0..count {
+        pace(start, seq, rate);
+        match sock.send(&junk_frame(kind, seq, src, dst, &mut rng)) {
             Ok(()) => sent += 1,
             Err(_) => errors += 1,
         }
