@@ -608,7 +608,7 @@ fn write_lacp_port(o: &mut String, p: &PortStatus) -> std::fmt::Result {
     let c = &p.counters;
     writeln!(
         o,
-        "LACPDUs: rx {} tx {}; Marker: rx {} tx {} responses rx {} tx {}; unknown rx {}; illegal rx {}",
+        "LACPDUs: rx {} tx {}; Marker: rx {} tx {} responses rx {} tx {}; unknown rx {}; illegal rx {}; over budget rx {}",
         c.lacpdu_rx,
         c.lacpdu_tx,
         c.marker_rx,
@@ -616,7 +616,8 @@ fn write_lacp_port(o: &mut String, p: &PortStatus) -> std::fmt::Result {
         c.marker_response_rx,
         c.marker_response_tx,
         c.unknown_rx,
-        c.illegal_rx
+        c.illegal_rx,
+        c.over_budget_rx
     )
 }
 

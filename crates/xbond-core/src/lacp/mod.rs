@@ -145,7 +145,16 @@ pub struct PortCounters {
     pub illegal_rx: u64,
     /// LACPDUs ignored because the port had no carrier.
     pub ignored_rx: u64,
+    /// Slow-protocol frames beyond [`RX_BUDGET`] in a second, dropped unread.
+    #[serde(default)]
+    pub over_budget_rx: u64,
 }
+
+/// Slow-protocol frames a port reads in a second; the rest of a flood is
+/// counted and dropped unparsed, so that one port's flood costs bounded
+/// work and cannot delay the others. A partner sends at most 3 LACPDUs a
+/// second (802.1AX 6.4.16) and a Marker PDU now and then.
+pub const RX_BUDGET: u32 = 100;
 
 /// What the protocol needs to know about a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +216,8 @@ struct Port {
     actor_churn_timer: Timer,
     partner_churn_timer: Timer,
     tx_times: VecDeque<Instant>,
+    /// Start of the current second of receive budget, and frames read in it.
+    rx_window: Option<(Instant, u32)>,
     counters: PortCounters,
 }
 
@@ -366,6 +377,7 @@ impl Lacp {
                     actor_churn_timer: Timer::start(now, CHURN_DETECTION),
                     partner_churn_timer: Timer::start(now, CHURN_DETECTION),
                     tx_times: VecDeque::with_capacity(MAX_TX_PER_SEC + 1),
+                    rx_window: None,
                     counters: PortCounters::default(),
                 }
             })
@@ -442,8 +454,18 @@ impl Lacp {
 
     /// A slow-protocol frame received on port `p`.
     pub fn handle_frame(&mut self, p: usize, frame: &[u8], now: Instant) -> Result<(), SlowError> {
-        if p >= self.ports.len() {
+        let Some(port) = self.ports.get_mut(p) else {
             return Ok(());
+        };
+        match &mut port.rx_window {
+            Some((start, n)) if now.saturating_duration_since(*start) < Duration::from_secs(1) => {
+                if *n >= RX_BUDGET {
+                    port.counters.over_budget_rx += 1;
+                    return Ok(());
+                }
+                *n += 1;
+            }
+            w => *w = Some((now, 1)),
         }
         let pdu = match wire::parse(frame) {
             Ok(pdu) => pdu,

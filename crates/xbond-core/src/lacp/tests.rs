@@ -451,6 +451,41 @@ fn malformed_pdus_are_counted_and_change_no_state() {
 }
 
 #[test]
+fn a_flood_on_one_port_is_read_up_to_the_budget_and_the_rest_dropped_unread() {
+    let mut s = Sim::new(cfg(1), cfg(2), &[1000, 1000]);
+    s.all_up();
+    s.until(Duration::from_secs(10), |s| distributing(&s.a) == [0, 1]);
+    let before = s.a.port_status(0).unwrap().counters;
+    let other = s.a.port_status(1).unwrap();
+    let mut junk = Lacpdu {
+        version: 1,
+        actor: PortInfo::default(),
+        partner: PortInfo::default(),
+        collector_max_delay: 0,
+    }
+    .emit(MacAddr([2, 9, 9, 9, 9, 9]));
+    junk[17] = 3;
+    // 1000 frames within one second of hand-held time, then as many in the
+    // next: the budget each second.
+    for second in 0..2u64 {
+        let t = s.now + Duration::from_secs(second) + Duration::from_millis(5);
+        for k in 0..1000u64 {
+            let _ = s.a.handle_frame(0, &junk, t + Duration::from_micros(k));
+        }
+    }
+    let c = s.a.port_status(0).unwrap().counters;
+    let budget = u64::from(RX_BUDGET);
+    assert!(c.illegal_rx - before.illegal_rx <= 2 * budget, "{c:?}");
+    assert!(c.illegal_rx - before.illegal_rx >= 2 * budget - 10, "{c:?}");
+    assert_eq!(
+        (c.illegal_rx - before.illegal_rx) + (c.over_budget_rx - before.over_budget_rx),
+        2000
+    );
+    // The other port saw nothing of it.
+    assert_eq!(s.a.port_status(1).unwrap(), other);
+}
+
+#[test]
 fn independent_control_collects_before_distributing() {
     let mut ca = cfg(1);
     ca.coupled = false;

@@ -39,6 +39,12 @@ use crate::upper;
 /// sleep is one second); the systemd watchdog is then no longer fed.
 const WORKER_STUCK: Duration = Duration::from_secs(5);
 
+/// After a pass that read slow-protocol frames, the loop does not wake for
+/// more for this long: LACP's timers are seconds, and a flood on a slave
+/// costs at most this many wake-ups a second (with each port's receive
+/// budget, `lacp::RX_BUDGET`, bounding what is parsed).
+const SLOW_QUIET: Duration = Duration::from_millis(10);
+
 /// How often balance-tlb/alb reads the workers' per-destination byte counts.
 const TLB_SAMPLE: Duration = Duration::from_millis(100);
 
@@ -70,6 +76,8 @@ pub(super) struct Controller {
     senders: Vec<Option<PacketSocket>>,
     slow: Vec<PacketSocket>,
     wait_fds: Vec<std::os::fd::RawFd>,
+    /// Until then the slow-protocol sockets do not wake the loop.
+    slow_quiet_until: Option<Instant>,
     slow_buf: Vec<u8>,
     server: Option<ControlServer>,
     requests: Option<Receiver<Request>>,
@@ -419,6 +427,7 @@ impl Controller {
             events,
             slow,
             wait_fds,
+            slow_quiet_until: None,
             slow_buf: vec![0; 2048],
             server,
             requests,
@@ -653,7 +662,18 @@ impl Controller {
                 Duration::from_millis(500)
             })
             .min(self.watchdog.map_or(Duration::MAX, |w| w / 4));
-        self.events.wait(&self.wait_fds, wait)
+        match self.slow_quiet_until.filter(|&t| t > now) {
+            Some(t) => {
+                // The waker (first) and the signal descriptor (last, if any).
+                let quiet: Vec<_> = self.wait_fds[..1]
+                    .iter()
+                    .chain(self.stop_fd.iter())
+                    .copied()
+                    .collect();
+                self.events.wait(&quiet, wait.min(t - now))
+            }
+            None => self.events.wait(&self.wait_fds, wait),
+        }
     }
 
     /// Feeds the core what arrived: link events, slow-protocol frames and
@@ -705,6 +725,7 @@ impl Controller {
                 }
             }
         }
+        let mut slow_read = false;
         for (i, sock) in self.slow.iter().enumerate() {
             // Frames this host sent come back as length 0 and are skipped.
             // Bounded per pass, so that a flood cannot starve the loop.
@@ -715,11 +736,15 @@ impl Controller {
                 if n == 0 {
                     continue;
                 }
+                slow_read = true;
                 let frame = &self.slow_buf[..n];
                 if let Err(e) = self.bond.handle_slow_frame(i, frame, Instant::now()) {
                     debug!("{}: dropped a slow-protocol frame: {e}", self.cfg.slaves[i]);
                 }
             }
+        }
+        if slow_read {
+            self.slow_quiet_until = Some(Instant::now() + SLOW_QUIET);
         }
         for _ in 0..1024 {
             let Some((slave, frame)) = self.dp.taps().pop() else {
