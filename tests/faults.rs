@@ -302,23 +302,22 @@ fn a_carrier_flapping_at_10_hz_for_60_s_honours_downdelay_and_updelay() {
             ],
         )
         .unwrap();
-    let flap = |secs: u64| {
-        let end = std::time::Instant::now() + Duration::from_secs(secs);
-        let mut n = 0u64;
-        while std::time::Instant::now() < end {
+    // 300 periods of 100 ms (50 ms down, 50 ms up): 30 s at 10 Hz, longer
+    // when the machine is busy; what counts is that no period comes near
+    // the delays (5 s).
+    let flap = |periods: u64| {
+        for _ in 0..periods {
             for state in ["down", "up"] {
                 t.lab
                     .exec(&far, &["ip", "link", "set", "b0", state])
                     .unwrap();
                 std::thread::sleep(Duration::from_millis(50));
-                n += 1;
             }
         }
-        n
     };
     // 30 s of flapping on the active slave: no down period lasts downdelay
     // (5 s), so a0 is never taken down and stays active.
-    let changes = flap(30);
+    flap(300);
     let s = status(&sock);
     assert_eq!(s.active.as_deref(), Some("a0"), "{}", s.proc_text());
     assert_eq!(s.slaves[0].link_failure_count, 0, "{}", s.proc_text());
@@ -329,7 +328,7 @@ fn a_carrier_flapping_at_10_hz_for_60_s_honours_downdelay_and_updelay() {
     wait_status(&sock, HANG, |s| s.active.as_deref() == Some("a1"));
     // 30 s more of flapping: no up period lasts updelay, so a0 never comes
     // back and a1 stays active.
-    let changes = changes + flap(30);
+    flap(300);
     t.lab
         .exec(&far, &["ip", "link", "set", "b0", "down"])
         .unwrap();
@@ -338,7 +337,6 @@ fn a_carrier_flapping_at_10_hz_for_60_s_honours_downdelay_and_updelay() {
     // Down, or "going back" if its last up period had begun.
     assert_ne!(s.slaves[0].mii_status, "up", "{}", s.proc_text());
     assert_eq!(s.slaves[0].link_failure_count, 1, "{}", s.proc_text());
-    assert!(changes >= 1000, "{changes} carrier changes");
     // Consistent at the end: a0 up for good comes back after updelay and,
     // as primary, is active again.
     t.lab

@@ -134,6 +134,42 @@ impl ArpMonitor {
         }
     }
 
+    /// Takes over what `old` proved of each slave (a monitor whose options
+    /// changed at run time): its state, and the replies from the targets
+    /// both have.
+    pub fn keep_proof(&mut self, old: &ArpMonitor) {
+        for (new, was) in self.slaves.iter_mut().zip(&old.slaves) {
+            let per_target = self
+                .targets
+                .iter()
+                .map(|t| {
+                    old.targets
+                        .iter()
+                        .position(|o| o == t)
+                        .and_then(|j| was.per_target.get(j).copied().flatten())
+                })
+                .collect();
+            *new = SlaveProof {
+                per_target,
+                ..was.clone()
+            };
+        }
+        self.rotate = old.rotate;
+        self.paths = old.paths.clone();
+    }
+
+    /// Counts `slave` as up, with proof as of `now` (a monitor started at
+    /// run time over links that are up: they go down only when it has
+    /// missed `arp_missed_max` intervals of proof).
+    pub fn assume_up(&mut self, slave: usize, now: Instant) {
+        if let Some(s) = self.slaves.get_mut(slave) {
+            s.up = true;
+            s.any = Some(now);
+            s.any_arp = Some(now);
+            s.per_target.iter_mut().for_each(|t| *t = Some(now));
+        }
+    }
+
     /// Whether the monitor says `slave` is up.
     pub fn is_up(&self, slave: usize) -> bool {
         self.slaves.get(slave).is_some_and(|s| s.up)

@@ -6,11 +6,26 @@
 pub const MAX_REQUEST: usize = 4096;
 
 /// A request the control socket answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// The bond's status (JSON).
     Status,
+    /// `active-slave IF`: make IF the active slave.
+    ActiveSlave(String),
+    /// `set OPTION VALUE [OPTION VALUE ...]`: change kernel bonding
+    /// options together (as `ip link set bond0 type bond ...` does), each
+    /// value as sysfs takes it.
+    Set(Vec<(String, String)>),
 }
+
+impl Request {
+    /// Whether the request changes the bond (root only).
+    pub fn changes(&self) -> bool {
+        !matches!(self, Request::Status)
+    }
+}
+
+const VALID: &str = "status, active-slave IF, set OPTION VALUE [OPTION VALUE ...]";
 
 /// Reads one request line as it came off the socket (`bytes` ends with the
 /// newline). The error names what was wrong and what is valid.
@@ -21,11 +36,41 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, String> {
         ));
     }
     let line = String::from_utf8_lossy(bytes);
-    match line.trim() {
-        "status" => Ok(Request::Status),
-        other => Err(format!(
-            "unknown request {:?}; valid: status",
-            other.chars().take(64).collect::<String>()
+    let mut words = line.split_whitespace();
+    let verb = words.next().unwrap_or("");
+    let rest: Vec<&str> = words.collect();
+    let short = |s: &str| s.chars().take(64).collect::<String>();
+    let iface = |what: &str| -> Result<String, String> {
+        match rest.as_slice() {
+            [name]
+                if !name.is_empty()
+                    && name.len() < 16
+                    && name.chars().all(|c| c.is_ascii_graphic() && c != '/') =>
+            {
+                Ok((*name).to_string())
+            }
+            _ => Err(format!(
+                "{what} takes one interface name (at most 15 characters, no '/'), got {:?}",
+                short(&rest.join(" "))
+            )),
+        }
+    };
+    match verb {
+        "status" if rest.is_empty() => Ok(Request::Status),
+        "active-slave" => iface("active-slave").map(Request::ActiveSlave),
+        "set" if !rest.is_empty() && rest.len().is_multiple_of(2) => Ok(Request::Set(
+            rest.chunks(2)
+                .map(|p| (p[0].to_string(), p[1].to_string()))
+                .collect(),
+        )),
+        "set" => Err(format!(
+            "set takes options and values in pairs (e.g. set miimon 100, or set \
+             arp_interval 200 arp_ip_target 10.0.0.1), got {:?}",
+            short(&rest.join(" "))
+        )),
+        _ => Err(format!(
+            "unknown request {:?}; valid: {VALID}",
+            short(line.trim())
         )),
     }
 }
@@ -40,9 +85,32 @@ mod tests {
         assert_eq!(parse_request(b"  status \r\n"), Ok(Request::Status));
         let e = parse_request(b"reboot\n").unwrap_err();
         assert!(
-            e.contains("\"reboot\"") && e.contains("valid: status"),
+            e.contains("\"reboot\"") && e.contains("valid: status, active-slave IF"),
             "{e}"
         );
+        assert_eq!(
+            parse_request(b"set miimon 200 updelay 400\n"),
+            Ok(Request::Set(vec![
+                ("miimon".into(), "200".into()),
+                ("updelay".into(), "400".into())
+            ]))
+        );
+        assert_eq!(
+            parse_request(b"active-slave eno2\n"),
+            Ok(Request::ActiveSlave("eno2".into()))
+        );
+        assert!(parse_request(b"set miimon\n")
+            .unwrap_err()
+            .contains("in pairs"));
+        assert!(parse_request(b"set\n").unwrap_err().contains("in pairs"));
+        assert!(parse_request(b"active-slave a/b\n")
+            .unwrap_err()
+            .contains("interface name"));
+        assert!(parse_request(b"active-slave\n")
+            .unwrap_err()
+            .contains("interface name"));
+        assert!(!Request::Status.changes());
+        assert!(Request::ActiveSlave("x".into()).changes());
         assert!(parse_request(b"status").unwrap_err().contains("newline"));
         let long = vec![b'x'; MAX_REQUEST + 1];
         assert!(parse_request(&long).unwrap_err().contains("4096 bytes"));

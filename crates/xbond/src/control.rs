@@ -1,7 +1,8 @@
 //! The daemon's control socket: a unix stream socket
 //! (`/run/xbond/<bond>.sock`), made under a restrictive umask (mode 0600, or
 //! 0660 with group `control_group`). A client writes one request line
-//! (`status`) and reads one JSON line back. The peer's credentials
+//! (`status`, `active-slave IF`, `set OPTION VALUE`) and reads one JSON
+//! line back. The peer's credentials
 //! (SO_PEERCRED) decide what it may ask: root anything, members of
 //! `control_group` the status, anyone else nothing. Requests are bounded in
 //! size ([`MAX_REQUEST`]) and clients in number ([`MAX_CLIENTS`]).
@@ -39,6 +40,8 @@ enum Access {
 /// A request from a client, answered by the control loop.
 #[derive(Debug)]
 pub struct Request {
+    /// What the client asked.
+    pub asked: Asked,
     reply: Sender<String>,
 }
 
@@ -49,6 +52,18 @@ impl Request {
             serde_json::to_string(status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         // The client may have gone; nothing to do then.
         let _ = self.reply.send(text);
+    }
+
+    /// Answers a change: what it did, or why not.
+    pub fn answer(self, r: std::result::Result<serde_json::Value, String>) {
+        let v = match r {
+            Ok(mut v) => {
+                v["ok"] = serde_json::Value::Bool(true);
+                v
+            }
+            Err(e) => serde_json::json!({ "error": e }),
+        };
+        let _ = self.reply.send(v.to_string());
     }
 }
 
@@ -192,20 +207,41 @@ fn handle(conn: UnixStream, access: Access, tx: Sender<Request>, waker: &Waker) 
     if read.is_err() {
         bytes.clear();
     }
-    let _ = access; // Every request there is (status) is open to both.
     let answer = match parse_request(&bytes) {
-        Ok(Asked::Status) => {
+        Ok(asked) if asked.changes() && access != Access::Full => error_json(
+            "permission denied: only root may change the bond (control_group reads the status)",
+        ),
+        Ok(asked) => {
             let (rtx, rrx) = bounded(1);
-            if tx.send(Request { reply: rtx }).is_err() {
+            if tx.send(Request { asked, reply: rtx }).is_err() {
                 return;
             }
             waker.wake();
-            rrx.recv_timeout(Duration::from_secs(5))
+            // A change that starts the data plane again takes a moment.
+            rrx.recv_timeout(Duration::from_secs(30))
                 .unwrap_or_else(|_| "{\"error\":\"the daemon did not answer\"}".into())
         }
         Err(e) => error_json(&e),
     };
     let _ = reply(&mut conn, &answer);
+}
+
+/// Sends `request` (one line, e.g. `set miimon 200`) to the daemon behind
+/// `path` and returns its answer; an answer with `error` is an error.
+pub fn request(path: &str, request: &str) -> Result<serde_json::Value> {
+    let mut conn = UnixStream::connect(path).with_context(|| {
+        format!("connecting to {path}: is xbond running for this bond (and are you root)?")
+    })?;
+    conn.set_read_timeout(Some(Duration::from_secs(40)))?;
+    let _ = conn.write_all(format!("{}\n", request.trim()).as_bytes());
+    let mut line = String::new();
+    BufReader::new(conn).read_line(&mut line)?;
+    let v: serde_json::Value = serde_json::from_str(&line)
+        .with_context(|| format!("parsing the answer from {path}: {line:?}"))?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        bail!("{e}");
+    }
+    Ok(v)
 }
 
 /// Asks the daemon behind `path` for its status.

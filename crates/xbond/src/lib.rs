@@ -6,6 +6,7 @@
 
 #![deny(missing_docs)]
 pub mod control;
+pub mod ctl;
 pub mod demo;
 pub mod failover;
 pub mod filters;

@@ -65,6 +65,28 @@ enum Cmd {
         #[arg(long)]
         socket: Option<String>,
     },
+    /// Change a running bond: `active-slave IF`, or `set OPTION VALUE` for
+    /// the options the kernel changes at run time (miimon, updelay,
+    /// downdelay, primary, primary_reselect, arp_interval, arp_ip_target
+    /// [+|-]IP, arp_validate, lacp_rate, ad_actor_sys_prio, min_links,
+    /// xmit_hash_policy, num_grat_arp, peer_notif_delay, ...). As root.
+    Ctl {
+        /// Bond name (e.g. bond0).
+        bond: String,
+        /// Write an option change back to the bond's config file (comments
+        /// kept).
+        #[arg(long)]
+        save: bool,
+        /// Print the daemon's JSON answer.
+        #[arg(long)]
+        json: bool,
+        /// Control socket (default /run/xbond/BOND.sock).
+        #[arg(long)]
+        socket: Option<String>,
+        /// What to change: `active-slave IF` or `set OPTION VALUE`.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        change: Vec<String>,
+    },
     /// Remove a bond's upper port for good (as `ip link del bond0` does for a
     /// kernel bond); the daemon must be stopped first.
     Down {
@@ -390,6 +412,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 busy_poll: Duration::from_micros(busy_poll_us),
                 zero_copy: if copy { ZeroCopy::Never } else { ZeroCopy::Try },
                 stop_fd: Some(std::os::fd::AsRawFd::as_raw_fd(&stop_rd)),
+                config_path: Some(config.clone()),
                 fault: inject_fault.map(|f| match f {
                     FaultArg::WorkerPanic => InjectedFault::Panic,
                     FaultArg::WorkerStall => InjectedFault::Stall,
@@ -420,6 +443,34 @@ fn real_main(cli: Cli) -> Result<()> {
                 return rt.stop();
             }
             rt.wait()
+        }
+        Cmd::Ctl {
+            bond,
+            save,
+            json,
+            socket,
+            change,
+        } => {
+            let path = socket.unwrap_or_else(|| format!("/run/xbond/{bond}.sock"));
+            let done = xbond::ctl::run(&path, &change, save)
+                .with_context(|| format!("xbond ctl {bond} {}", change.join(" ")))?;
+            if json {
+                println!("{}", done.answer);
+            } else if let Some(changed) = done.answer.get("changed").and_then(|c| c.as_array()) {
+                if changed.is_empty() {
+                    println!("{bond}: nothing changed");
+                }
+                for k in changed.iter().filter_map(|k| k.as_str()) {
+                    let v = done.answer["toml"][k].as_str().unwrap_or_default();
+                    println!("{bond}: {k} = {v}");
+                }
+            } else if let Some(a) = done.answer.get("active").and_then(|a| a.as_str()) {
+                println!("{bond}: active slave {a}");
+            }
+            if let Some(f) = done.saved {
+                println!("saved to {f}");
+            }
+            Ok(())
         }
         Cmd::Status { bond, json, socket } => {
             let path = socket.unwrap_or_else(|| format!("/run/xbond/{bond}.sock"));

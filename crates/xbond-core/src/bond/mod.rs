@@ -35,6 +35,7 @@ mod links;
 mod mode;
 mod notify;
 mod publish;
+mod reconfig;
 mod reselect;
 #[cfg(test)]
 mod test_util;
@@ -53,6 +54,7 @@ use crate::MAX_SLAVES;
 pub use links::LinkState;
 use mode::ModeState;
 pub use notify::{Joined, UpperAddresses};
+pub use reconfig::{changed_keys, key_values, LIVE_KEYS};
 
 /// What the runtime knows about a slave when the bond starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

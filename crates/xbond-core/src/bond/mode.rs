@@ -64,22 +64,7 @@ impl ModeState {
         bond_mac: MacAddr,
         now: Instant,
     ) -> ModeState {
-        let arp = || {
-            let monitored = cfg.arp_interval > 0
-                && !(cfg.arp_ip_target.is_empty() && cfg.ns_ip6_target.is_empty());
-            monitored.then(|| {
-                ArpMonitor::new(
-                    cfg.arp_interval,
-                    cfg.arp_missed_max,
-                    cfg.arp_validate,
-                    cfg.arp_all_targets,
-                    &cfg.arp_ip_target,
-                    &cfg.ns_ip6_target,
-                    slaves.len(),
-                    now,
-                )
-            })
-        };
+        let arp = || arp_monitor(cfg, slaves.len(), now);
         let tlb = || Tlb::new(slaves.len(), cfg.tlb_dynamic_lb, now);
         let learning = || LearningTimer::new(Duration::from_secs(u64::from(cfg.lp_interval)), now);
         match cfg.mode {
@@ -103,6 +88,32 @@ impl ModeState {
                 learning: learning(),
             },
         }
+    }
+
+    /// The ARP/NS monitor after a change of its options at run time: the
+    /// one running takes the new options and keeps what it has proven; one
+    /// started now trusts the slaves whose links are up until it has probed
+    /// (as the kernel, which does not take a link down that it has not yet
+    /// probed); with no interval or targets left, none.
+    pub(super) fn set_arp(&mut self, cfg: &BondConfig, slaves: &[Slave], now: Instant) {
+        let (ModeState::Static { arp } | ModeState::ActiveBackup { arp, .. }) = self else {
+            return;
+        };
+        let Some(mut fresh) = arp_monitor(cfg, slaves.len(), now) else {
+            *arp = None;
+            return;
+        };
+        match arp {
+            Some(old) => fresh.keep_proof(old),
+            None => {
+                for (i, s) in slaves.iter().enumerate() {
+                    if s.link.usable() {
+                        fresh.assume_up(i, now);
+                    }
+                }
+            }
+        }
+        *arp = Some(fresh);
     }
 
     /// The LACP engine (802.3ad).
@@ -194,7 +205,46 @@ impl ModeState {
 }
 
 /// The 802.3ad engine for `slaves`, configured from `cfg`.
+/// The ARP/NS monitor `cfg` asks for, if any.
+fn arp_monitor(cfg: &BondConfig, n_slaves: usize, now: Instant) -> Option<ArpMonitor> {
+    let monitored =
+        cfg.arp_interval > 0 && !(cfg.arp_ip_target.is_empty() && cfg.ns_ip6_target.is_empty());
+    monitored.then(|| {
+        ArpMonitor::new(
+            cfg.arp_interval,
+            cfg.arp_missed_max,
+            cfg.arp_validate,
+            cfg.arp_all_targets,
+            &cfg.arp_ip_target,
+            &cfg.ns_ip6_target,
+            n_slaves,
+            now,
+        )
+    })
+}
+
 fn lacp_engine(cfg: &BondConfig, slaves: &[Slave], bond_mac: MacAddr, now: Instant) -> Lacp {
+    let (lcfg, prios) = lacp_config(cfg, slaves, bond_mac);
+    let ports = slaves
+        .iter()
+        .zip(prios)
+        .map(|(s, port_priority)| PortSpec {
+            mac: s.spec.perm_mac,
+            speed_mbps: s.spec.speed_mbps,
+            full_duplex: s.spec.full_duplex,
+            port_priority,
+            name: s.spec.name.clone(),
+        })
+        .collect();
+    Lacp::new(lcfg, ports, now)
+}
+
+/// The LACP options of `cfg`, and each slave's port priority.
+pub(super) fn lacp_config(
+    cfg: &BondConfig,
+    slaves: &[Slave],
+    bond_mac: MacAddr,
+) -> (LacpConfig, Vec<u16>) {
     let lcfg = LacpConfig {
         fast: cfg.lacp_rate == LacpRate::Fast,
         active: cfg.lacp_active,
@@ -206,21 +256,16 @@ fn lacp_engine(cfg: &BondConfig, slaves: &[Slave], bond_mac: MacAddr, now: Insta
         min_links: cfg.min_links,
         fallback: cfg.lacp_fallback == Some(Mode::ActiveBackup),
     };
-    let ports = slaves
+    let prios = slaves
         .iter()
-        .map(|s| PortSpec {
-            mac: s.spec.perm_mac,
-            speed_mbps: s.spec.speed_mbps,
-            full_duplex: s.spec.full_duplex,
-            port_priority: cfg
-                .ad_actor_port_prio
+        .map(|s| {
+            cfg.ad_actor_port_prio
                 .get(&s.spec.name)
                 .copied()
-                .unwrap_or(255),
-            name: s.spec.name.clone(),
+                .unwrap_or(255)
         })
         .collect();
-    Lacp::new(lcfg, ports, now)
+    (lcfg, prios)
 }
 
 #[cfg(test)]

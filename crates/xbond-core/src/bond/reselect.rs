@@ -111,7 +111,7 @@ impl Bond {
         key(a) > key(b)
     }
 
-    fn change_active(&mut self, new: Option<usize>, now: Instant) {
+    pub(super) fn change_active(&mut self, new: Option<usize>, now: Instant) {
         let old = self.active;
         self.active = new;
         self.events.push_back(BondEvent::ActiveChanged { old, new });

@@ -274,6 +274,44 @@ impl Importer {
     }
 }
 
+/// `cfg` with kernel options changed together, as `xbond ctl BOND set KEY
+/// VALUE [KEY VALUE ...]` and `ip link set bond0 type bond ...` ask (the
+/// sysfs forms: `arp_ip_target +10.0.0.1` adds, `-10.0.0.1` removes, a plain
+/// list replaces), validated as a config file is: the error names the key,
+/// the value and what is valid.
+pub fn with_kernel_options(
+    cfg: &BondConfig,
+    pairs: &[(String, String)],
+) -> Result<BondConfig, ConfigError> {
+    let mut imp = Importer {
+        cfg: cfg.clone(),
+        seen: BTreeMap::new(),
+        warnings: Vec::new(),
+    };
+    for (key, value) in pairs {
+        let key = key.trim().replace('-', "_");
+        let v = value.trim();
+        // A plain list replaces the targets (sysfs appends one at a time;
+        // a whole list is what a config file gives).
+        if !v.starts_with('+') && !v.starts_with('-') {
+            match key.as_str() {
+                "arp_ip_target" => imp.cfg.arp_ip_target.clear(),
+                "ns_ip6_target" => imp.cfg.ns_ip6_target.clear(),
+                _ => {}
+            }
+        }
+        imp.set(&key, v)?;
+        if let Some(w) = imp.warnings.first() {
+            return Err(ConfigError::Syntax {
+                text: clean(&format!("{key} {v}")),
+                expected: w.clone(),
+            });
+        }
+    }
+    imp.cfg.validate()?;
+    Ok(imp.cfg)
+}
+
 /// `item`, `+item` adds; `-item` removes (the sysfs forms).
 fn edit_list<T: PartialEq>(
     list: &mut Vec<T>,

@@ -37,7 +37,7 @@ mod tests;
 
 pub use error::ConfigError;
 pub use ifupdown::{import_ifupdown, import_ifupdown_named};
-pub use import::{import_option_string, Import, KERNEL_KEYS};
+pub use import::{import_option_string, with_kernel_options, Import, KERNEL_KEYS};
 pub use model::{AdSelect, ArpAllTargets, ArpValidate, BondConfig, LacpRate, Queues};
 pub use toml::KEYS;
 

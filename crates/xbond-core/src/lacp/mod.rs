@@ -448,6 +448,36 @@ impl Lacp {
         }
     }
 
+    /// New options while running (`lacp_rate`, `lacp_active`,
+    /// `ad_actor_sys_prio`, `min_links`, the ports' priorities): the ports
+    /// carry them in their next LACPDU, sent at once. A new system priority
+    /// is a new actor system for the partner: the ports select again.
+    pub fn reconfigure(&mut self, cfg: LacpConfig, port_prios: &[u16], now: Instant) {
+        let new_system = cfg.system_priority != self.cfg.system_priority;
+        for (i, port) in self.ports.iter_mut().enumerate() {
+            let prio = port_prios
+                .get(i)
+                .copied()
+                .unwrap_or(port.spec.port_priority);
+            let mut state = port.actor.state;
+            state.set(PortState::ACTIVITY, cfg.active);
+            state.set(PortState::TIMEOUT, cfg.fast);
+            if state != port.actor.state || prio != port.actor.port_priority || new_system {
+                port.actor.state = state;
+                port.actor.port_priority = prio;
+                port.spec.port_priority = prio;
+                port.actor.system_priority = cfg.system_priority;
+                port.ntt = true;
+            }
+            if new_system {
+                port.selected = Selected::Unselected;
+            }
+        }
+        self.cfg = cfg;
+        self.changed = true;
+        self.run(now);
+    }
+
     fn cfg_lacp_enabled(&self) -> bool {
         true
     }

@@ -25,6 +25,8 @@ use xbond_xdp::packet::PacketSocket;
 use xbond_xdp::sys::Waker;
 use xbond_xdp::worker::{UpperSpec, HOST_ARP};
 
+mod changes;
+
 use super::host::{self, HostGuard};
 use super::mtu::{self, MtuState};
 use super::notify::{Notice, Notifier};
@@ -114,6 +116,8 @@ pub(super) struct Controller {
     dp_cfg: DataplaneConfig,
     /// Times the data plane was started again, and the last reason.
     dp_restarts: (u64, String),
+    /// The file the bond's config came from, if any (for `xbond ctl --save`).
+    config_path: Option<PathBuf>,
     // Dropped in this order: the data plane stops before the host is put back.
     dp: Dataplane,
     /// Puts the host back when dropped.
@@ -399,7 +403,8 @@ impl Controller {
         }
         let now = Instant::now();
         Ok(Controller {
-            rx_check_every: Duration::from_millis(u64::from(cfg.arp_interval.max(4) / 4)),
+            rx_check_every: rx_check_every(&cfg),
+            config_path: opts.config_path.clone(),
             rx_seen: vec![0; cfg.slaves.len()],
             filters: Filters::new(&cfg.slaves),
             senders: cfg.slaves.iter().map(|_| None).collect(),
@@ -632,12 +637,12 @@ impl Controller {
         while let Ok(reply) = self.status_rx.try_recv() {
             let _ = reply.send(self.status());
         }
-        let Some(requests) = &self.requests else {
+        let Some(requests) = self.requests.clone() else {
             return Ok(());
         };
         loop {
             match requests.try_recv() {
-                Ok(req) => req.reply(&self.status()),
+                Ok(req) => self.answer(req),
                 Err(TryRecvError::Empty) => return Ok(()),
                 Err(TryRecvError::Disconnected) => bail!("control socket thread ended"),
             }
@@ -985,6 +990,11 @@ impl Controller {
             host::refresh_addresses(&mut self.nl, &self.cfg, &mut self.bond);
         }
     }
+}
+
+/// How often the ARP/NS monitor's proof of traffic is read.
+fn rx_check_every(cfg: &BondConfig) -> Duration {
+    Duration::from_millis(u64::from(cfg.arp_interval.max(4) / 4))
 }
 
 /// What the control loop waits on: its waker, the slow-protocol sockets and

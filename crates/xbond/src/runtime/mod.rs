@@ -95,6 +95,9 @@ pub struct RuntimeOptions {
     /// Readable when a stop signal arrived (a self-pipe): wakes the control
     /// loop at once, so a stop (and a restart) waits for no timer.
     pub stop_fd: Option<std::os::fd::RawFd>,
+    /// The file the config came from: `xbond ctl --save` writes changes
+    /// back to it.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 impl Default for RuntimeOptions {
@@ -108,6 +111,7 @@ impl Default for RuntimeOptions {
             systemd: true,
             fault: None,
             stop_fd: None,
+            config_path: None,
         }
     }
 }
