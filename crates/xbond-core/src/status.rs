@@ -134,6 +134,14 @@ pub struct BondRuntime {
     /// Why it last started again.
     #[serde(default)]
     pub data_plane_restarted_for: String,
+    /// Failovers: the active slave lost its link and another took over.
+    #[serde(default)]
+    pub failovers: u64,
+    /// The last failover, in microseconds from the first sign of the active
+    /// slave's link loss (carrier, or the ARP monitor) to the new active
+    /// slave (downdelay included).
+    #[serde(default)]
+    pub last_failover_us: Option<u64>,
 }
 
 /// One slave's status.
@@ -518,6 +526,17 @@ impl Status {
             "Frames: no usable slave {}, malformed {}, oversize {}",
             r.tx_no_slave, r.malformed, r.oversize
         )?;
+        if r.failovers > 0 {
+            writeln!(
+                o,
+                "Failovers: {}{}",
+                r.failovers,
+                r.last_failover_us.map_or(String::new(), |us| format!(
+                    " (last: {:.3} ms from the link loss to the new active slave)",
+                    us as f64 / 1000.0
+                ))
+            )?;
+        }
         if r.data_plane_restarts > 0 {
             writeln!(
                 o,

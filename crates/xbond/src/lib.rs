@@ -13,6 +13,7 @@ pub mod filters;
 pub mod ifupdown;
 pub mod install;
 pub mod lab;
+pub mod metrics;
 pub mod offload;
 pub mod pktgen;
 pub mod runstate;

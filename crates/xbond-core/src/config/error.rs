@@ -237,6 +237,10 @@ pub(super) fn valid_for(key: &str) -> String {
         "control_socket" => format!(
             "an absolute path of at most {MAX_SOCKET_PATH} bytes, e.g. \"/run/xbond/bond0.sock\""
         ),
+        "metrics_listen" => {
+            "an address and port to serve Prometheus metrics on, e.g. \"127.0.0.1:9741\"".into()
+        }
+        "proc_root" => "an absolute directory path, e.g. \"/run/xbond/proc\"".into(),
         "control_group" => {
             "a group name of up to 32 letters, digits, _ - . (its members may read the status)"
                 .into()

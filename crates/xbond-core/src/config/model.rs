@@ -194,6 +194,15 @@ pub struct BondConfig {
     /// A group whose members may read the status over the control socket
     /// (mode 0660 then); `None`: root only.
     pub control_group: Option<String>,
+    /// Where the Prometheus metrics are served (`127.0.0.1:9741`); `None`:
+    /// not served.
+    pub metrics_listen: Option<String>,
+    /// The root under which the status is kept as
+    /// `proc/net/bonding/<name>`-style text: `PROC_ROOT/net/bonding/<name>`
+    /// (for tools that read /proc/net/bonding under another root, such as
+    /// Telegraf's `host_proc`). `None`: `proc` beside the control socket,
+    /// `/run/xbond/proc` by default.
+    pub proc_root: Option<String>,
 }
 
 impl BondConfig {
@@ -246,6 +255,8 @@ impl BondConfig {
             use_carrier: true,
             control_socket: None,
             control_group: None,
+            metrics_listen: None,
+            proc_root: None,
         }
     }
 
@@ -261,6 +272,17 @@ impl BondConfig {
     /// (`link_watch_policy = "none"`): the bond never fails over.
     pub fn monitoring_off(&self) -> bool {
         self.link_watch_policy == Some(LinkWatchPolicy::None)
+    }
+
+    /// Where the procfs-style status file goes:
+    /// `<proc_root>/net/bonding/<name>`.
+    pub fn proc_file(&self) -> String {
+        let root = self.proc_root.clone().unwrap_or_else(|| {
+            let sock = self.socket_path();
+            let dir = sock.rsplit_once('/').map_or("/run/xbond", |(d, _)| d);
+            format!("{dir}/proc")
+        });
+        format!("{}/net/bonding/{}", root.trim_end_matches('/'), self.name)
     }
 
     /// The daemon's control socket: `control_socket`, or

@@ -109,7 +109,9 @@ toml_keys! {
         resend_igmp,
         use_carrier,
         control_socket,
-        control_group;
+        control_group,
+        metrics_listen,
+        proc_root;
     tables: prio, ad_actor_port_prio;
 }
 
@@ -755,6 +757,8 @@ mod tests {
             "lacp_fallback",
             "control_socket",
             "control_group",
+            "metrics_listen",
+            "proc_root",
             "prio",
             "ad_actor_port_prio",
         ];

@@ -185,6 +185,16 @@ impl BondConfig {
                 return Err(bad("control_group", g));
             }
         }
+        if let Some(m) = &self.metrics_listen {
+            if m.parse::<std::net::SocketAddr>().is_err() {
+                return Err(bad("metrics_listen", m));
+            }
+        }
+        if let Some(p) = &self.proc_root {
+            if !p.starts_with('/') || p.len() > 200 || p.contains('\0') || p.contains("..") {
+                return Err(bad("proc_root", p));
+            }
+        }
         check_targets("arp_ip_target", &self.arp_ip_target, |a| {
             a.is_unspecified() || a.is_broadcast() || a.is_multicast()
         })?;

@@ -118,6 +118,12 @@ pub(super) struct Controller {
     dp_restarts: (u64, String),
     /// The file the bond's config came from, if any (for `xbond ctl --save`).
     config_path: Option<PathBuf>,
+    /// Failovers so far, the last one's duration, and when the active
+    /// slave's link was first seen failing.
+    failovers: (u64, Option<Duration>, Option<Instant>),
+    /// The procfs-style status file, when it was last written, and whether
+    /// the bond changed since.
+    proc_file: (PathBuf, Option<Instant>, bool),
     // Dropped in this order: the data plane stops before the host is put back.
     dp: Dataplane,
     /// Puts the host back when dropped.
@@ -405,6 +411,8 @@ impl Controller {
         Ok(Controller {
             rx_check_every: rx_check_every(&cfg),
             config_path: opts.config_path.clone(),
+            failovers: (0, None, None),
+            proc_file: (PathBuf::from(cfg.proc_file()), None, true),
             rx_seen: vec![0; cfg.slaves.len()],
             filters: Filters::new(&cfg.slaves),
             senders: cfg.slaves.iter().map(|_| None).collect(),
@@ -527,6 +535,7 @@ impl Controller {
     /// Applies everything the core decided: plans, MACs, carrier, frames.
     fn apply_decisions(&mut self) {
         while let Some(ev) = self.bond.poll_event() {
+            self.proc_file.2 = true;
             match ev {
                 BondEvent::PlanChanged => {
                     let plan = self.bond.tx_plan();
@@ -547,6 +556,10 @@ impl Controller {
                 // start is applied too.
                 BondEvent::Carrier(_) => {}
                 BondEvent::ActiveChanged { old, new } => {
+                    if let (Some(_), Some(_), Some(t)) = (old, new, self.failovers.2.take()) {
+                        self.failovers.0 += 1;
+                        self.failovers.1 = Some(t.elapsed());
+                    }
                     let (old, new) = (self.slave_name(old), self.slave_name(new));
                     if let Some(n) = &new {
                         info!("{}", words::new_active(&self.cfg.name, n));
@@ -559,6 +572,9 @@ impl Controller {
                     self.sink.send(Event::ActiveChanged { old, new });
                 }
                 BondEvent::Link { slave, up } => {
+                    if !up && self.state.active.as_ref() == Some(&self.cfg.slaves[slave]) {
+                        self.failovers.2.get_or_insert_with(Instant::now);
+                    }
                     let s = self.cfg.slaves[slave].clone();
                     let spec = self.bond.slaves().get(slave).map(|x| &x.spec);
                     let line = words::link(
@@ -576,6 +592,11 @@ impl Controller {
                     self.sink.send(Event::Link { slave: s, up });
                 }
                 BondEvent::LinkDelay { slave, note } => {
+                    if matches!(note, xbond_core::bond::LinkNote::DownIn(_))
+                        && self.state.active.as_ref() == Some(&self.cfg.slaves[slave])
+                    {
+                        self.failovers.2.get_or_insert_with(Instant::now);
+                    }
                     let role = match self.bond.active() {
                         Some(a) if a == slave => "active ",
                         Some(_) if self.cfg.mode == Mode::ActiveBackup => "backup ",
@@ -797,6 +818,7 @@ impl Controller {
             // to a second when links change often), the reading is not.
             self.poll_links();
         }
+        self.write_proc_file(now);
         let key = (self.bond.filter_slaves(), self.wanted.clone());
         if self.applied.as_ref() != Some(&key) {
             self.filters.apply(&self.bond, &self.wanted);
@@ -930,6 +952,32 @@ impl Controller {
         }
     }
 
+    /// Keeps the status text in the procfs-style file current: after a
+    /// change, and every second for the counters. Written whole to a
+    /// temporary file and renamed, so a reader never sees half of it.
+    fn write_proc_file(&mut self, now: Instant) {
+        let (path, last, dirty) = &self.proc_file;
+        if !dirty && last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return;
+        }
+        let path = path.clone();
+        let first = last.is_none();
+        self.proc_file.1 = Some(now);
+        self.proc_file.2 = false;
+        let text = self.status().proc_text();
+        let tmp = path.with_file_name(format!(".{}.tmp", self.cfg.name));
+        let r = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&tmp, text))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = r {
+            if first {
+                warn!("{}: cannot keep {}: {e}", self.cfg.name, path.display());
+            }
+        }
+    }
+
     fn poll_links(&mut self) {
         host::poll_links(&mut self.nl, &self.carriers, &self.cfg, &mut self.bond);
     }
@@ -944,6 +992,8 @@ impl Controller {
                  the others, and {n} rejoins when an interface of that name is back"
             ));
         }
+        s.runtime.failovers = self.failovers.0;
+        s.runtime.last_failover_us = self.failovers.1.map(|d| d.as_micros() as u64);
         s.runtime.data_plane_restarts = self.dp_restarts.0;
         s.runtime.data_plane_restarted_for = self.dp_restarts.1.clone();
         s
@@ -1016,5 +1066,7 @@ impl Drop for Controller {
         // drop: then the control socket goes, then the host is put back.
         self.dp.stop();
         self.server.take();
+        // As /proc/net/bonding/BOND goes with the bond.
+        let _ = std::fs::remove_file(&self.proc_file.0);
     }
 }

@@ -225,6 +225,8 @@ pub struct Runtime {
     status_tx: Sender<Sender<Status>>,
     channel: Option<UpperChannel>,
     thread: Option<std::thread::JoinHandle<Result<()>>>,
+    /// The Prometheus endpoint, when `metrics_listen` is set.
+    _metrics: Option<crate::metrics::MetricsServer>,
 }
 
 /// What the control thread reports once set-up is done.
@@ -246,6 +248,15 @@ impl Runtime {
             dropped: dropped.clone(),
         };
         let (status_tx, status_rx) = crossbeam::channel::bounded::<Sender<Status>>(16);
+        // Bound before anything on the host changes: a taken port refuses
+        // the start.
+        let metrics = cfg
+            .metrics_listen
+            .as_deref()
+            .map(|addr| {
+                crate::metrics::MetricsServer::start(addr, status_tx.clone(), waker.clone())
+            })
+            .transpose()?;
         let (ready_tx, ready_rx) = crossbeam::channel::bounded::<Ready>(1);
         let thread = {
             let (stop, waker) = (stop.clone(), waker.clone());
@@ -301,6 +312,7 @@ impl Runtime {
             status_tx,
             channel,
             thread: Some(thread),
+            _metrics: metrics,
         })
     }
 
