@@ -31,6 +31,7 @@ pub mod alb;
 pub mod bond;
 pub mod config;
 pub mod datapath;
+pub mod doctor;
 pub mod hash;
 pub mod lacp;
 pub mod monitor;

@@ -8,6 +8,7 @@
 pub mod control;
 pub mod ctl;
 pub mod demo;
+pub mod doctor;
 pub mod failover;
 pub mod filters;
 pub mod ifupdown;

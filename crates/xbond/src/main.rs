@@ -87,6 +87,19 @@ enum Cmd {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         change: Vec<String>,
     },
+    /// Examine running bonds and the host: each problem with what it means
+    /// and the fix. Exit status 0 healthy, 1 warnings, 2 errors.
+    Doctor {
+        /// Bond name (default: every bond with a control socket in
+        /// /run/xbond).
+        bond: Option<String>,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+        /// Control socket (default /run/xbond/BOND.sock).
+        #[arg(long)]
+        socket: Option<String>,
+    },
     /// Remove a bond's upper port for good (as `ip link del bond0` does for a
     /// kernel bond); the daemon must be stopped first.
     Down {
@@ -317,6 +330,9 @@ fn main() -> ExitCode {
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<ConfigError>() => ExitCode::from(EX_CONFIG),
+        Err(e) if e.is::<Verdict>() => {
+            ExitCode::from(e.downcast_ref::<Verdict>().map_or(1, |v| v.0))
+        }
         Err(e) => {
             eprintln!("xbond: {e:#}");
             ExitCode::FAILURE
@@ -343,6 +359,19 @@ const EX_CONFIG: u8 = 78;
 
 #[derive(Debug)]
 struct ConfigError;
+
+/// `xbond doctor`'s verdict as the exit status (1 warnings, 2 errors); the
+/// report is already printed.
+#[derive(Debug)]
+struct Verdict(u8);
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "doctor found problems (exit status {})", self.0)
+    }
+}
+
+impl std::error::Error for Verdict {}
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -469,6 +498,36 @@ fn real_main(cli: Cli) -> Result<()> {
             }
             if let Some(f) = done.saved {
                 println!("saved to {f}");
+            }
+            Ok(())
+        }
+        Cmd::Doctor { bond, json, socket } => {
+            let bonds = match (&bond, &socket) {
+                (Some(b), _) => vec![b.clone()],
+                (None, Some(_)) => vec![String::new()],
+                (None, None) => xbond::doctor::running_bonds(),
+            };
+            if bonds.is_empty() {
+                bail!("no running bond: /run/xbond has no control socket (give the bond's name)");
+            }
+            let mut worst = 0u8;
+            let mut reports = Vec::new();
+            for b in bonds {
+                let path = socket
+                    .clone()
+                    .unwrap_or_else(|| format!("/run/xbond/{b}.sock"));
+                let (report, now) = xbond::doctor::examine_bond(&path, Duration::from_secs(1))?;
+                worst = worst.max(report.exit_code());
+                if !json {
+                    print!("{}", report.text(&now));
+                }
+                reports.push(report);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            }
+            if worst > 0 {
+                return Err(Verdict(worst).into());
             }
             Ok(())
         }
