@@ -260,3 +260,76 @@ fn bond_carrier_follows_the_slaves_and_exit_restores_the_slaves() {
     assert_eq!(mac(&fl), mac_eth1, "slave MAC restored");
     assert!(!ipv6_off(&fl), "the slave's IPv6 is back");
 }
+
+/// `xbond failover-test --bond bond0 ...` inside `ns`: (success, output).
+fn live_test(t: &common::TwoLinks, sock: &str, target: &str, extra: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.host])
+        .arg(exe())
+        .args([
+            "failover-test",
+            "--bond",
+            "bond0",
+            "--socket",
+            sock,
+            "--target",
+            target,
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_runbook_test_on_a_running_bond_reports_the_takeover_and_the_primary_as_configured() {
+    for (reselect, back) in [("always", true), ("failure", false)] {
+        let mut t = common::TwoLinks::new("fr");
+        t.far_bridge("10.96.0.2/24");
+        let host = t.host.clone();
+        let sock = t.start(
+            &host,
+            "xa",
+            &format!("name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"active-backup\"\nprimary = \"a0\"\nprimary_reselect = \"{reselect}\"\nmiimon = 100\n"),
+            "10.96.0.1/24",
+        );
+        wait_status(&sock, Duration::from_secs(20), |s| {
+            s.active.as_deref() == Some("a0") && s.slaves.iter().all(|x| x.mii_status == "up")
+        });
+        // Without --yes nothing is touched.
+        let (ok, text) = live_test(&t, &sock, "10.96.0.2", &[]);
+        assert!(!ok && text.contains("Rerun with --yes"), "{text}");
+        let s = status(&sock);
+        assert_eq!(
+            (s.active.as_deref(), s.slaves[0].link_failure_count),
+            (Some("a0"), 0)
+        );
+        // With --yes: a0 down under the pings, a1 takes over, a0 back.
+        let (_, text) = live_test(&t, &sock, "10.96.0.2", &["--yes", "--json"]);
+        let r: serde_json::Value = serde_json::from_str(text.lines().last().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(r["taken_down"], "a0", "{text}");
+        assert_eq!(r["new_active"], "a1", "{text}");
+        assert_eq!(r["primary_expected_back"], back, "{text}");
+        assert_eq!(r["primary_as_configured"], true, "{text}");
+        assert_eq!(r["active_after"], if back { "a0" } else { "a1" }, "{text}");
+        assert!(
+            r["sent"].as_u64().unwrap() > 0 && r["lost"].as_u64().is_some(),
+            "{text}"
+        );
+        // The slave is up again and the bond saw one failure of it.
+        let s = status(&sock);
+        assert_eq!(s.slaves[0].mii_status, "up");
+        assert_eq!(s.slaves[0].link_failure_count, 1);
+        let admin = t
+            .lab
+            .exec(&host, &["ip", "-o", "link", "show", "a0"])
+            .unwrap();
+        assert!(admin.contains(",UP"), "{admin}");
+    }
+}

@@ -14,6 +14,7 @@ pub mod filters;
 pub mod ifupdown;
 pub mod install;
 pub mod lab;
+pub mod live_failover;
 pub mod metrics;
 pub mod offload;
 pub mod pktgen;

@@ -179,6 +179,19 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Test this running bond instead of the lab (the runbook's
+        /// procedure: its active slave is taken down under a ping stream).
+        #[arg(long, requires = "target")]
+        bond: Option<String>,
+        /// With --bond: the address to ping through the bond (the gateway).
+        #[arg(long)]
+        target: Option<String>,
+        /// With --bond: go ahead and take the active slave down.
+        #[arg(long)]
+        yes: bool,
+        /// With --bond: its control socket (default /run/xbond/BOND.sock).
+        #[arg(long)]
+        socket: Option<String>,
     },
     /// Traffic generator and sink for tests and measurements.
     Pktgen {
@@ -626,10 +639,32 @@ fn real_main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::FailoverTest {
+            bond: Some(bond),
+            target,
+            yes,
+            socket,
+            json,
+            ..
+        } => {
+            let path = socket.unwrap_or_else(|| format!("/run/xbond/{bond}.sock"));
+            let target = target.unwrap_or_default();
+            let r = xbond::live_failover::run(&path, &target, yes)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", r.text());
+            }
+            if !r.passed {
+                return Err(Verdict(1).into());
+            }
+            Ok(())
+        }
+        Cmd::FailoverTest {
             detection,
             rate,
             seconds,
             json,
+            ..
         } => {
             let d = match detection.as_str() {
                 "carrier" => failover::Detection::Carrier,
