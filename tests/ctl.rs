@@ -190,6 +190,11 @@ fn active_backup_takes_a_new_active_slave_and_options_live_and_refuses_the_rest(
     refused(&sock, &["set", "bogus", "1"], &["bogus"]);
     refused(
         &sock,
+        &["set", "rebalance_interval", "5"],
+        &["rebalance_interval", "5"],
+    );
+    refused(
+        &sock,
         &["set", "arp_ip_target", "-10.1.1.1"],
         &["arp_ip_target", "10.1.1.1"],
     );

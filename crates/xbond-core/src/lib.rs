@@ -33,6 +33,7 @@ pub mod config;
 pub mod datapath;
 pub mod doctor;
 pub mod hash;
+pub mod hashbal;
 pub mod lacp;
 pub mod monitor;
 pub mod options;

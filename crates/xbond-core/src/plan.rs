@@ -8,6 +8,7 @@
 
 use crate::alb::{tlb_bucket, TLB_BUCKETS, TLB_UNASSIGNED};
 use crate::hash::{frame_hash, pick};
+use crate::hashbal::HASH_BUCKETS;
 use crate::options::{HashFunction, HashPolicy, MacAddr, Mode};
 use crate::MAX_SLAVES;
 
@@ -53,6 +54,14 @@ pub struct TxPlan {
     /// (`usize::MAX` until the MTU is known). Longer frames are counted and
     /// dropped.
     pub max_frame: usize,
+    /// balance-xor and 802.3ad: hash buckets (a multiple of the transmitting
+    /// slaves; see [`crate::hashbal`]).
+    pub hash_buckets: u32,
+    /// With `hash_rebalanced`: bucket -> position in `tx_slaves`.
+    pub hash_table: [u8; HASH_BUCKETS],
+    /// The buckets were given out anew (`rebalance_interval`); otherwise the
+    /// kernel's `hash % slaves`.
+    pub hash_rebalanced: bool,
 }
 
 impl TxPlan {
@@ -74,6 +83,9 @@ impl TxPlan {
             bond_mac: MacAddr::default(),
             divert_host_arp: false,
             max_frame: usize::MAX,
+            hash_buckets: 0,
+            hash_table: [0; HASH_BUCKETS],
+            hash_rebalanced: false,
         }
     }
 
@@ -134,7 +146,13 @@ pub struct Selector {
     rr_next: u32,
     rr_sent: u32,
     rng: u64,
+    /// balance-xor and 802.3ad: the hash bucket of each frame of the last
+    /// batch (its first [`SELECT_BATCH`]), for the load view.
+    buckets: [u8; SELECT_BATCH],
 }
+
+/// Frames of a batch whose hash buckets a [`Selector`] keeps.
+pub const SELECT_BATCH: usize = 64;
 
 impl Default for Selector {
     fn default() -> Self {
@@ -150,7 +168,15 @@ impl Selector {
             rr_next: 0,
             rr_sent: 0,
             rng: seed | 1,
+            buckets: [0; SELECT_BATCH],
         }
+    }
+
+    /// balance-xor and 802.3ad: the hash bucket of frame `i` of the last
+    /// batch.
+    #[inline]
+    pub fn bucket(&self, i: usize) -> u8 {
+        self.buckets.get(i).copied().unwrap_or(0)
     }
 
     /// Chooses a slave for each frame of a batch; `out[i]` is the choice for
@@ -192,9 +218,20 @@ impl Selector {
                 }
             }
             Mode::BalanceXor | Mode::Ieee8023ad => {
-                for (o, f) in out.iter_mut().zip(frames) {
+                let n = slaves.len();
+                let b = plan.hash_buckets.max(1);
+                for (i, (o, f)) in out.iter_mut().zip(frames).enumerate() {
                     let h = frame_hash(f, plan.policy, plan.function);
-                    *o = Choice::Slave(slaves[pick(h, slaves.len())]);
+                    let bucket = h % b;
+                    let idx = if plan.hash_rebalanced {
+                        usize::from(plan.hash_table[bucket as usize]).min(n - 1)
+                    } else {
+                        pick(h, n)
+                    };
+                    if let Some(k) = self.buckets.get_mut(i) {
+                        *k = bucket as u8;
+                    }
+                    *o = Choice::Slave(slaves[idx]);
                 }
             }
         }

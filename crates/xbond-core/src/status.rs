@@ -175,13 +175,18 @@ pub struct SlaveStatus {
     pub arp_up: Option<bool>,
 }
 
-/// balance-tlb/alb tables (JSON only).
+/// The balancing tables (JSON only): balance-tlb/alb, and the hash buckets of balance-xor and 802.3ad.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceInfo {
     /// Bytes sent per slave in the last interval, in slave order.
     pub load_per_slave: Vec<u64>,
-    /// Destination buckets with their slave and load: (bucket, slave, bytes).
+    /// Buckets with their slave and load: (bucket, slave, bytes). In
+    /// balance-tlb/alb, destination buckets; in balance-xor and 802.3ad,
+    /// hash buckets (bytes over about the last second).
     pub buckets: Vec<(u8, String, u64)>,
+    /// balance-xor and 802.3ad: times the buckets were rebalanced.
+    #[serde(default)]
+    pub rebalances: u64,
     /// balance-alb: peers and the slave each was given: (peer IP, peer MAC,
     /// slave).
     pub clients: Vec<(std::net::Ipv4Addr, MacAddr, String)>,
@@ -206,6 +211,36 @@ pub struct LacpInfo {
     pub active_aggregator: Option<AggregatorInfo>,
     /// The slave carrying traffic under `lacp_fallback`, if any.
     pub fallback_slave: Option<String>,
+}
+
+/// balance-xor and 802.3ad: the hash buckets with recent load, each with
+/// its slave, and the load per slave (bytes over about the last second).
+fn hash_balance(bond: &Bond) -> Option<BalanceInfo> {
+    use crate::options::Mode;
+    if !matches!(bond.config().mode, Mode::BalanceXor | Mode::Ieee8023ad) {
+        return None;
+    }
+    let mut load_per_slave = vec![0u64; bond.slaves().len()];
+    let buckets = bond
+        .hash_load()
+        .into_iter()
+        .map(|(b, s, l)| {
+            if let Some(x) = load_per_slave.get_mut(s) {
+                *x += l;
+            }
+            let name = bond
+                .slaves()
+                .get(s)
+                .map_or_else(|| s.to_string(), |x| x.spec.name.clone());
+            (b, name, l)
+        })
+        .collect();
+    Some(BalanceInfo {
+        load_per_slave,
+        buckets,
+        clients: Vec::new(),
+        rebalances: bond.hash_rebalances(),
+    })
 }
 
 /// The whole status of a bond.
@@ -301,29 +336,32 @@ impl Status {
             ns_ip6_target: cfg.ns_ip6_target.clone(),
             arp_validate: cfg.arp_validate.to_string(),
             link_watch_policy: cfg.link_watch_policy.map(|p| p.to_string()),
-            balance: bond.tlb().map(|t| {
-                let name = |i: u8| {
-                    bond.slaves()
-                        .get(usize::from(i))
-                        .map_or_else(|| i.to_string(), |s| s.spec.name.clone())
-                };
-                BalanceInfo {
-                    load_per_slave: t.load_per_slave(),
-                    buckets: t
-                        .assignments()
-                        .into_iter()
-                        .map(|(b, s, l)| (b, name(s), l))
-                        .collect(),
-                    clients: bond
-                        .rlb()
-                        .map(|r| {
-                            r.clients()
-                                .into_iter()
-                                .map(|c| (c.ip, c.mac, name(c.slave)))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                }
+            balance: hash_balance(bond).or_else(|| {
+                bond.tlb().map(|t| {
+                    let name = |i: u8| {
+                        bond.slaves()
+                            .get(usize::from(i))
+                            .map_or_else(|| i.to_string(), |s| s.spec.name.clone())
+                    };
+                    BalanceInfo {
+                        load_per_slave: t.load_per_slave(),
+                        buckets: t
+                            .assignments()
+                            .into_iter()
+                            .map(|(b, s, l)| (b, name(s), l))
+                            .collect(),
+                        clients: bond
+                            .rlb()
+                            .map(|r| {
+                                r.clients()
+                                    .into_iter()
+                                    .map(|c| (c.ip, c.mac, name(c.slave)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        rebalances: 0,
+                    }
+                })
             }),
             lacp: bond.lacp().map(|l| {
                 let c = l.config();

@@ -179,6 +179,9 @@ pub struct Bond {
     transmits: VecDeque<Transmit>,
     /// What the configured mode keeps: its machines and timers.
     mode: ModeState,
+    /// balance-xor and 802.3ad: the hash buckets' load and any rebalanced
+    /// table.
+    hash: crate::hashbal::HashBuckets,
 }
 
 impl Bond {
@@ -208,6 +211,7 @@ impl Bond {
             .unwrap_or_default();
         let mii_timer = links::mii_timer(cfg.miimon, now);
         let mode = ModeState::new(&cfg, &slaves, bond_mac, now);
+        let hash = crate::hashbal::HashBuckets::new(rebalance_interval(&cfg), now);
         let mut bond = Bond {
             cfg,
             slaves,
@@ -227,6 +231,7 @@ impl Bond {
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             mode,
+            hash,
         };
         bond.events.push_back(BondEvent::SetBondMac(bond_mac));
         if bond.slaves_take_bond_mac() {
@@ -455,4 +460,40 @@ impl Bond {
     pub fn lacp(&self) -> Option<&Lacp> {
         self.mode.lacp()
     }
+
+    /// balance-xor and 802.3ad: bytes the workers sent per hash bucket
+    /// since the last call (every 100 ms). With `rebalance_interval` the
+    /// buckets are given out anew by load when that helps.
+    pub fn note_hash_load(&mut self, seen: &[u64; crate::hashbal::HASH_BUCKETS], now: Instant) {
+        if !matches!(self.cfg.mode, Mode::BalanceXor | Mode::Ieee8023ad) {
+            return;
+        }
+        let n = usize::from(self.tx_plan().tx_count);
+        if self.hash.note(seen, n, now) {
+            self.publish();
+        }
+    }
+
+    /// balance-xor and 802.3ad: buckets with recent load: (bucket, slave,
+    /// bytes over about the last second).
+    pub fn hash_load(&self) -> Vec<(u8, usize, u64)> {
+        let plan = self.tx_plan();
+        let slaves = plan.tx_slaves();
+        self.hash
+            .loaded(slaves.len())
+            .into_iter()
+            .filter_map(|(b, pos, l)| Some((b, usize::from(*slaves.get(pos)?), l)))
+            .collect()
+    }
+
+    /// Times the hash buckets were rebalanced.
+    pub fn hash_rebalances(&self) -> u64 {
+        self.hash.moves()
+    }
+}
+
+/// `rebalance_interval` as a duration (`None`: 0, off).
+fn rebalance_interval(cfg: &BondConfig) -> Option<std::time::Duration> {
+    (cfg.rebalance_interval > 0)
+        .then(|| std::time::Duration::from_secs(u64::from(cfg.rebalance_interval)))
 }

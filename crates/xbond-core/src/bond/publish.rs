@@ -31,6 +31,7 @@ impl Bond {
         if let Some(t) = self.mode.tlb() {
             plan.tlb_table = t.table();
         }
+        let hashing = matches!(self.cfg.mode, Mode::BalanceXor | Mode::Ieee8023ad);
         let mut push = |i: usize| {
             plan.tx_slaves[usize::from(plan.tx_count)] = i as u8;
             plan.tx_count += 1;
@@ -77,6 +78,14 @@ impl Bond {
             // stale frames burst out when it comes back.
             plan.tx_count = 0;
             plan.rx_mask = 0;
+        }
+        if hashing {
+            let n = usize::from(plan.tx_count);
+            plan.hash_buckets = crate::hashbal::bucket_count(n);
+            if let Some(t) = self.hash.table(n) {
+                plan.hash_table = *t;
+                plan.hash_rebalanced = true;
+            }
         }
         plan
     }

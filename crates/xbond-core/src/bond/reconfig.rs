@@ -38,6 +38,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "ad_actor_port_prio",
     "lp_interval",
     "resend_igmp",
+    "rebalance_interval",
     "prio",
 ];
 
@@ -128,6 +129,11 @@ impl Bond {
                 .primary
                 .as_ref()
                 .and_then(|p| self.slaves.iter().position(|s| &s.spec.name == p));
+        }
+        if has("rebalance_interval") {
+            let every = (self.cfg.rebalance_interval > 0)
+                .then(|| std::time::Duration::from_secs(u64::from(self.cfg.rebalance_interval)));
+            self.hash.set_interval(every, now);
         }
         if has("prio") {
             for s in &mut self.slaves {

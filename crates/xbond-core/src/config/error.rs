@@ -198,6 +198,7 @@ pub(super) fn int_range(key: &str) -> Option<(u64, u64, &'static str)> {
         "ad_actor_sys_prio" => (1, 65_535, ""),
         "ad_user_port_key" => (0, 1023, ""),
         "lp_interval" => (1, INT_MAX, " s"),
+        "rebalance_interval" => (0, 3600, " s (0: off)"),
         "queues" => (1, u64::from(MAX_QUEUES), " or \"auto\""),
         _ => return None,
     })

@@ -274,6 +274,9 @@ impl Importer {
     }
 }
 
+/// xbond's own keys that `xbond ctl BOND set` changes too.
+pub const XBOND_LIVE_KEYS: &[&str] = &["rebalance_interval"];
+
 /// `cfg` with kernel options changed together, as `xbond ctl BOND set KEY
 /// VALUE [KEY VALUE ...]` and `ip link set bond0 type bond ...` ask (the
 /// sysfs forms: `arp_ip_target +10.0.0.1` adds, `-10.0.0.1` removes, a plain
@@ -299,6 +302,13 @@ pub fn with_kernel_options(
                 "ns_ip6_target" => imp.cfg.ns_ip6_target.clear(),
                 _ => {}
             }
+        }
+        if XBOND_LIVE_KEYS.contains(&key.as_str()) {
+            // xbond's own keys, as the TOML file writes them.
+            let doc: toml::Table =
+                toml::from_str(&format!("v = {v}")).map_err(|_| super::error::bad(&key, v))?;
+            set_key(&mut imp.cfg, &key, &doc["v"])?;
+            continue;
         }
         imp.set(&key, v)?;
         if let Some(w) = imp.warnings.first() {

@@ -184,6 +184,10 @@ pub struct BondConfig {
     pub tlb_dynamic_lb: bool,
     /// Seconds between learning packets to the switch (balance-tlb/alb).
     pub lp_interval: u32,
+    /// balance-xor and 802.3ad: seconds between rebalancing the hash
+    /// buckets over the slaves by load (0: never, the kernel's fixed
+    /// `hash % slaves`). Moving a bucket can reorder its flows once.
+    pub rebalance_interval: u32,
     /// IGMP membership reports sent after a failover (0-255).
     pub resend_igmp: u8,
     /// Take link state from the carrier (true, the kernel's default).
@@ -251,6 +255,7 @@ impl BondConfig {
             arp_missed_max: 2,
             tlb_dynamic_lb: true,
             lp_interval: 1,
+            rebalance_interval: 0,
             resend_igmp: 1,
             use_carrier: true,
             control_socket: None,

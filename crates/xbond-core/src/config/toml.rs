@@ -106,6 +106,7 @@ toml_keys! {
         arp_missed_max,
         tlb_dynamic_lb,
         lp_interval,
+        rebalance_interval,
         resend_igmp,
         use_carrier,
         control_socket,

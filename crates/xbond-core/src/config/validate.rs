@@ -27,6 +27,8 @@ const ARP_MODES: &[Mode] = &[
 const LACP_MODES: &[Mode] = &[Mode::Ieee8023ad];
 /// The transmit load balancing modes.
 const TLB_MODES: &[Mode] = &[Mode::BalanceTlb, Mode::BalanceAlb];
+/// The hashing modes (whose buckets can be rebalanced).
+const HASH_MODES: &[Mode] = &[Mode::BalanceXor, Mode::Ieee8023ad];
 /// Round robin.
 const RR_MODES: &[Mode] = &[Mode::BalanceRr];
 
@@ -103,7 +105,7 @@ impl BondConfig {
     }
 
     fn check_ranges(&self) -> Result<(), ConfigError> {
-        let values: [(&str, u64); 15] = [
+        let values: [(&str, u64); 16] = [
             ("miimon", self.miimon.into()),
             ("updelay", self.updelay.into()),
             ("downdelay", self.downdelay.into()),
@@ -122,6 +124,7 @@ impl BondConfig {
             ("ad_user_port_key", self.ad_user_port_key.into()),
             ("arp_missed_max", self.arp_missed_max.into()),
             ("lp_interval", self.lp_interval.into()),
+            ("rebalance_interval", self.rebalance_interval.into()),
             ("resend_igmp", self.resend_igmp.into()),
             ("num_grat_arp", self.num_grat_arp.into()),
             ("num_unsol_na", self.num_unsol_na.into()),
@@ -206,7 +209,7 @@ impl BondConfig {
 
     fn check_modes(&self) -> Result<(), ConfigError> {
         let d = BondConfig::new(&self.name, Vec::new());
-        let rules: [(&str, bool, String, &'static [Mode]); 21] = [
+        let rules: [(&str, bool, String, &'static [Mode]); 22] = [
             (
                 "primary",
                 self.primary.is_some(),
@@ -306,6 +309,12 @@ impl BondConfig {
                 self.lp_interval != d.lp_interval,
                 self.lp_interval.to_string(),
                 TLB_MODES,
+            ),
+            (
+                "rebalance_interval",
+                self.rebalance_interval != 0,
+                self.rebalance_interval.to_string(),
+                HASH_MODES,
             ),
             (
                 "arp_interval",

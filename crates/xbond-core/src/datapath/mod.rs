@@ -63,8 +63,9 @@ pub enum TxAction {
 pub struct TxVerdict {
     /// Where it goes.
     pub action: TxAction,
-    /// balance-tlb/alb: the destination bucket whose byte count the frame
-    /// adds to (the load the control thread balances by).
+    /// The bucket whose byte count the frame adds to: balance-tlb/alb's
+    /// destination bucket (the load the control thread balances by), or
+    /// balance-xor's and 802.3ad's hash bucket (the load view).
     pub load_bucket: Option<u8>,
 }
 
@@ -133,11 +134,15 @@ pub fn tx_batch(plan: &TxPlan, sel: &mut Selector, frames: &[&[u8]], out: &mut [
     if !balancing {
         sel.select_batch(plan, frames, &mut choices);
     }
-    for ((o, f), mut c) in out.iter_mut().zip(frames).zip(choices) {
+    let hashing = matches!(plan.mode, Mode::BalanceXor | Mode::Ieee8023ad);
+    for (i, ((o, f), mut c)) in out.iter_mut().zip(frames).zip(choices).enumerate() {
         *o = TxVerdict::default();
         if f.len() < ETH_HLEN {
             o.action = TxAction::Malformed;
             continue;
+        }
+        if hashing {
+            o.load_bucket = Some(sel.bucket(i));
         }
         if plan.divert_host_arp && is_arp(f) {
             o.action = TxAction::Divert;

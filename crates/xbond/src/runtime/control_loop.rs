@@ -675,7 +675,10 @@ impl Controller {
     /// bounds how late a stop is seen.
     fn wait(&mut self) -> Vec<xbond_xdp::netlink::Link> {
         let now = Instant::now();
-        let balancing = matches!(self.cfg.mode, Mode::BalanceTlb | Mode::BalanceAlb);
+        let balancing = matches!(
+            self.cfg.mode,
+            Mode::BalanceTlb | Mode::BalanceAlb | Mode::BalanceXor | Mode::Ieee8023ad
+        );
         let wait = self
             .bond
             .poll_timeout()
@@ -789,6 +792,12 @@ impl Controller {
     /// TX hints, receive filters, bond0's addresses.
     fn housekeeping(&mut self, now: Instant) {
         let balancing = matches!(self.cfg.mode, Mode::BalanceTlb | Mode::BalanceAlb);
+        let hashing = matches!(self.cfg.mode, Mode::BalanceXor | Mode::Ieee8023ad);
+        if hashing && self.every.tlb_sample.elapsed() >= TLB_SAMPLE {
+            // The load view (and any rebalancing) of the hash buckets.
+            self.every.tlb_sample = now;
+            self.bond.note_hash_load(&self.dp.take_tlb_load(), now);
+        }
         if balancing && self.every.tlb_sample.elapsed() >= TLB_SAMPLE {
             self.every.tlb_sample = now;
             self.bond.note_tlb_load(&self.dp.take_tlb_load());
