@@ -349,3 +349,155 @@ fn a_member_of_the_control_group_reads_the_status_but_changes_nothing() {
     );
     assert_eq!(status(&sock).miimon, 100);
 }
+
+#[test]
+fn slaves_are_enslaved_and_released_while_the_others_carry_on() {
+    let mut t = TwoLinks::new("ce");
+    let (host, far) = (t.host.clone(), t.far.clone());
+    t.lab.veth(&host, "a2", &far, "b2").unwrap();
+    t.lab
+        .bridge(&far, &["b0", "b1", "b2"], "10.98.0.2/24")
+        .unwrap();
+    let sock = t.start(
+        &host,
+        "xa",
+        "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"active-backup\"\nmiimon = 100\n",
+        "10.98.0.1/24",
+    );
+    wait_status(&sock, HANG, |s| {
+        s.active.as_deref() == Some("a0") && s.slaves.iter().all(|x| x.mii_status == "up")
+    });
+    let a1_mac = status(&sock).slaves[1].perm_hwaddr.to_string();
+    let bond_mac = t.mac(&host, "bond0");
+    refused(
+        &sock,
+        &["enslave", "a0"],
+        &["enslave a0: already a slave of bond0"],
+    );
+    refused(
+        &sock,
+        &["enslave", "a7"],
+        &["enslave a7: no such interface"],
+    );
+    t.lab
+        .exec(&host, &["ip", "addr", "add", "10.98.0.9/24", "dev", "a2"])
+        .unwrap();
+    refused(
+        &sock,
+        &["enslave", "a2"],
+        &["enslave a2: it has addresses (10.98.0.9)"],
+    );
+    t.lab
+        .exec(&host, &["ip", "addr", "flush", "dev", "a2"])
+        .unwrap();
+    refused(
+        &sock,
+        &["release", "a9"],
+        &["release a9: not a slave of bond0; slaves: a0, a1"],
+    );
+
+    // Enslaved: a2 comes up with the bond's MAC and its XDP program; a0 stays
+    // active throughout.
+    ok(&sock, &["enslave", "a2"]);
+    let s = wait_status(&sock, HANG, |s| {
+        s.slaves.len() == 3 && s.slaves[2].mii_status == "up"
+    });
+    assert_eq!(s.active.as_deref(), Some("a0"), "{}", s.proc_text());
+    assert_eq!(s.slaves[0].link_failure_count, 0);
+    assert_eq!(t.mac(&host, "a2"), bond_mac);
+    let xdp = |i: &str| {
+        t.lab
+            .exec(&host, &["ip", "-d", "link", "show", i])
+            .unwrap()
+            .contains("prog/xdp")
+    };
+    assert!(xdp("a2"));
+    t.ping(&host, "10.98.0.2");
+
+    // Released: a1 gets its own MAC back and loses its program; the bond
+    // goes on.
+    assert!(ok(&sock, &["release", "a1"]).contains("slaves"));
+    let s = status(&sock);
+    let names: Vec<&str> = s.slaves.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names, ["a0", "a2"]);
+    assert_eq!(s.active.as_deref(), Some("a0"));
+    assert_eq!(t.mac(&host, "a1"), a1_mac);
+    assert!(!xdp("a1"));
+    t.ping(&host, "10.98.0.2");
+
+    // The active slave released: the other takes over.
+    ok(&sock, &["release", "a0"]);
+    let s = wait_status(&sock, HANG, |s| s.active.as_deref() == Some("a2"));
+    assert_eq!(s.slaves.len(), 1);
+    t.ping(&host, "10.98.0.2");
+    refused(
+        &sock,
+        &["release", "a2"],
+        &["release a2: it is bond0's last slave"],
+    );
+
+    // --save writes the slaves to the config file.
+    let (ok_, text) = ctl(&sock, &["--save", "enslave", "a1"]);
+    assert!(ok_, "{text}");
+    let saved = std::fs::read_to_string(t.lab.dir().join("xa.toml")).unwrap();
+    let cfg = xbond_core::config::BondConfig::from_toml_str(&saved).unwrap();
+    assert_eq!(cfg.slaves, ["a2", "a1"]);
+    let log = std::fs::read_to_string(t.lab.dir().join("xa.log")).unwrap();
+    for line in [
+        "bond0: (slave a2): Enslaving as a backup interface (xbond ctl)",
+        "bond0: (slave a1): Releasing backup interface (xbond ctl)",
+        "bond0: (slave a0): Releasing active interface (xbond ctl)",
+    ] {
+        assert!(log.contains(line), "{line}:\n{log}");
+    }
+}
+
+#[test]
+fn in_802_3ad_the_other_ports_stay_aggregated_across_an_enslave_and_a_release() {
+    let mut t = TwoLinks::new("cq");
+    let (host, far) = (t.host.clone(), t.far.clone());
+    t.lab.veth(&host, "a2", &far, "b2").unwrap();
+    let cfg = |s: &[&str]| {
+        let list: Vec<String> = s.iter().map(|x| format!("\"{x}\"")).collect();
+        format!("name = \"bond0\"\nslaves = [{}]\nmode = \"802.3ad\"\nmiimon = 100\nlacp_rate = \"fast\"\n", list.join(", "))
+    };
+    let sa = t.start(&host, "xa", &cfg(&["a0", "a1"]), "10.99.0.1/24");
+    let sb = t.start(&far, "xb", &cfg(&["b0", "b1", "b2"]), "10.99.0.2/24");
+    let distributing = |s: &xbond_core::status::Status, n: &str| {
+        s.slaves.iter().any(|x| {
+            x.name == n
+                && x.lacp
+                    .as_ref()
+                    .is_some_and(|p| p.actor_state & 0x30 == 0x30)
+        })
+    };
+    wait_status(&sa, HANG, |s| {
+        distributing(s, "a0") && distributing(s, "a1")
+    });
+    let before = status(&sb);
+    let churn = |s: &xbond_core::status::Status, n: &str| {
+        let p = s
+            .slaves
+            .iter()
+            .find(|x| x.name == n)
+            .unwrap()
+            .lacp
+            .clone()
+            .unwrap();
+        (p.actor_churned, p.partner_churned, p.partner_port)
+    };
+    ok(&sa, &["enslave", "a2"]);
+    wait_status(&sa, HANG, |s| {
+        ["a0", "a1", "a2"].iter().all(|n| distributing(s, n))
+    });
+    ok(&sa, &["release", "a1"]);
+    let s = wait_status(&sb, HANG, |s| {
+        !distributing(s, "b1") && distributing(s, "b0") && distributing(s, "b2")
+    });
+    // b0's partner (a0) never changed: same port number, no churn.
+    assert_eq!(churn(&s, "b0"), churn(&before, "b0"), "{}", s.proc_text());
+    let a = status(&sa);
+    assert_eq!(a.slaves[0].link_failure_count, 0);
+    assert!(a.mii_status);
+    t.ping(&host, "10.99.0.2");
+}

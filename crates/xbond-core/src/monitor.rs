@@ -138,7 +138,22 @@ impl ArpMonitor {
     /// changed at run time): its state, and the replies from the targets
     /// both have.
     pub fn keep_proof(&mut self, old: &ArpMonitor) {
-        for (new, was) in self.slaves.iter_mut().zip(&old.slaves) {
+        let map: Vec<Option<usize>> = (0..old.slaves.len()).map(Some).collect();
+        self.keep_proof_of(old, &map);
+    }
+
+    /// As [`ArpMonitor::keep_proof`], with old slave `i` now at `map[i]`
+    /// (`None`: released): slaves were added or released.
+    pub fn keep_proof_of(&mut self, old: &ArpMonitor, map: &[Option<usize>]) {
+        for (i, was) in old.slaves.iter().enumerate() {
+            let Some(j) = map
+                .get(i)
+                .copied()
+                .flatten()
+                .filter(|&j| j < self.slaves.len())
+            else {
+                continue;
+            };
             let per_target = self
                 .targets
                 .iter()
@@ -149,12 +164,12 @@ impl ArpMonitor {
                         .and_then(|j| was.per_target.get(j).copied().flatten())
                 })
                 .collect();
-            *new = SlaveProof {
+            self.slaves[j] = SlaveProof {
                 per_target,
                 ..was.clone()
             };
         }
-        self.rotate = old.rotate;
+        self.rotate = old.rotate % self.slaves.len().max(1);
         self.paths = old.paths.clone();
     }
 

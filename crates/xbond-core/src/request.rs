@@ -16,6 +16,10 @@ pub enum Request {
     /// options together (as `ip link set bond0 type bond ...` does), each
     /// value as sysfs takes it.
     Set(Vec<(String, String)>),
+    /// `enslave IF`: add IF as a slave.
+    Enslave(String),
+    /// `release IF`: remove the slave IF.
+    Release(String),
 }
 
 impl Request {
@@ -25,7 +29,8 @@ impl Request {
     }
 }
 
-const VALID: &str = "status, active-slave IF, set OPTION VALUE [OPTION VALUE ...]";
+const VALID: &str =
+    "status, active-slave IF, set OPTION VALUE [OPTION VALUE ...], enslave IF, release IF";
 
 /// Reads one request line as it came off the socket (`bytes` ends with the
 /// newline). The error names what was wrong and what is valid.
@@ -58,6 +63,8 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, String> {
     match verb {
         "status" if rest.is_empty() => Ok(Request::Status),
         "active-slave" => iface("active-slave").map(Request::ActiveSlave),
+        "enslave" => iface("enslave").map(Request::Enslave),
+        "release" => iface("release").map(Request::Release),
         "set" if !rest.is_empty() && rest.len().is_multiple_of(2) => Ok(Request::Set(
             rest.chunks(2)
                 .map(|p| (p[0].to_string(), p[1].to_string()))

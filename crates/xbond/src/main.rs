@@ -65,7 +65,8 @@ enum Cmd {
         #[arg(long)]
         socket: Option<String>,
     },
-    /// Change a running bond: `active-slave IF`, or `set OPTION VALUE` for
+    /// Change a running bond: `active-slave IF`, `enslave IF`, `release IF`,
+    /// or `set OPTION VALUE` for
     /// the options the kernel changes at run time (miimon, updelay,
     /// downdelay, primary, primary_reselect, arp_interval, arp_ip_target
     /// [+|-]IP, arp_validate, lacp_rate, ad_actor_sys_prio, min_links,
@@ -83,7 +84,8 @@ enum Cmd {
         /// Control socket (default /run/xbond/BOND.sock).
         #[arg(long)]
         socket: Option<String>,
-        /// What to change: `active-slave IF` or `set OPTION VALUE`.
+        /// What to change: `active-slave IF`, `enslave IF`, `release IF` or
+        /// `set OPTION VALUE [OPTION VALUE ...]`.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         change: Vec<String>,
     },
@@ -506,6 +508,9 @@ fn real_main(cli: Cli) -> Result<()> {
                     let v = done.answer["toml"][k].as_str().unwrap_or_default();
                     println!("{bond}: {k} = {v}");
                 }
+            } else if let Some(s) = done.answer.get("slaves").and_then(|s| s.as_array()) {
+                let list: Vec<&str> = s.iter().filter_map(|x| x.as_str()).collect();
+                println!("{bond}: slaves {}", list.join(", "));
             } else if let Some(a) = done.answer.get("active").and_then(|a| a.as_str()) {
                 println!("{bond}: active slave {a}");
             }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::mode::{lacp_config, ModeState};
-use super::{links, Bond};
+use super::{links, Bond, SlaveSpec};
 use crate::config::BondConfig;
 
 /// The options a running bond takes. The kernel also changes `lacp_rate`,
@@ -200,6 +200,76 @@ impl Bond {
         Ok(())
     }
 
+    /// The bond with its slaves changed (`xbond ctl enslave` / `release`):
+    /// `cfg` lists the new slaves (validated) and `specs` follows it. Every
+    /// slave that stays keeps its state: link, counters, MAC, LACP machines
+    /// and partner, ARP proof; the active slave stays if it stays; the bond
+    /// keeps its MAC. A new slave starts down (feed its carrier) and takes
+    /// the bond's MAC where the mode gives slaves the bond's. balance-tlb/alb
+    /// assign their tables again.
+    pub fn with_slaves(self, cfg: BondConfig, specs: Vec<SlaveSpec>, now: Instant) -> Bond {
+        let old = self;
+        let map: Vec<Option<usize>> = old
+            .slaves
+            .iter()
+            .map(|s| cfg.slaves.iter().position(|n| *n == s.spec.name))
+            .collect();
+        let mut cfg = cfg;
+        if cfg.mac.is_none() {
+            // The bond keeps its MAC when its first slave goes.
+            cfg.mac = Some(old.bond_mac);
+        }
+        let mut new = Bond::new(cfg, specs, now);
+        new.cfg.mac = old.cfg.mac;
+        new.events.clear();
+        let mut fresh = vec![true; new.slaves.len()];
+        for (i, to) in map.iter().enumerate() {
+            if let Some(j) = *to {
+                let prio = new.slaves[j].prio;
+                new.slaves[j] = old.slaves[i].clone();
+                new.slaves[j].prio = prio;
+                fresh[j] = false;
+            }
+        }
+        new.active = old.active.and_then(|a| map[a]);
+        new.carrier = old.carrier;
+        new.plan_version = old.plan_version;
+        new.mtu = old.mtu;
+        new.ipv4 = old.ipv4.clone();
+        new.ipv6 = old.ipv6.clone();
+        new.uppers = old.uppers.clone();
+        new.joined = old.joined.clone();
+        new.mii_timer = old.mii_timer;
+        new.hash = old.hash.clone();
+        match (&mut new.mode, &old.mode) {
+            (ModeState::Lacp { engine }, ModeState::Lacp { engine: was }) => {
+                engine.adopt(was, &map);
+            }
+            (ModeState::Static { arp: Some(a) }, ModeState::Static { arp: Some(w) })
+            | (
+                ModeState::ActiveBackup { arp: Some(a), .. },
+                ModeState::ActiveBackup { arp: Some(w), .. },
+            ) => a.keep_proof_of(w, &map),
+            _ => {}
+        }
+        new.set_probe_paths(old.probe_paths.clone());
+        if let Some(r) = new.mode.rlb_mut() {
+            r.set_bond_ips(new.ipv4.clone());
+        }
+        let take_bond_mac = new.slaves_take_bond_mac();
+        for (j, is_new) in fresh.iter().enumerate() {
+            if *is_new && take_bond_mac {
+                let mac = new.bond_mac;
+                new.slaves[j].mac = new.slaves[j].spec.perm_mac;
+                new.set_slave_mac(j, mac);
+            }
+        }
+        // A released active slave: the reselection picks another.
+        new.reselect(now);
+        new.publish();
+        new
+    }
+
     /// The slaves' names, comma-separated.
     pub(super) fn slave_names(&self) -> String {
         self.slaves
@@ -207,5 +277,86 @@ impl Bond {
             .map(|s| s.spec.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::super::test_util::{bond, cfg, drain, spec};
+    use super::*;
+    use crate::bond::BondEvent;
+    use crate::options::Mode;
+
+    #[test]
+    fn releasing_a_backup_changes_nothing_for_the_active_and_releasing_the_active_fails_over() {
+        let t0 = Instant::now();
+        let b = bond(cfg(Mode::ActiveBackup), t0);
+        let names: Vec<String> = b.slaves().iter().map(|s| s.spec.name.clone()).collect();
+        let mut b = b;
+        for i in 0..names.len() {
+            b.handle_carrier(i, true, t0);
+        }
+        drain(&mut b);
+        let active = b.active().unwrap();
+        let mac = b.bond_mac();
+        // Release a slave that is not active.
+        let gone = (0..names.len()).find(|&i| i != active).unwrap();
+        let mut c = b.config().clone();
+        c.slaves.retain(|n| *n != names[gone]);
+        let specs: Vec<SlaveSpec> = b
+            .slaves()
+            .iter()
+            .filter(|s| s.spec.name != names[gone])
+            .map(|s| s.spec.clone())
+            .collect();
+        let failures = b.slaves()[active].link_failure_count;
+        let mut b = b.with_slaves(c, specs, t0);
+        let ev = drain(&mut b);
+        assert!(
+            !ev.iter().any(|e| matches!(
+                e,
+                BondEvent::ActiveChanged { .. } | BondEvent::SetBondMac(_)
+            )),
+            "{ev:?}"
+        );
+        assert_eq!(b.slaves()[b.active().unwrap()].spec.name, names[active]);
+        assert_eq!(b.slaves()[b.active().unwrap()].link_failure_count, failures);
+        assert_eq!(b.bond_mac(), mac);
+        // Enslave a new one: down until its carrier comes, with the bond's MAC.
+        let mut c = b.config().clone();
+        c.slaves.push("eno9".into());
+        let mut specs: Vec<SlaveSpec> = b.slaves().iter().map(|s| s.spec.clone()).collect();
+        specs.push(spec("eno9", 9, 1000));
+        let mut b = b.with_slaves(c, specs, t0);
+        let ev = drain(&mut b);
+        let j = b.slaves().len() - 1;
+        assert!(
+            ev.contains(&BondEvent::SetSlaveMac { slave: j, mac }),
+            "{ev:?}"
+        );
+        assert!(!b.slaves()[j].link.usable());
+        b.handle_carrier(j, true, t0);
+        assert!(b.slaves()[j].link.usable());
+        // Release the active one: another takes over.
+        let a = b.active().unwrap();
+        let name = b.slaves()[a].spec.name.clone();
+        let mut c = b.config().clone();
+        c.slaves.retain(|n| *n != name);
+        let specs: Vec<SlaveSpec> = b
+            .slaves()
+            .iter()
+            .filter(|s| s.spec.name != name)
+            .map(|s| s.spec.clone())
+            .collect();
+        let mut b = b.with_slaves(c, specs, t0);
+        let ev = drain(&mut b);
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, BondEvent::ActiveChanged { new: Some(_), .. })),
+            "{ev:?}"
+        );
+        assert_ne!(b.slaves()[b.active().unwrap()].spec.name, name);
     }
 }

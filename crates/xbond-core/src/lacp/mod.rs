@@ -478,6 +478,69 @@ impl Lacp {
         self.run(now);
     }
 
+    /// Takes over `old`'s state after slaves were added or released
+    /// (`xbond ctl enslave` / `release`): `map[i]` is the new position of
+    /// old port `i` (`None`: released). Kept ports keep their machines,
+    /// partner, port number and aggregator, so their partner sees nothing
+    /// change; a new port gets the lowest port number not in use and starts
+    /// as a port does. Aggregators are relabelled densely; a released port's
+    /// own aggregator goes on under another label while it has ports.
+    pub fn adopt(&mut self, old: &Lacp, map: &[Option<usize>]) {
+        self.cfg = old.cfg.clone();
+        let n = self.ports.len();
+        let mut adopted = vec![false; n];
+        for (i, to) in map.iter().enumerate() {
+            if let (Some(j), Some(p)) = (to, old.ports.get(i)) {
+                if *j < n {
+                    let spec = self.ports[*j].spec.clone();
+                    self.ports[*j] = p.clone();
+                    self.ports[*j].spec.port_priority = spec.port_priority;
+                    adopted[*j] = true;
+                }
+            }
+        }
+        // New ports: the system of the old engine, a free port number.
+        let mut used: Vec<u16> = (0..n)
+            .filter(|&j| adopted[j])
+            .map(|j| self.ports[j].actor.port)
+            .collect();
+        for j in (0..n).filter(|&j| !adopted[j]) {
+            let number = (1..).find(|k| !used.contains(k)).unwrap_or(j as u16 + 1);
+            used.push(number);
+            let port = &mut self.ports[j];
+            port.actor.port = number;
+            port.actor.system = self.cfg.system;
+            port.actor.system_priority = self.cfg.system_priority;
+        }
+        // Aggregator labels, densely: a label keeps its group together.
+        let mut relabel: Vec<(usize, usize)> = Vec::new();
+        for (port, kept) in self.ports.iter_mut().zip(&adopted) {
+            let Some(a) = port.aggregator.filter(|_| *kept) else {
+                port.aggregator = None;
+                continue;
+            };
+            let label = match relabel.iter().find(|(o, _)| *o == a) {
+                Some((_, l)) => *l,
+                None => {
+                    let l = (0..n)
+                        .find(|l| !relabel.iter().any(|(_, x)| x == l))
+                        .unwrap_or(0);
+                    relabel.push((a, l));
+                    l
+                }
+            };
+            port.aggregator = Some(label);
+        }
+        self.active_agg = old
+            .active_agg
+            .and_then(|a| relabel.iter().find(|(o, _)| *o == a).map(|(_, l)| *l));
+        self.fallback_port = old
+            .fallback_port
+            .and_then(|p| map.get(p).copied().flatten());
+        self.tick = old.tick;
+        self.changed = true;
+    }
+
     fn cfg_lacp_enabled(&self) -> bool {
         true
     }

@@ -592,3 +592,44 @@ fn a_marker_flood_does_not_pile_up_responses() {
     }
     assert!(std::iter::from_fn(|| s.a.poll_transmit()).count() <= 64);
 }
+
+#[test]
+fn adopting_after_a_release_keeps_the_other_port_aggregated() {
+    let mut s = Sim::new(cfg(1), cfg(2), &[1000, 1000]);
+    s.all_up();
+    s.until(Duration::from_secs(10), |s| distributing(&s.a) == [0, 1]);
+    let kept = s.a.port_status(1).unwrap();
+    // Port 0 released: a new engine with the old port 1 alone.
+    let specs = ports(1, &[1000, 1000]);
+    let mut a = Lacp::new(cfg(1), vec![specs[1].clone()], s.now);
+    a.adopt(&s.a, &[None, Some(0)]);
+    let now = a.port_status(0).unwrap();
+    assert_eq!(
+        (
+            now.mux,
+            now.actor_port,
+            now.partner_system,
+            now.partner_key,
+            now.actor_state
+        ),
+        (
+            kept.mux,
+            kept.actor_port,
+            kept.partner_system,
+            kept.partner_key,
+            kept.actor_state
+        )
+    );
+    assert_eq!(a.tx_ports().collect::<Vec<_>>(), [0]);
+    assert!(a.carrier());
+    // A port enslaved later gets a port number of its own.
+    let mut b = Lacp::new(cfg(1), vec![specs[1].clone(), specs[0].clone()], s.now);
+    b.adopt(&a, &[Some(0)]);
+    let numbers = (
+        b.port_status(0).unwrap().actor_port,
+        b.port_status(1).unwrap().actor_port,
+    );
+    assert_eq!(numbers.0, kept.actor_port);
+    assert_ne!(numbers.1, numbers.0);
+    assert_eq!(b.tx_ports().collect::<Vec<_>>(), [0]);
+}

@@ -35,6 +35,37 @@ pub(super) struct HostGuard {
     pub(super) restore_mtu: Vec<(String, u32)>,
 }
 
+impl HostGuard {
+    /// Gives a released slave back what xbond changed on it (MAC, offloads,
+    /// IPv6, MTU), now rather than at exit.
+    pub(super) fn give_back(&mut self, name: &str) {
+        let one = HostGuard {
+            nl: match Netlink::open() {
+                Ok(nl) => nl,
+                Err(e) => {
+                    warn!("giving {name} back its settings: {e}");
+                    return;
+                }
+            },
+            upper: None,
+            created_now: false,
+            restore_macs: take(&mut self.restore_macs, |(n, _)| n == name),
+            restore_offloads: take(&mut self.restore_offloads, |(n, _)| n == name),
+            restore_ipv6: take(&mut self.restore_ipv6, |n| n == name),
+            restore_mtu: take(&mut self.restore_mtu, |(n, _)| n == name),
+        };
+        // Dropping it restores them.
+        drop(one);
+    }
+}
+
+/// Removes and returns the entries of `v` that `pick` chooses.
+fn take<T>(v: &mut Vec<T>, pick: impl Fn(&T) -> bool) -> Vec<T> {
+    let (out, keep): (Vec<T>, Vec<T>) = std::mem::take(v).into_iter().partition(|x| pick(x));
+    *v = keep;
+    out
+}
+
 impl Drop for HostGuard {
     fn drop(&mut self) {
         for (name, mac) in self.restore_macs.drain(..) {
@@ -90,7 +121,7 @@ pub(super) struct Slaves {
 
 /// An interface's active RX and TX queues (sysfs `queues/rx-N`, `tx-N`;
 /// netlink's counts where sysfs has none).
-fn active_queues(name: &str, link: &Link) -> (u32, u32) {
+pub(super) fn active_queues(name: &str, link: &Link) -> (u32, u32) {
     let count = |prefix: &str| -> Option<u32> {
         let dir = std::fs::read_dir(format!("/sys/class/net/{name}/queues")).ok()?;
         let n = dir

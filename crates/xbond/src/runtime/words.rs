@@ -81,6 +81,21 @@ pub(super) fn rejoining(bond: &str, name: &str) -> String {
     slave(bond, name, "interface back; enslaving it again")
 }
 
+/// A slave enslaved while running.
+pub(super) fn enslaving(bond: &str, name: &str) -> String {
+    slave(bond, name, "Enslaving as a backup interface (xbond ctl)")
+}
+
+/// A slave released while running.
+pub(super) fn releasing(bond: &str, name: &str, active: bool) -> String {
+    let role = if active { "active" } else { "backup" };
+    slave(
+        bond,
+        name,
+        &format!("Releasing {role} interface (xbond ctl)"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
