@@ -188,6 +188,10 @@ fn active_backup_takes_a_new_active_slave_and_options_live_and_refuses_the_rest(
         &["mode cannot change while the bond has slaves"],
     );
     refused(&sock, &["set", "bogus", "1"], &["bogus"]);
+    // A slave's priority, as `ip link set a1 type bond_slave prio 10`.
+    ok(&sock, &["set", "prio", "a1=10"]);
+    assert_eq!(status(&sock).slaves[1].prio, 10);
+    refused(&sock, &["set", "prio", "a9=1"], &["prio", "a9"]);
     refused(
         &sock,
         &["set", "rebalance_interval", "5"],
@@ -283,6 +287,9 @@ fn lacp_options_changed_live_reach_the_partner() {
         s.mii_status && (0..2).all(|i| partner(s, i).partner_system_priority == 100)
     });
     wait_status(&sa, HANG, |s| s.mii_status);
+    // A port's priority reaches the partner too.
+    ok(&sa, &["set", "ad_actor_port_prio", "a0=100"]);
+    wait_status(&sb, HANG, |s| partner(s, 0).partner_port_priority == 100);
     // min_links 2 with one link cut: no carrier; min_links 1: carrier.
     refused(
         &sa,

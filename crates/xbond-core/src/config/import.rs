@@ -277,6 +277,10 @@ impl Importer {
 /// xbond's own keys that `xbond ctl BOND set` changes too.
 pub const XBOND_LIVE_KEYS: &[&str] = &["rebalance_interval"];
 
+/// Per-slave tables `xbond ctl BOND set` changes entry by entry
+/// (`prio eno1=10`, as `ip link set eno1 type bond_slave prio 10`).
+const SLAVE_TABLES: &[&str] = &["prio", "ad_actor_port_prio"];
+
 /// `cfg` with kernel options changed together, as `xbond ctl BOND set KEY
 /// VALUE [KEY VALUE ...]` and `ip link set bond0 type bond ...` ask (the
 /// sysfs forms: `arp_ip_target +10.0.0.1` adds, `-10.0.0.1` removes, a plain
@@ -302,6 +306,34 @@ pub fn with_kernel_options(
                 "ns_ip6_target" => imp.cfg.ns_ip6_target.clear(),
                 _ => {}
             }
+        }
+        if SLAVE_TABLES.contains(&key.as_str()) {
+            let mut table = toml::Table::new();
+            let current: Vec<(String, i64)> = if key == "prio" {
+                imp.cfg
+                    .prio
+                    .iter()
+                    .map(|(k, v)| (k.clone(), i64::from(*v)))
+                    .collect()
+            } else {
+                imp.cfg
+                    .ad_actor_port_prio
+                    .iter()
+                    .map(|(k, v)| (k.clone(), i64::from(*v)))
+                    .collect()
+            };
+            for (k, n) in current {
+                table.insert(k, toml::Value::Integer(n));
+            }
+            for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let (k, n) = item
+                    .split_once('=')
+                    .ok_or_else(|| bad_with(&key, item, "SLAVE=N, e.g. eno1=10".into()))?;
+                let n: i64 = n.trim().parse().map_err(|_| bad(&key, item))?;
+                table.insert(k.trim().to_string(), toml::Value::Integer(n));
+            }
+            set_key(&mut imp.cfg, &key, &toml::Value::Table(table))?;
+            continue;
         }
         if XBOND_LIVE_KEYS.contains(&key.as_str()) {
             // xbond's own keys, as the TOML file writes them.
