@@ -19,6 +19,8 @@
 //! end (the last minute): resident memory, CPU (all threads, from
 //! schedstat, as a share of one core) and the frames lost per failover.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -37,18 +39,6 @@ fn cfg(a: &str, b: &str) -> String {
     format!(
         "name = \"bond0\"\nslaves = [\"{a}\", \"{b}\"]\nmode = \"802.3ad\"\nmiimon = 100\nlacp_rate = \"fast\"\nxmit_hash_policy = \"layer3+4\"\n"
     )
-}
-
-/// CPU time (ns) of every thread of a process, from schedstat.
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -160,7 +150,7 @@ fn main() -> anyhow::Result<()> {
             let expect = rate * CYCLE.as_secs();
             lab.start_sink(exe(), &far, &format!("sink{id}"), &["bond0"], id, expect)?;
         }
-        let cpu0 = cpu_ns(pid);
+        let cpu0 = common::cpu_ns(pid);
         let t0 = Instant::now();
         for (id, size, flows, rate) in STREAMS {
             let count = (rate * CYCLE.as_secs()).to_string();
@@ -214,7 +204,7 @@ fn main() -> anyhow::Result<()> {
         for (id, ..) in STREAMS {
             lab.wait(&format!("send{id}"), CYCLE * 3)?;
         }
-        let cpu_pct = (cpu_ns(pid) - cpu0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0;
+        let cpu_pct = (common::cpu_ns(pid) - cpu0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0;
         let (mut sent, mut lost) = (0, 0);
         for (id, ..) in STREAMS {
             let r = lab.sink_report(&format!("sink{id}"))?;

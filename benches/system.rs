@@ -28,6 +28,8 @@
 //! work, so the frame rates are those of this machine, and the CPU time per
 //! frame is the figure that compares implementations.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -148,22 +150,6 @@ fn bond_exe() -> &'static Path {
     EXE.get_or_init(|| {
         std::env::var_os("XBOND_BENCH_BOND_EXE").map_or_else(|| exe().to_path_buf(), PathBuf::from)
     })
-}
-
-/// CPU time (ns) of every thread of a process, from schedstat.
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .sum()
 }
 
 struct Bench {
@@ -390,9 +376,9 @@ fn main() -> anyhow::Result<()> {
         drop(b);
         let mut b = setup(&sc, 0)?;
         for (di, (dir, (fps, gen_med, share))) in DIRS.iter().zip(through).enumerate() {
-            let c0 = cpu_ns(b.bond_pid);
+            let c0 = common::cpu_ns(b.bond_pid);
             let (_, _, rep) = measure(&mut b, dir, FIXED_RATE, 2.0)?;
-            let c1 = cpu_ns(b.bond_pid);
+            let c1 = common::cpu_ns(b.bond_pid);
             let frames = rep.received;
             let ns_per_frame = if frames > 0 {
                 c1.saturating_sub(c0) as f64 / frames as f64
@@ -438,9 +424,9 @@ fn main() -> anyhow::Result<()> {
         let b = setup(&ab, 200)?;
         std::thread::sleep(Duration::from_secs(1));
         let t0 = Instant::now();
-        let c0 = cpu_ns(b.bond_pid);
+        let c0 = common::cpu_ns(b.bond_pid);
         std::thread::sleep(Duration::from_secs(5));
-        let c1 = cpu_ns(b.bond_pid);
+        let c1 = common::cpu_ns(b.bond_pid);
         c1.saturating_sub(c0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0
     };
     eprintln!("idle: {idle:.3}% of a core");

@@ -151,17 +151,12 @@ fn the_load_view_shows_each_bucket_on_its_slave_and_rebalancing_splits_an_unluck
             && s.slaves[1].runtime.tx_frames > before[1] + 2000
     });
     let view = after.balance.unwrap();
-    let busy: std::collections::BTreeSet<&str> = view
-        .buckets
-        .iter()
-        .filter(|(_, _, l)| *l > 100_000)
-        .map(|(_, s, _)| s.as_str())
-        .collect();
-    assert_eq!(
-        busy.len(),
-        2,
-        "the two busy buckets on two slaves: {:?}",
-        view.buckets
+    let mut by_load = view.buckets.clone();
+    by_load.sort_by_key(|(_, _, l)| std::cmp::Reverse(*l));
+    assert!(by_load.len() >= 2, "{by_load:?}");
+    assert_ne!(
+        by_load[0].1, by_load[1].1,
+        "the two busiest buckets on two slaves: {by_load:?}"
     );
     t.lab.stop("fa").unwrap();
     t.lab.stop("fb").unwrap();

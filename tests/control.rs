@@ -46,22 +46,17 @@ impl Drop for Group {
 /// `xbond status` as uid nobody with the given primary and supplementary
 /// groups.
 fn status_as_nobody(sock: &str, gid: u32, groups: &str) -> (bool, String) {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            &format!("--regid={gid}"),
-            &format!("--groups={groups}"),
-        ])
-        .arg(exe())
-        .args(["status", "bond0", "--socket", sock])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (code, text) = common::output(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                &format!("--regid={gid}"),
+                &format!("--groups={groups}"),
+            ])
+            .arg(exe())
+            .args(["status", "bond0", "--socket", sock]),
     );
-    (out.status.success(), text)
+    (code == 0, text)
 }
 
 fn raw(sock: &str, request: &[u8]) -> String {
@@ -174,7 +169,7 @@ fn after_set_up_only_the_control_thread_keeps_capabilities_and_real_time() {
     let sock = t.start(
         &host,
         "xa",
-        "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"active-backup\"\n",
+        "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"active-backup\"\nmetrics_listen = \"127.0.0.1:9743\"\n",
         "10.75.0.1/24",
     );
     let pid = t.lab.pid("xa").expect("daemon pid");
@@ -192,8 +187,9 @@ fn after_set_up_only_the_control_thread_keeps_capabilities_and_real_time() {
     }
     assert!(
         all.iter().any(|t| t.0.starts_with("xbond-w"))
-            && all.iter().any(|t| t.0 == "xbond-control"),
-        "workers and the control socket's thread are among them: {all:?}"
+            && all.iter().any(|t| t.0 == "xbond-control")
+            && all.iter().any(|t| t.0 == "xbond-metrics"),
+        "workers, the control socket's and the metrics' threads are among them: {all:?}"
     );
     // With what it kept, the bond still does its work at run time: a
     // failover (MACs, filters, peer notification on a1), then a clean exit

@@ -21,13 +21,7 @@ fn doctor(ns: &str, sock: &str, json: bool) -> (i32, String) {
     if json {
         c.arg("--json");
     }
-    let out = c.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    common::output(&mut c)
 }
 
 fn assert_finds(ns: &str, sock: &str, code: i32, names: &[&str]) -> String {
@@ -115,11 +109,13 @@ fn no_monitoring_a_down_slave_flapping_and_no_carrier_are_named() {
     wait_status(&sock, HANG, |s| s.slaves[1].mii_status == "down");
     let text = assert_finds(&host, &sock, 1, &["slave-down", "link-failures"]);
     assert!(text.contains("slave a1 is down"), "{text}");
-    // Flapping while doctor looks: an error.
+    // Flapping while doctor looks (from before it starts until it is
+    // done): an error.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flapper = {
-        let far = far.clone();
+        let (far, done) = (far.clone(), done.clone());
         std::thread::spawn(move || {
-            for _ in 0..12 {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 for s in ["up", "down"] {
                     let _ = std::process::Command::new("ip")
                         .args(["-n", &far, "link", "set", "b1", s])
@@ -129,8 +125,8 @@ fn no_monitoring_a_down_slave_flapping_and_no_carrier_are_named() {
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(100));
     let (rc, text) = doctor(&host, &sock, false);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
     flapper.join().unwrap();
     assert_eq!(rc, 2, "{text}");
     assert!(

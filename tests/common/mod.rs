@@ -197,3 +197,14 @@ pub fn assert_layout(sock: &str, layout: &str) {
         assert_eq!(k.xdp_bind, "copy", "veth: {}", s.proc_text());
     }
 }
+
+/// Runs `cmd` to the end: (exit status, stdout then stderr).
+pub fn output(cmd: &mut std::process::Command) -> (i32, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}

@@ -89,7 +89,7 @@ impl HashBuckets {
     pub fn note(&mut self, seen: &[u64; HASH_BUCKETS], n: usize, now: Instant) -> bool {
         for (r, s) in self.recent.iter_mut().zip(seen) {
             // Sampled every 100 ms: a decaying sum over about a second.
-            *r = *r - *r / 8 + s;
+            *r = *r - r.div_ceil(8) + s;
         }
         let Some(interval) = self.interval else {
             return false;

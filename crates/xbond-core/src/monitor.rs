@@ -161,7 +161,7 @@ impl ArpMonitor {
                     old.targets
                         .iter()
                         .position(|o| o == t)
-                        .and_then(|j| was.per_target.get(j).copied().flatten())
+                        .and_then(|t| was.per_target.get(t).copied().flatten())
                 })
                 .collect();
             self.slaves[j] = SlaveProof {

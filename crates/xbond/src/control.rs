@@ -1,8 +1,8 @@
 //! The daemon's control socket: a unix stream socket
 //! (`/run/xbond/<bond>.sock`), made under a restrictive umask (mode 0600, or
 //! 0660 with group `control_group`). A client writes one request line
-//! (`status`, `active-slave IF`, `set OPTION VALUE`) and reads one JSON
-//! line back. The peer's credentials
+//! (`status`, `active-slave IF`, `set OPTION VALUE ...`, `enslave IF`,
+//! `release IF`) and reads one JSON line back. The peer's credentials
 //! (SO_PEERCRED) decide what it may ask: root anything, members of
 //! `control_group` the status, anyone else nothing. Requests are bounded in
 //! size ([`MAX_REQUEST`]) and clients in number ([`MAX_CLIENTS`]).

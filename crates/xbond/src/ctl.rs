@@ -20,6 +20,9 @@ pub struct Done {
 /// `socket`; with `save`, writes the changed options to its config file.
 pub fn run(socket: &str, words: &[String], save: bool) -> Result<Done> {
     let line = words.join(" ");
+    if save && words.first().is_some_and(|w| w == "active-slave") {
+        bail!("--save: the active slave is run-time state, not in the config (set primary to prefer a slave)");
+    }
     let answer = crate::control::request(socket, &line)?;
     let saved = if save {
         let Some(changes) = answer.get("toml").and_then(Value::as_object) else {

@@ -30,6 +30,11 @@ impl Report {
         }
     }
 
+    /// The report for a terminal, when there is no status to name.
+    pub fn text_unreachable(&self) -> String {
+        self.lines()
+    }
+
     /// The report for a terminal.
     pub fn text(&self, now: &Status) -> String {
         if self.findings.is_empty() {
@@ -41,6 +46,10 @@ impl Report {
                 now.slaves.len()
             );
         }
+        self.lines()
+    }
+
+    fn lines(&self) -> String {
         let mut o = String::new();
         for f in &self.findings {
             let sev = match f.severity {
@@ -53,6 +62,21 @@ impl Report {
             ));
         }
         o
+    }
+}
+
+/// The report for a bond whose daemon does not answer on `socket`.
+pub fn unreachable(bond: &str, socket: &str, why: &str) -> Report {
+    Report {
+        bond: bond.to_string(),
+        findings: vec![Finding {
+            severity: Severity::Error,
+            code: "no-daemon".into(),
+            problem: format!("{bond}: its daemon does not answer on {socket}: {why}"),
+            means: "the bond is not running (a stale socket after a crash), so nothing forwards"
+                .into(),
+            fix: format!("systemctl status xbond@{bond}; start it (systemctl start xbond@{bond})"),
+        }],
     }
 }
 

@@ -6,6 +6,8 @@
 //! the runbook's: at most 2 pings lost.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -61,18 +63,13 @@ impl Drop for Restore {
     }
 }
 
-fn ping(target: &str, seconds: u64) -> Result<Child> {
+/// Pings `target` through `bond` for about `seconds` (a count, so that the
+/// last replies are waited for rather than cut off).
+fn ping(bond: &str, target: &str, seconds: u64) -> Result<Child> {
+    let count = (seconds * PINGS_PER_SECOND).to_string();
     Command::new("ping")
         .args([
-            "-n",
-            "-q",
-            "-i",
-            "0.01",
-            "-W",
-            "1",
-            "-w",
-            &seconds.to_string(),
-            target,
+            "-n", "-q", "-I", bond, "-i", "0.01", "-W", "1", "-c", &count, target,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -143,7 +140,14 @@ pub fn run(socket: &str, target: &str, yes: bool) -> Result<LiveReport> {
     // 2 s of pings before the cut, 3 s on the backup, then the return.
     let wait_back = Duration::from_millis(u64::from(s.updelay) + 5000);
     let total = 2 + 3 + wait_back.as_secs() + 2;
-    let pinger = ping(target, total)?;
+    // A signal now must not leave the slave down: it is noted, the test
+    // finishes (a few seconds), and the slave is set up as always.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, interrupted.clone())
+            .context("installing signal handlers")?;
+    }
+    let pinger = ping(&s.name, target, total)?;
     std::thread::sleep(Duration::from_secs(2));
     let restore = Restore(active.clone());
     nl.set_up(&active, false)
@@ -180,6 +184,11 @@ pub fn run(socket: &str, target: &str, yes: bool) -> Result<LiveReport> {
     if lost > MAX_LOST {
         problems.push(format!(
             "{lost} pings lost, more than the runbook's {MAX_LOST}"
+        ));
+    }
+    if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+        problems.push(format!(
+            "interrupted by a signal; {active} was set up again"
         ));
     }
     if !as_configured {

@@ -534,12 +534,25 @@ fn real_main(cli: Cli) -> Result<()> {
                 let path = socket
                     .clone()
                     .unwrap_or_else(|| format!("/run/xbond/{b}.sock"));
-                let (report, now) = xbond::doctor::examine_bond(&path, Duration::from_secs(1))?;
-                worst = worst.max(report.exit_code());
-                if !json {
-                    print!("{}", report.text(&now));
+                match xbond::doctor::examine_bond(&path, Duration::from_secs(1)) {
+                    Ok((report, now)) => {
+                        worst = worst.max(report.exit_code());
+                        if !json {
+                            print!("{}", report.text(&now));
+                        }
+                        reports.push(report);
+                    }
+                    Err(e) => {
+                        // A bond that does not answer is an error; the others
+                        // are still examined.
+                        let report = xbond::doctor::unreachable(&b, &path, &format!("{e:#}"));
+                        worst = 2;
+                        if !json {
+                            print!("{}", report.text_unreachable());
+                        }
+                        reports.push(report);
+                    }
                 }
-                reports.push(report);
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);

@@ -28,6 +28,12 @@ struct Bond {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BondKind {
+    master: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Slave {
     master: String,
     slave: String,
@@ -117,17 +123,22 @@ pub fn render(s: &Status) -> String {
     if let Some(us) = s.runtime.last_failover_us {
         last.get_or_create(&bond).set(us as f64 / 1e6);
     }
-    let dropped: Family<SlaveKind, Counter> = family(
+    let dropped: Family<BondKind, Counter> = family(
         &mut reg,
         "xbond_bond_dropped_frames",
-        "Frames the bond dropped, by reason (slave \"-\": the bond as a whole).",
+        "Frames the bond dropped, by reason.",
     );
     for (k, v) in [
         ("no_usable_slave", s.runtime.tx_no_slave),
         ("malformed", s.runtime.malformed),
         ("oversize", s.runtime.oversize),
     ] {
-        dropped.get_or_create(&kind("-", k)).inc_by(v);
+        dropped
+            .get_or_create(&BondKind {
+                master: s.name.clone(),
+                kind: k.to_string(),
+            })
+            .inc_by(v);
     }
 
     let rx: Family<Slave, Counter> = family(
@@ -261,15 +272,26 @@ impl MetricsServer {
         status_tx: Sender<Sender<Status>>,
         waker: Arc<Waker>,
     ) -> Result<MetricsServer> {
-        let server = Arc::new(
-            tiny_http::Server::http(addr)
-                .map_err(|e| anyhow!("metrics_listen = {addr:?}: cannot listen: {e}"))?,
-        );
-        let s = server.clone();
+        let (bound_tx, bound_rx) = crossbeam::channel::bounded(1);
+        let listen = addr.to_string();
         let thread = std::thread::Builder::new()
             .name("xbond-metrics".into())
             .spawn(move || {
+                // Plain before the server starts its own threads, so that
+                // they are born without capabilities too.
                 xbond_xdp::privilege::plain_thread();
+                let s = match tiny_http::Server::http(&listen) {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => {
+                        let _ = bound_tx.send(Err(anyhow!(
+                            "metrics_listen = {listen:?}: cannot listen: {e}"
+                        )));
+                        return;
+                    }
+                };
+                if bound_tx.send(Ok(s.clone())).is_err() {
+                    return;
+                }
                 for req in s.incoming_requests() {
                     let resp = if req.url() == "/metrics" || req.url().starts_with("/metrics?") {
                         let (tx, rx) = crossbeam::channel::bounded(1);
@@ -296,6 +318,9 @@ impl MetricsServer {
                 }
             })
             .context("spawning the metrics thread")?;
+        let server = bound_rx
+            .recv()
+            .map_err(|_| anyhow!("metrics_listen = {addr:?}: the metrics thread ended"))??;
         Ok(MetricsServer {
             server,
             thread: Some(thread),

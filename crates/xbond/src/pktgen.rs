@@ -125,12 +125,25 @@ pub struct SendReport {
 
 /// Sends a stream.
 pub fn send(spec: &SendSpec) -> Result<SendReport> {
-    let sock = PacketSocket::open(&spec.iface, 0)?;
+    send_paced(&spec.iface, spec.count, spec.rate, |seq| {
+        build_frame(spec, seq)
+    })
+}
+
+/// Sends `count` frames, frame `seq` being `frame(seq)`, on `iface` over
+/// AF_PACKET at `rate` frames/s (0: as fast as the socket takes them).
+fn send_paced(
+    iface: &str,
+    count: u64,
+    rate: u64,
+    mut frame: impl FnMut(u64) -> Vec<u8>,
+) -> Result<SendReport> {
+    let sock = PacketSocket::open(iface, 0)?;
     let start = Instant::now();
     let (mut sent, mut errors) = (0u64, 0u64);
-    for seq in 0..spec.count {
-        pace(start, seq, spec.rate);
-        match sock.send(&build_frame(spec, seq)) {
+    for seq in 0..count {
+        pace(start, seq, rate);
+        match sock.send(&frame(seq)) {
             Ok(()) => sent += 1,
             Err(_) => errors += 1,
         }
@@ -253,22 +266,10 @@ pub fn junk_frame(kind: Junk, seq: u64, src: MacAddr, dst: MacAddr, rng: &mut u6
 /// Sends `count` frames of `kind` on `iface` at `rate` frames/s (0: as fast
 /// as the socket takes them).
 pub fn inject(iface: &str, kind: Junk, dst: MacAddr, count: u64, rate: u64) -> Result<SendReport> {
-    let sock = PacketSocket::open(iface, 0)?;
     let src = xbond_xdp::netlink::Netlink::open()?.link(iface)?.mac;
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let start = Instant::now();
-    let (mut sent, mut errors) = (0u64, 0u64);
-    for seq in 0..count {
-        pace(start, seq, rate);
-        match sock.send(&junk_frame(kind, seq, src, dst, &mut rng)) {
-            Ok(()) => sent += 1,
-            Err(_) => errors += 1,
-        }
-    }
-    Ok(SendReport {
-        sent,
-        errors,
-        seconds: start.elapsed().as_secs_f64(),
+    send_paced(iface, count, rate, |seq| {
+        junk_frame(kind, seq, src, dst, &mut rng)
     })
 }
 

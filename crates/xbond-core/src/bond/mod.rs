@@ -211,7 +211,7 @@ impl Bond {
             .unwrap_or_default();
         let mii_timer = links::mii_timer(cfg.miimon, now);
         let mode = ModeState::new(&cfg, &slaves, bond_mac, now);
-        let hash = crate::hashbal::HashBuckets::new(rebalance_interval(&cfg), now);
+        let hash = crate::hashbal::HashBuckets::new(cfg.rebalance_every(), now);
         let mut bond = Bond {
             cfg,
             slaves,
@@ -490,10 +490,4 @@ impl Bond {
     pub fn hash_rebalances(&self) -> u64 {
         self.hash.moves()
     }
-}
-
-/// `rebalance_interval` as a duration (`None`: 0, off).
-fn rebalance_interval(cfg: &BondConfig) -> Option<std::time::Duration> {
-    (cfg.rebalance_interval > 0)
-        .then(|| std::time::Duration::from_secs(u64::from(cfg.rebalance_interval)))
 }

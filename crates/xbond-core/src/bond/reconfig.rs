@@ -36,41 +36,49 @@ pub const LIVE_KEYS: &[&str] = &[
     "lacp_active",
     "ad_actor_sys_prio",
     "ad_actor_port_prio",
-    "lp_interval",
     "resend_igmp",
     "rebalance_interval",
     "prio",
 ];
 
-/// Keys of a configuration with their values as the TOML file writes them
-/// (a table, such as `prio`, as its whole text).
+/// Keys of a configuration with their values as TOML values (a table, such
+/// as `prio`, inline: `{ eno1 = 10 }`), read back from what the TOML writer
+/// writes.
 pub fn key_values(cfg: &BondConfig) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut table: Option<String> = None;
-    for line in cfg.to_toml_with_defaults().lines() {
-        let line = line.trim();
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            table = Some(name.to_string());
-            out.insert(name.to_string(), String::new());
-            continue;
+    let text = cfg.to_toml_with_defaults();
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return BTreeMap::new();
+    };
+    table
+        .into_iter()
+        .map(|(k, v)| (k, toml_value(&v)))
+        .collect()
+}
+
+/// One TOML value as it reads in a file (tables inline).
+fn toml_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::Table(t) => {
+            let items: Vec<String> = t
+                .iter()
+                .map(|(k, v)| format!("{} = {}", toml_key(k), toml_value(v)))
+                .collect();
+            format!("{{ {} }}", items.join(", "))
         }
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        match &table {
-            Some(t) => {
-                let v = out.entry(t.clone()).or_default();
-                v.push_str(line);
-                v.push('\n');
-            }
-            None => {
-                if let Some((k, v)) = line.split_once(" = ") {
-                    out.insert(k.trim().to_string(), v.trim().to_string());
-                }
-            }
-        }
+        other => other.to_string(),
     }
-    out
+}
+
+/// A table key, quoted when it is not a bare key.
+fn toml_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        k.to_string()
+    } else {
+        toml::Value::String(k.to_string()).to_string()
+    }
 }
 
 /// The keys whose values differ between `a` and `b`.
@@ -131,9 +139,7 @@ impl Bond {
                 .and_then(|p| self.slaves.iter().position(|s| &s.spec.name == p));
         }
         if has("rebalance_interval") {
-            let every = (self.cfg.rebalance_interval > 0)
-                .then(|| std::time::Duration::from_secs(u64::from(self.cfg.rebalance_interval)));
-            self.hash.set_interval(every, now);
+            self.hash.set_interval(self.cfg.rebalance_every(), now);
         }
         if has("prio") {
             for s in &mut self.slaves {
@@ -358,5 +364,41 @@ mod tests {
             "{ev:?}"
         );
         assert_ne!(b.slaves()[b.active().unwrap()].spec.name, name);
+    }
+}
+
+#[cfg(test)]
+mod arp_tests {
+    use std::time::{Duration, Instant};
+
+    use super::super::test_util::{bond, cfg};
+    use crate::options::Mode;
+
+    #[test]
+    fn an_arp_monitor_started_at_run_time_keeps_a_backup_that_sees_traffic() {
+        let t0 = Instant::now();
+        let mut b = bond(cfg(Mode::ActiveBackup), t0);
+        b.handle_carrier(0, true, t0);
+        b.handle_carrier(1, true, t0);
+        b.set_active_slave("eno2", t0).unwrap();
+        let mut c = b.config().clone();
+        c.miimon = 0;
+        c.arp_interval = 200;
+        c.arp_ip_target = vec!["10.0.0.2".parse().unwrap()];
+        b.reconfigure(c, t0).unwrap();
+        let mut failures = Vec::new();
+        for step in 1..=60u64 {
+            let now = t0 + Duration::from_millis(step * 50);
+            // The backup sees the active's broadcast probes through the
+            // switch: traffic on it every tick.
+            if step % 4 == 1 {
+                b.note_rx(0, now);
+            }
+            if b.poll_timeout().is_some_and(|t| t <= now) {
+                b.handle_timeout(now);
+            }
+            failures.push(b.slaves()[0].link_failure_count);
+        }
+        assert!(failures.iter().all(|&f| f == 0), "{failures:?}");
     }
 }

@@ -339,7 +339,8 @@ pub fn with_kernel_options(
             // xbond's own keys, as the TOML file writes them.
             let doc: toml::Table =
                 toml::from_str(&format!("v = {v}")).map_err(|_| super::error::bad(&key, v))?;
-            set_key(&mut imp.cfg, &key, &doc["v"])?;
+            let value = doc.get("v").ok_or_else(|| super::error::bad(&key, v))?;
+            set_key(&mut imp.cfg, &key, value)?;
             continue;
         }
         imp.set(&key, v)?;

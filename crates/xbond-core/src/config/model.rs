@@ -279,6 +279,12 @@ impl BondConfig {
         self.link_watch_policy == Some(LinkWatchPolicy::None)
     }
 
+    /// `rebalance_interval` as a period (`None`: 0, off).
+    pub fn rebalance_every(&self) -> Option<std::time::Duration> {
+        (self.rebalance_interval > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(self.rebalance_interval)))
+    }
+
     /// Where the procfs-style status file goes:
     /// `<proc_root>/net/bonding/<name>`.
     pub fn proc_file(&self) -> String {

@@ -141,7 +141,7 @@ pub fn tx_batch(plan: &TxPlan, sel: &mut Selector, frames: &[&[u8]], out: &mut [
             o.action = TxAction::Malformed;
             continue;
         }
-        if hashing {
+        if hashing && matches!(c, Choice::Slave(_)) {
             o.load_bucket = Some(sel.bucket(i));
         }
         if plan.divert_host_arp && is_arp(f) {

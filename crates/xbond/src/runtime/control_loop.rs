@@ -592,10 +592,16 @@ impl Controller {
                     self.sink.send(Event::Link { slave: s, up });
                 }
                 BondEvent::LinkDelay { slave, note } => {
-                    if matches!(note, xbond_core::bond::LinkNote::DownIn(_))
-                        && self.state.active.as_ref() == Some(&self.cfg.slaves[slave])
-                    {
-                        self.failovers.2.get_or_insert_with(Instant::now);
+                    let active = self.state.active.as_ref() == Some(&self.cfg.slaves[slave]);
+                    match note {
+                        xbond_core::bond::LinkNote::DownIn(_) if active => {
+                            self.failovers.2.get_or_insert_with(Instant::now);
+                        }
+                        // Back within downdelay: no failover after all.
+                        xbond_core::bond::LinkNote::UpAgain(_) if active => {
+                            self.failovers.2 = None;
+                        }
+                        _ => {}
                     }
                     let role = match self.bond.active() {
                         Some(a) if a == slave => "active ",
@@ -857,7 +863,9 @@ impl Controller {
             match self.nl.link(name) {
                 Ok(l) if l.index == self.ifindexes[i] => self.gone[i] = false,
                 Ok(l) => back.push((i, l)),
-                Err(_) if !self.gone[i] => {
+                // Only a missing interface is gone; another netlink error
+                // (a full socket buffer) says nothing about the slave.
+                Err(xbond_xdp::error::Error::NoSuchInterface(_)) if !self.gone[i] => {
                     self.gone[i] = true;
                     warn!("{}", words::gone(&self.cfg.name, name));
                     self.bond.handle_carrier(i, false, Instant::now());
@@ -865,6 +873,21 @@ impl Controller {
                 Err(_) => {}
             }
         }
+        // A new interface must have the queues the bond serves, as at start;
+        // until it has, it stays gone.
+        back.retain(|(i, l)| {
+            let name = &self.cfg.slaves[*i];
+            let (rx, tx) = host::active_queues(name, l);
+            let fits = rx == self.queues && tx >= self.queues;
+            if !fits {
+                warn!(
+                    "{}: (slave {name}): back with {rx} RX / {tx} TX queues but the bond serves {}; \
+                     it stays out (ethtool -L {name} combined {})",
+                    self.cfg.name, self.queues, self.queues
+                );
+            }
+            fits
+        });
         if back.is_empty() {
             return false;
         }
@@ -912,6 +935,7 @@ impl Controller {
         }
         mtu::pass_down(&mut self.nl, &self.cfg, &self.upper, self.mtu.mtu);
         let plan = self.bond.tx_plan();
+        self.dp_cfg.mtu = self.mtu.mtu;
         if let Err(e) = self
             .dp
             .restart(&self.dp_cfg, &self.ifindexes, plan, self.waker.clone())
@@ -919,25 +943,7 @@ impl Controller {
             warn!("{}: the data plane did not start again: {e}", self.cfg.name);
             return;
         }
-        self.transmitting.clear();
-        self.carriers = CarrierReader::new(
-            &self
-                .cfg
-                .slaves
-                .iter()
-                .cloned()
-                .zip(self.ifindexes.iter().copied())
-                .collect::<Vec<_>>(),
-        );
-        self.by_index = self
-            .ifindexes
-            .iter()
-            .enumerate()
-            .map(|(i, idx)| (*idx, i))
-            .collect();
-        self.filters = Filters::new(&self.cfg.slaves);
-        self.applied = None;
-        self.rx_seen = vec![0; self.cfg.slaves.len()];
+        self.after_restart();
         self.dp_restarts.0 += 1;
         self.dp_restarts.1 = format!("{} rejoined", names.join(", "));
         info!(
@@ -959,6 +965,30 @@ impl Controller {
         } else {
             self.poll_links();
         }
+    }
+
+    /// After the data plane started again: what follows the slaves'
+    /// interface indices, and the receive filters, start again too.
+    fn after_restart(&mut self) {
+        self.transmitting.clear();
+        self.carriers = CarrierReader::new(
+            &self
+                .cfg
+                .slaves
+                .iter()
+                .cloned()
+                .zip(self.ifindexes.iter().copied())
+                .collect::<Vec<_>>(),
+        );
+        self.by_index = self
+            .ifindexes
+            .iter()
+            .enumerate()
+            .map(|(i, idx)| (*idx, i))
+            .collect();
+        self.filters = Filters::new(&self.cfg.slaves);
+        self.applied = None;
+        self.rx_seen = vec![0; self.cfg.slaves.len()];
     }
 
     /// Keeps the status text in the procfs-style file current: after a

@@ -10,12 +10,10 @@ use xbond_core::config::{with_kernel_options, BondConfig};
 use xbond_core::options::Mode;
 use xbond_core::request::Request as Asked;
 use xbond_core::wire::ETH_P_SLOW;
-use xbond_xdp::netlink::CarrierReader;
 use xbond_xdp::packet::PacketSocket;
 
 use super::{host, mtu, words, Controller};
 use crate::control::Request;
-use crate::filters::Filters;
 use crate::runstate;
 
 impl Controller {
@@ -74,6 +72,14 @@ impl Controller {
             "config": self.config_path.as_ref().map(|p| p.display().to_string()),
         }))
     }
+}
+
+/// The per-slave I/O of a new slave set, made before the bond changes.
+struct SlaveIo {
+    ifindexes: Vec<u32>,
+    gone: Vec<bool>,
+    slow: Vec<PacketSocket>,
+    senders: Vec<Option<PacketSocket>>,
 }
 
 impl Controller {
@@ -143,14 +149,21 @@ impl Controller {
             speed_mbps,
             full_duplex,
         });
+        let old = self.cfg.slaves.clone();
+        let io = self.prepare_io(&cfg.slaves, &old)?;
         host::prepare_rejoining(name, &link, &mut self.guard, &mut self.state);
+        if let Err(e) = runstate::save(&self.state_path, &self.state) {
+            warn!(
+                "{bond}: could not save {}: {e:#}",
+                self.state_path.display()
+            );
+        }
         if let Err(e) = self.nl.set_up(name, true) {
             warn!("{bond}: setting {name} up: {e}");
         }
-        let old = self.cfg.slaves.clone();
         self.swap_bond(cfg, specs);
         mtu::pass_down(&mut self.nl, &self.cfg, &self.upper, self.mtu.mtu);
-        self.replumb(&old, format!("{name} enslaved"))?;
+        self.replumb(io, format!("{name} enslaved"))?;
         info!("{}", words::enslaving(&bond, name));
         Ok(self.slaves_answer())
     }
@@ -188,9 +201,12 @@ impl Controller {
             .map(|s| s.spec.clone())
             .collect();
         let old = self.cfg.slaves.clone();
+        let io = self.prepare_io(&cfg.slaves, &old)?;
         self.swap_bond(cfg, specs);
-        self.replumb(&old, format!("{name} released"))?;
+        // Given back before the data plane starts again: whatever happens
+        // next, the interface is no longer the bond's.
         self.guard.give_back(name);
+        self.replumb(io, format!("{name} released"))?;
         self.macs_done.remove(name);
         self.state.originals.remove(name);
         if let Err(e) = runstate::save(&self.state_path, &self.state) {
@@ -223,69 +239,82 @@ impl Controller {
         self.cfg = self.bond.config().clone();
     }
 
-    /// After the slave set changed (`old` were the slaves): the per-slave
-    /// state follows by name, the data plane starts again with the new set,
-    /// and every carrier is read afresh.
-    fn replumb(&mut self, old: &[String], reason: String) -> Result<(), String> {
-        let started = Instant::now();
-        let names = self.cfg.slaves.clone();
-        let by_name = |v: &mut Vec<Option<PacketSocket>>| -> Vec<Option<PacketSocket>> {
-            let mut taken: Vec<Option<PacketSocket>> = std::mem::take(v);
-            names
-                .iter()
-                .map(|n| {
-                    old.iter()
-                        .position(|o| o == n)
-                        .and_then(|i| taken.get_mut(i)?.take())
-                })
-                .collect()
-        };
-        self.senders = by_name(&mut self.senders);
+    /// Everything that can fail for a new slave set `names` (`old` were the
+    /// slaves), before the bond changes: the interface indices (a gone
+    /// slave keeps its last one) and the slow-protocol sockets; the per-slave
+    /// state follows by name.
+    fn prepare_io(&mut self, names: &[String], old: &[String]) -> Result<SlaveIo, String> {
+        let was = |n: &String| old.iter().position(|o| o == n);
+        let mut ifindexes = Vec::new();
+        let mut gone = Vec::new();
+        for n in names {
+            match (self.nl.link(n), was(n)) {
+                (Ok(l), _) => {
+                    ifindexes.push(l.index);
+                    gone.push(false);
+                }
+                (Err(_), Some(i)) if self.gone.get(i) == Some(&true) => {
+                    ifindexes.push(self.ifindexes[i]);
+                    gone.push(true);
+                }
+                (Err(e), _) => return Err(format!("{n}: {e}")),
+            }
+        }
+        let mut slow = Vec::new();
         if self.cfg.mode == Mode::Ieee8023ad {
-            let mut slow: Vec<Option<PacketSocket>> = std::mem::take(&mut self.slow)
+            // New slaves' sockets first: a failure leaves everything as it was.
+            let mut fresh = Vec::new();
+            for n in names.iter().filter(|n| was(n).is_none()) {
+                let s = PacketSocket::open(n, ETH_P_SLOW)
+                    .map_err(|e| format!("slow-protocol socket on {n}: {e}"))?;
+                fresh.push((n.clone(), s));
+            }
+            let mut slow_old: Vec<Option<PacketSocket>> = std::mem::take(&mut self.slow)
                 .into_iter()
                 .map(Some)
                 .collect();
-            let mut kept = by_name(&mut slow);
-            for (n, s) in names.iter().zip(kept.iter_mut()) {
-                if s.is_none() {
-                    match PacketSocket::open(n, ETH_P_SLOW) {
-                        Ok(p) => *s = Some(p),
-                        Err(e) => return Err(format!("slow-protocol socket on {n}: {e}")),
-                    }
-                }
+            for n in names {
+                let s = match was(n) {
+                    Some(i) => slow_old.get_mut(i).and_then(Option::take),
+                    None => fresh
+                        .iter()
+                        .position(|(f, _)| f == n)
+                        .map(|k| fresh.swap_remove(k).1),
+                };
+                slow.extend(s);
             }
-            self.slow = kept.into_iter().flatten().collect();
         }
+        let mut senders = std::mem::take(&mut self.senders);
+        let senders = names
+            .iter()
+            .map(|n| was(n).and_then(|i| senders.get_mut(i)?.take()))
+            .collect();
+        Ok(SlaveIo {
+            ifindexes,
+            gone,
+            slow,
+            senders,
+        })
+    }
+
+    /// After the slave set changed: the per-slave state `io` (from
+    /// [`Controller::prepare_io`]) takes over, the data plane starts again
+    /// with the new set, and every carrier is read afresh.
+    fn replumb(&mut self, io: SlaveIo, reason: String) -> Result<(), String> {
+        let started = Instant::now();
+        let names = self.cfg.slaves.clone();
+        self.ifindexes = io.ifindexes;
+        self.gone = io.gone;
+        self.slow = io.slow;
+        self.senders = io.senders;
         self.wait_fds = super::wait_fds(&self.waker, &self.slow, self.stop_fd);
-        let mut ifindexes = Vec::new();
-        for n in &names {
-            ifindexes.push(self.nl.link(n).map_err(|e| format!("{n}: {e}"))?.index);
-        }
-        self.ifindexes = ifindexes;
-        self.gone = vec![false; names.len()];
-        self.rx_seen = vec![0; names.len()];
+        self.dp_cfg.mtu = self.mtu.mtu;
         self.dp_cfg.slaves = names.clone();
         let plan = self.bond.tx_plan();
         self.dp
             .restart(&self.dp_cfg, &self.ifindexes, plan, self.waker.clone())
             .map_err(|e| format!("the data plane did not start again: {e}; the bond stops"))?;
-        self.transmitting.clear();
-        self.carriers = CarrierReader::new(
-            &names
-                .iter()
-                .cloned()
-                .zip(self.ifindexes.iter().copied())
-                .collect::<Vec<_>>(),
-        );
-        self.by_index = self
-            .ifindexes
-            .iter()
-            .enumerate()
-            .map(|(i, idx)| (*idx, i))
-            .collect();
-        self.filters = Filters::new(&names);
-        self.applied = None;
+        self.after_restart();
         self.dp_restarts.0 += 1;
         self.dp_restarts.1 = reason;
         let _ = self.events.drain();
