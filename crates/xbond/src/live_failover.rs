@@ -132,14 +132,18 @@ pub fn run(socket: &str, target: &str, yes: bool) -> Result<LiveReport> {
     if !yes {
         bail!(
             "this takes {active}, {}'s active slave, administratively down on this host for \
-             about 3 s while pinging {target}; traffic may be lost. Rerun with --yes to go ahead",
+             about 2 s while pinging {target}; traffic may be lost. Rerun with --yes to go ahead",
             s.name
         );
     }
     let mut nl = Netlink::open()?;
-    // 2 s of pings before the cut, 3 s on the backup, then the return.
-    let wait_back = Duration::from_millis(u64::from(s.updelay) + 5000);
-    let total = 2 + 3 + wait_back.as_secs() + 2;
+    // 1 s of pings before the cut, the takeover (downdelay), 2 s on the
+    // backup, the return (updelay), and a second after: the ping count
+    // covers it all.
+    let wait_new = Duration::from_millis(u64::from(s.downdelay) + 3000);
+    let wait_back = Duration::from_millis(u64::from(s.updelay) + 3000);
+    let total =
+        1 + u64::from(s.downdelay).div_ceil(1000) + 2 + u64::from(s.updelay).div_ceil(1000) + 2;
     // A signal now must not leave the slave down: it is noted, the test
     // finishes (a few seconds), and the slave is set up as always.
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -148,14 +152,14 @@ pub fn run(socket: &str, target: &str, yes: bool) -> Result<LiveReport> {
             .context("installing signal handlers")?;
     }
     let pinger = ping(&s.name, target, total)?;
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(1));
     let restore = Restore(active.clone());
     nl.set_up(&active, false)
         .with_context(|| format!("ip link set {active} down"))?;
-    let new_active = wait_for(Duration::from_millis(u64::from(s.downdelay) + 5000), || {
+    let new_active = wait_for(wait_new, || {
         query_status(socket).ok()?.active.filter(|a| *a != active)
     });
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(2));
     drop(restore);
     let expect_back = primary_wanted(&query_status(socket)?, &active);
     let came_back = wait_for(wait_back, || {
