@@ -58,10 +58,16 @@ pub fn cmd(args: &[&str]) -> Result<String> {
 impl Lab {
     /// A new, empty lab. `prefix` (a few letters) starts every name.
     pub fn new(prefix: &str) -> Result<Lab> {
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(sweep_dead_labs);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{prefix}{}x{n}", std::process::id() % 100_000);
         let dir = std::env::temp_dir().join(format!("xbond-lab-{tag}"));
         std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join("owner"),
+            owner_id(std::process::id()).unwrap_or_default(),
+        )?;
         Ok(Lab {
             tag,
             namespaces: Vec::new(),
@@ -212,6 +218,62 @@ fn terminate(child: &mut Child) -> bool {
     let _ = child.kill();
     let _ = child.wait();
     false
+}
+
+/// A live process's identity that survives pid reuse: its pid and start
+/// time (`None`: gone, or a zombie).
+fn owner_id(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    Some(format!("{pid} {}", fields.get(19)?))
+}
+
+/// Removes what labs of processes that died without their clean-up (a
+/// killed test run) left: their namespaces, with whatever runs in them, and
+/// their folders. A lab is known by the owner file in its folder; one without
+/// it is left alone.
+fn sweep_dead_labs() {
+    let Ok(names) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    let mut dead_dirs = std::collections::BTreeSet::new();
+    for e in names.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(tag) = name
+            .strip_prefix("xb-")
+            .and_then(|t| t.rsplit_once('-'))
+            .map(|(t, _)| t.to_string())
+        else {
+            continue;
+        };
+        let dir = std::env::temp_dir().join(format!("xbond-lab-{tag}"));
+        let Ok(owner) = std::fs::read_to_string(dir.join("owner")) else {
+            continue;
+        };
+        let alive = owner
+            .split(' ')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .and_then(owner_id)
+            .is_some_and(|now| now == owner.trim());
+        if alive {
+            continue;
+        }
+        if let Ok(pids) = cmd(&["ip", "netns", "pids", &name]) {
+            for pid in pids.split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        dead_dirs.insert(dir);
+    }
+    // The folders last: a lab's other namespaces need its owner file.
+    for d in dead_dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 impl Drop for Lab {
