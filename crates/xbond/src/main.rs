@@ -267,6 +267,11 @@ enum PktgenCmd {
         /// With af_xdp: stop after this many seconds.
         #[arg(long, default_value_t = 30.0, value_parser = seconds)]
         duration: f64,
+        /// What the flows are: udp4 (default; UDP source ports), or varied
+        /// (UDP, TCP, ICMP echo over IPv4 and IPv6, every field a hash
+        /// policy reads differing per flow; af_packet only).
+        #[arg(long, value_enum, default_value_t = MixArg::Udp4)]
+        mix: MixArg,
     },
     /// Count a stream's frames per interface; prints a JSON report.
     Sink {
@@ -309,6 +314,16 @@ enum PktgenCmd {
         #[arg(long, default_value_t = 0)]
         rate: u64,
     },
+}
+
+/// `xbond pktgen send --mix`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum MixArg {
+    /// UDP over IPv4, flows by source port.
+    Udp4,
+    /// UDP, TCP and ICMP echo over IPv4 and IPv6, MACs, addresses and ports
+    /// differing per flow.
+    Varied,
 }
 
 /// `xbond pktgen inject --kind`.
@@ -724,7 +739,15 @@ fn real_main(cli: Cli) -> Result<()> {
                 stream,
                 engine,
                 duration,
+                mix,
             } => {
+                let mix = match mix {
+                    MixArg::Udp4 => pktgen::Mix::Udp4,
+                    MixArg::Varied => pktgen::Mix::Varied,
+                };
+                if mix == pktgen::Mix::Varied && matches!(engine, Engine::AfXdp) {
+                    anyhow::bail!("--mix varied: only with --engine af_packet (af_xdp sends fixed-layout frames)");
+                }
                 let dst_mac: MacAddr = dst_mac.parse()?;
                 let src_mac: MacAddr = match src_mac {
                     Some(m) => m.parse()?,
@@ -745,6 +768,7 @@ fn real_main(cli: Cli) -> Result<()> {
                     rate,
                     size,
                     stream,
+                    mix,
                 };
                 let r = match engine {
                     Engine::AfPacket => pktgen::send(&spec)?,

@@ -1,5 +1,6 @@
 //! `xbond pktgen`: a traffic generator and sink for the tests, the demo, the
-//! failover measurement and the benchmark. Frames are UDP/IPv4 with a payload
+//! failover measurement and the benchmark. Frames are UDP/IPv4 (or, with
+//! [`Mix::Varied`], UDP, TCP and ICMP echo over IPv4 and IPv6) with a payload
 //! that names the stream, the flow and a sequence number, so the sink can
 //! report frames per interface, loss and the longest gap, duplicates,
 //! reordering, and how flows spread over the interfaces.
@@ -55,11 +56,30 @@ pub struct SendSpec {
     pub size: usize,
     /// Stream id, so a sink ignores other traffic.
     pub stream: u32,
+    /// What the flows are made of.
+    pub mix: Mix,
+}
+
+/// What a stream's flows are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mix {
+    /// UDP over IPv4 between the spec's MACs and addresses; flows differ in
+    /// the UDP source port (and the destination address, with `dst_ips`).
+    #[default]
+    Udp4,
+    /// Flow f is UDP, TCP, ICMP echo over IPv4, then the same over IPv6, in
+    /// turn, each with MACs (the low bytes of the spec's), addresses, ports
+    /// and echo id of its own: every field some `xmit_hash_policy` reads
+    /// varies from flow to flow. The hash oracle's input.
+    Varied,
 }
 
 /// Builds frame `seq` of a stream.
 pub fn build_frame(spec: &SendSpec, seq: u64) -> Vec<u8> {
     let flow = (seq % u64::from(spec.flows.max(1))) as u32;
+    if spec.mix == Mix::Varied {
+        return varied_frame(spec, flow, seq);
+    }
     // 60 bytes minimum (Ethernet), 1514 maximum (no jumbo frames).
     let size = spec.size.clamp(60, 1514);
     let mut f = Vec::with_capacity(size);
@@ -95,14 +115,110 @@ fn ipv4_checksum(h: &[u8; 20]) -> u16 {
     xbond_core::wire::inet_checksum(&[h])
 }
 
-/// Parses a generator frame: (stream, flow, seq).
+/// Frame `seq` of flow `flow` of a [`Mix::Varied`] stream.
+fn varied_frame(spec: &SendSpec, flow: u32, seq: u64) -> Vec<u8> {
+    // Spreads the flow number's bits over every field.
+    let x = flow.wrapping_add(1).wrapping_mul(0x9e37_79b1);
+    let b = x.to_be_bytes();
+    let (mut dst, mut src) = (spec.dst_mac.0, spec.src_mac.0);
+    // The first byte (unicast, locally administered) is kept.
+    dst[4] ^= b[0];
+    dst[5] ^= b[1];
+    src[4] ^= b[2];
+    src[5] ^= b[3];
+    let v6 = flow % 6 >= 3;
+    let (proto, l4_len) = match flow % 3 {
+        0 => (17u8, 8usize),
+        1 => (6, 20),
+        _ => (if v6 { 58 } else { 1 }, 8),
+    };
+    let mut l4 = vec![0u8; l4_len];
+    let sport = 1024 + (x >> 7) as u16 % 60000;
+    let dport = 1 + (x >> 19) as u16 % 1000;
+    if l4_len == 20 {
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[12] = 5 << 4; // data offset: 5 words
+        l4[13] = 0x18; // PSH, ACK
+        l4[14..16].copy_from_slice(&8192u16.to_be_bytes());
+    } else if proto == 17 {
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    } else {
+        l4[0] = if v6 { 128 } else { 8 }; // echo request
+        // A non-zero id: the kernel's layer3+4 hash takes the id then.
+        l4[4..6].copy_from_slice(&((x >> 5) as u16 | 0x100).to_be_bytes());
+        l4[6..8].copy_from_slice(&(seq as u16).to_be_bytes());
+    }
+    let mut payload = Vec::with_capacity(20);
+    payload.extend_from_slice(MAGIC);
+    payload.extend_from_slice(&spec.stream.to_be_bytes());
+    payload.extend_from_slice(&flow.to_be_bytes());
+    payload.extend_from_slice(&seq.to_be_bytes());
+    let l3_len = if v6 { 40 } else { 20 };
+    let size = spec.size.clamp(14 + l3_len + l4_len + payload.len(), 1514);
+    let ip_payload = size - 14 - l3_len;
+    if proto == 17 {
+        l4[4..6].copy_from_slice(&(ip_payload as u16).to_be_bytes());
+    }
+    let mut f = Vec::with_capacity(size);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    if v6 {
+        f.extend_from_slice(&0x86ddu16.to_be_bytes());
+        let mut ip = [0u8; 40];
+        ip[0] = 0x60;
+        ip[4..6].copy_from_slice(&(ip_payload as u16).to_be_bytes());
+        ip[6] = proto;
+        ip[7] = 64;
+        let addr = |v: u32| {
+            let mut a = [0u8; 16];
+            a[0] = 0xfd;
+            a[1] = 0x78;
+            a[8..12].copy_from_slice(&v.rotate_left(13).to_be_bytes());
+            a[12..16].copy_from_slice(&v.to_be_bytes());
+            a
+        };
+        ip[8..24].copy_from_slice(&addr(u32::from(spec.src_ip) ^ (x >> 3)));
+        ip[24..40].copy_from_slice(&addr(u32::from(spec.dst_ip) ^ (x >> 11)));
+        f.extend_from_slice(&ip);
+    } else {
+        f.extend_from_slice(&0x0800u16.to_be_bytes());
+        let mut ip = [0u8; 20];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((ip_payload + 20) as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = proto;
+        // Within the spec's /16s.
+        let src_ip = u32::from(spec.src_ip) ^ ((x >> 3) & 0xffff);
+        let dst_ip = u32::from(spec.dst_ip) ^ ((x >> 11) & 0xffff);
+        ip[12..16].copy_from_slice(&src_ip.to_be_bytes());
+        ip[16..20].copy_from_slice(&dst_ip.to_be_bytes());
+        let csum = ipv4_checksum(&ip);
+        ip[10..12].copy_from_slice(&csum.to_be_bytes());
+        f.extend_from_slice(&ip);
+    }
+    f.extend_from_slice(&l4);
+    f.extend_from_slice(&payload);
+    f.resize(size, 0);
+    f
+}
+
+/// Parses a generator frame (UDP, TCP or ICMP echo over IPv4 or IPv6,
+/// behind up to two VLAN tags): (stream, flow, seq).
 pub fn parse_frame(f: &[u8]) -> Option<(u32, u32, u64)> {
     let eth = xbond_core::wire::EthInfo::parse(f)?;
-    if eth.ethertype != 0x0800 {
-        return None;
-    }
-    let ihl = usize::from(*f.get(eth.l3_offset)? & 0x0f) * 4;
-    let p = eth.l3_offset + ihl + 8;
+    let l3 = eth.l3_offset;
+    let (proto, l4) = match eth.ethertype {
+        0x0800 => (*f.get(l3 + 9)?, l3 + usize::from(*f.get(l3)? & 0x0f) * 4),
+        0x86dd => (*f.get(l3 + 6)?, l3 + 40),
+        _ => return None,
+    };
+    let p = l4 + match proto {
+        6 => usize::from(*f.get(l4 + 12)? >> 4) * 4,
+        17 | 1 | 58 => 8,
+        _ => return None,
+    };
     if f.get(p..p + 4)? != MAGIC {
         return None;
     }
@@ -296,6 +412,9 @@ pub struct SinkReport {
     pub flows: u64,
     /// Flows seen on more than one interface.
     pub flows_on_several_ifaces: u64,
+    /// The interface each flow's first frame arrived on.
+    #[serde(default)]
+    pub flow_iface: BTreeMap<u32, String>,
     /// Fraction of consecutive sequence numbers (both received) that arrived
     /// on different interfaces: ~1.0 for round robin over two links.
     pub alternation: f64,
@@ -394,6 +513,11 @@ const SEQ_AT: usize = 54;
 /// Sends a stream through AF_XDP (copy mode on veth): the generator for the
 /// benchmark, far faster than AF_PACKET.
 pub fn send_xdp(spec: &SendSpec, duration: Duration) -> Result<SendReport> {
+    // The generator rewrites the sequence number at one offset for all.
+    anyhow::ensure!(
+        spec.mix == Mix::Udp4,
+        "the AF_XDP generator sends only the udp4 mix"
+    );
     let mut nl = xbond_xdp::netlink::Netlink::open()?;
     let link = nl.link(&spec.iface)?;
     let mut port = xbond_xdp::gen::XskPort::open(&spec.iface, link.index, false)?;
@@ -483,6 +607,9 @@ fn summarize(
         }
         *m = (*m).max(seq);
         *flow_ifaces.entry(flow).or_insert(0) |= 1 << i.min(31);
+        r.flow_iface
+            .entry(flow)
+            .or_insert_with(|| ifaces[i].clone());
     }
     r.unique = first_iface.len() as u64;
     let max_seq = first_iface.keys().max().map_or(0, |m| m + 1);
@@ -534,7 +661,42 @@ mod tests {
             rate: 0,
             size: 64,
             stream: 7,
+            mix: Mix::Udp4,
         }
+    }
+
+    #[test]
+    fn varied_flows_round_trip_and_differ_in_every_hashed_field() {
+        let s = SendSpec {
+            mix: Mix::Varied,
+            flows: 256,
+            ..spec()
+        };
+        let mut ethertypes = std::collections::BTreeSet::new();
+        let mut protos = std::collections::BTreeSet::new();
+        let mut srcs = std::collections::BTreeSet::new();
+        let mut dsts = std::collections::BTreeSet::new();
+        for seq in 0..256u64 {
+            let f = build_frame(&s, seq);
+            assert_eq!(parse_frame(&f), Some((7, seq as u32, seq)), "flow {seq}");
+            let eth = xbond_core::wire::EthInfo::parse(&f).unwrap();
+            assert_eq!(eth.dst[0], 2, "unicast");
+            ethertypes.insert(eth.ethertype);
+            protos.insert(if eth.ethertype == 0x0800 { f[23] } else { f[20] });
+            srcs.insert(eth.src);
+            dsts.insert(eth.dst);
+            let flow = xbond_core::wire::parse_flow(&f, &eth, false).expect("an IP flow");
+            if matches!(f[if eth.ethertype == 0x0800 { 23 } else { 20 }], 1 | 58) {
+                assert_ne!(flow.icmp[2..], [0, 0], "echo id");
+            }
+        }
+        assert_eq!(ethertypes.len(), 2);
+        assert_eq!(protos.into_iter().collect::<Vec<_>>(), vec![1, 6, 17, 58]);
+        assert!(srcs.len() > 200 && dsts.len() > 200, "{} {}", srcs.len(), dsts.len());
+        // A VLAN tag in front changes nothing for the sink.
+        let mut t = build_frame(&s, 5);
+        t.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
+        assert_eq!(parse_frame(&t), Some((7, 5, 5)));
     }
 
     #[test]

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Hash oracle (issue 11, item 4): with xmit_hash_function = "kernel", every
+# flow leaves an xbond bond on the slave with the index the kernel bond
+# picks for it. The kernel bond (bonding.ko, balance-xor) is the oracle.
+#
+#   namespace k: the kernel's bond0 over k0..k3, bond0.100 on it
+#   namespace x: xbond's bond0 over x0..x3, bond0.100 on it
+#   namespaces ks, xs: the far ends kp0..kp3, xp0..xp3, where sinks record
+#                      the interface each flow arrived on
+#
+# For 2, 3 and 4 slaves and each xmit_hash_policy (set live on both bonds:
+# sysfs for the kernel, `xbond ctl set` for xbond), 256 flows (`xbond pktgen
+# send --mix varied`: UDP, TCP and ICMP echo over IPv4 and IPv6, MACs,
+# addresses, ports and echo ids differing per flow) are sent once untagged
+# through bond0 and once through bond0.100 (VLAN 100: the tag travels out of
+# band, as from any VLAN device or VLAN-aware bridge). Every flow must
+# arrive, on one slave only, and on slave i of xbond's where the kernel's
+# sends it on slave i. The slaves are enslaved in the same order, so slave i
+# is the i-th in both bonds' lists.
+# Every wait is for a state with a generous timeout; time never decides.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+W=/tmp/hash-oracle
+mkdir -p "$W"
+xpid=""
+POLICIES=(layer2 layer2+3 layer3+4 encap2+3 encap3+4 vlan+srcmac)
+FLOWS=256
+SRC_MAC=02:00:00:00:5a:01 DST_MAC=02:00:00:00:5b:01
+
+stop_xbond() {
+  [ -n "$xpid" ] && { kill "$xpid" 2>/dev/null; wait "$xpid" 2>/dev/null; xpid=""; }
+  return 0
+}
+teardown() {
+  stop_xbond
+  for n in k x ks xs; do ip netns del $n 2>/dev/null; done
+  return 0
+}
+trap teardown EXIT
+die() {
+  echo "FAIL: $*"
+  echo "---- kernel"; ip netns exec k cat /proc/net/bonding/bond0 2>&1
+  echo "---- xbond"; "$XBOND" status bond0 --socket "$W/x.sock" 2>&1
+  echo "---- xbond log"; tail -n 30 "$W/xbond.log"
+  exit 1
+}
+
+for n in k x ks xs; do ip netns add $n; ip -n $n link set lo up; done
+for i in 0 1 2 3; do
+  ip -n k link add k$i type veth peer name kp$i netns ks
+  ip -n x link add x$i type veth peer name xp$i netns xs
+  ip -n ks link set kp$i up
+  ip -n xs link set xp$i up
+done
+
+# mii_up STATUS_CMD...: the bond and its N1 slaves say MII Status up.
+mii_up() { [ "$("$@" | grep -c "^MII Status: up")" -ge $((N1 + 1)) ]; }  # the bond's line too
+kstatus() { ip netns exec k cat /proc/net/bonding/bond0; }
+xstatus() { "$XBOND" status bond0 --socket "$W/x.sock"; }
+# sockets NS N: N packet sockets open in NS (a sink is listening).
+sockets() { [ "$(ip netns exec "$1" cat /proc/net/packet | tail -n +2 | wc -l)" -ge "$2" ]; }
+
+# bonds N: both bonds over the first N slaves, balance-xor, layer2.
+bonds() {
+  local n=$1 i sl=""
+  stop_xbond
+  ip -n k link del bond0 2>/dev/null
+  for i in 0 1 2 3; do ip -n k link set k$i nomaster 2>/dev/null; ip -n k link set k$i down; done
+  ip -n k link add bond0 type bond mode balance-xor miimon 100 xmit_hash_policy layer2
+  for ((i = 0; i < n; i++)); do
+    ip -n k link set k$i master bond0
+    sl+="${sl:+, }\"x$i\""
+  done
+  ip -n k link set bond0 up
+  ip -n k link add link bond0 name bond0.100 type vlan id 100
+  ip -n k link set bond0.100 up
+  cat > "$W/bond0.toml" <<EOF
+name = "bond0"
+slaves = [$sl]
+mode = "balance-xor"
+xmit_hash_policy = "layer2"
+xmit_hash_function = "kernel"
+miimon = 100
+control_socket = "$W/x.sock"
+EOF
+  start_xbond_in x "$W/bond0.toml" "$W/x.sock" "$W/xbond.log" || die "xbond did not start"
+  ip -n x link add link bond0 name bond0.100 type vlan id 100
+  ip -n x link set bond0.100 up
+  N1=$n
+  wait_for 30 "the kernel bond's $n slaves up" mii_up kstatus || die "kernel slaves not up"
+  wait_for 30 "xbond's $n slaves up" mii_up xstatus || die "xbond slaves not up"
+}
+
+# flows_to NS SINK_JSON PREFIX: "flow slave-index" lines of a sink report.
+flows_to() { jq -r --arg p "$3" '.flow_iface | to_entries[] | "\(.key) \(.value | ltrimstr($p))"' "$2" | sort -n; }
+
+# round N POLICY DEV STREAM: one round of the flows through DEV on both bonds.
+round() {
+  local n=$1 pol=$2 dev=$3 stream=$4 i kif=() xif=() tag="$n slaves, $2, via $3"
+  for ((i = 0; i < n; i++)); do kif+=(--iface kp$i); xif+=(--iface xp$i); done
+  local sink=(pktgen sink --stream "$stream" --expect $FLOWS --duration 60 --idle-ms 700)
+  ip netns exec ks "$XBOND" "${sink[@]}" "${kif[@]}" > "$W/k.json" 2> "$W/k.err" &
+  local ks=$!
+  ip netns exec xs "$XBOND" "${sink[@]}" "${xif[@]}" > "$W/x.json" 2> "$W/x.err" &
+  local xs=$!
+  wait_for 30 "the kernel side's sink" sockets ks "$n" || die "$tag: the sink did not start"
+  wait_for 30 "xbond's side's sink" sockets xs "$n" || die "$tag: the sink did not start"
+  local send=(pktgen send --iface "$dev" --src-mac $SRC_MAC --dst-mac $DST_MAC --mix varied
+    --flows $FLOWS --count $FLOWS --rate 5000 --stream "$stream")
+  ip netns exec k "$XBOND" "${send[@]}" > /dev/null || die "$tag: sending through the kernel bond failed"
+  ip netns exec x "$XBOND" "${send[@]}" > /dev/null || die "$tag: sending through xbond failed"
+  wait $ks || die "$tag: kernel side's sink: $(cat "$W/k.err")"
+  wait $xs || die "$tag: xbond side's sink: $(cat "$W/x.err")"
+  local side json
+  for side in k x; do
+    json=$W/$side.json
+    [ "$(jq '.unique' "$json")" = $FLOWS ] && [ "$(jq '.flows' "$json")" = $FLOWS ] \
+      || die "$tag: $side side got $(jq -c '{unique, flows, per_iface}' "$json") of $FLOWS flows"
+    [ "$(jq '.flows_on_several_ifaces' "$json")" = 0 ] || die "$tag: $side side: a flow on several slaves"
+  done
+  flows_to ks "$W/k.json" kp > "$W/k.map"
+  flows_to xs "$W/x.json" xp > "$W/x.map"
+  if ! cmp -s "$W/k.map" "$W/x.map"; then
+    echo "flow kernel-slave xbond-slave (first differences):"
+    join "$W/k.map" "$W/x.map" | awk '$2 != $3' | head -n 10
+    die "$tag: $(join "$W/k.map" "$W/x.map" | awk '$2 != $3' | wc -l) of $FLOWS flows on another slave than the kernel's"
+  fi
+  # The flows are spread: every slave carries some (so the check has teeth).
+  [ "$(cut -d' ' -f2 "$W/k.map" | sort -u | wc -l)" = "$n" ] || die "$tag: not every slave carried a flow"
+}
+
+stream=0
+for n in 2 3 4; do
+  bonds $n
+  for pol in "${POLICIES[@]}"; do
+    ip netns exec k sh -c "echo $pol > /sys/class/net/bond0/bonding/xmit_hash_policy" \
+      || die "the kernel refused xmit_hash_policy $pol"
+    "$XBOND" ctl bond0 --socket "$W/x.sock" set xmit_hash_policy "$pol" > /dev/null \
+      || die "xbond refused xmit_hash_policy $pol"
+    for dev in bond0 bond0.100; do
+      stream=$((stream + 1))
+      round $n "$pol" $dev $stream
+    done
+    ok "$n slaves, $pol: $FLOWS flows untagged and $FLOWS on VLAN 100 on the kernel's slave"
+  done
+done
+echo "PASS"
