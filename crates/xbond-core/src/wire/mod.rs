@@ -136,8 +136,11 @@ pub struct FlowInfo {
     /// Source and destination port bytes in wire order (TCP, UDP, SCTP,
     /// UDP-Lite, first fragment only), or zero.
     pub ports: [u8; 4],
-    /// ICMP echo type, code and identifier in wire order, or zero when the
-    /// message carries no identifier.
+    /// ICMP type, code and identifier of a message that has one (echo and
+    /// timestamp, request and reply) as the kernel's flow dissector keeps
+    /// them (`skb_flow_get_icmp_tci()`): the identifier converted to host
+    /// order, read here as little-endian, and an identifier of 0 taken as 1.
+    /// Zero for every other message.
     pub icmp: [u8; 4],
 }
 
@@ -190,12 +193,11 @@ pub fn parse_flow(frame: &[u8], eth: &EthInfo, decap: bool) -> Option<FlowInfo> 
                 }
                 IPPROTO_ICMP | IPPROTO_ICMPV6 => {
                     if let Some(h) = array::<6>(frame, l4) {
-                        let echo = matches!(
-                            (proto, h[0]),
-                            (IPPROTO_ICMP, 0 | 8) | (IPPROTO_ICMPV6, 128 | 129)
-                        );
-                        if echo {
-                            info.icmp = [h[0], h[1], h[4], h[5]];
+                        // The kernel's icmp_has_id(): the same types for
+                        // ICMP and ICMPv6.
+                        if matches!(h[0], 0 | 8 | 13 | 14 | 128 | 129) {
+                            let id = u16::from_be_bytes([h[4], h[5]]).max(1).to_le_bytes();
+                            info.icmp = [h[0], h[1], id[0], id[1]];
                         }
                     }
                 }
