@@ -92,56 +92,81 @@ EOF
   wait_for 30 "xbond's $n slaves up" mii_up xstatus || die "xbond slaves not up"
 }
 
-# flows_to NS SINK_JSON PREFIX: "flow slave-index" lines of a sink report.
-flows_to() { jq -r --arg p "$3" '.flow_iface | to_entries[] | "\(.key) \(.value | ltrimstr($p))"' "$2" | sort -n; }
-
-# round N POLICY DEV STREAM: one round of the flows through DEV on both bonds.
-round() {
-  local n=$1 pol=$2 dev=$3 stream=$4 i kif=() xif=() tag="$n slaves, $2, via $3"
-  for ((i = 0; i < n; i++)); do kif+=(--iface kp$i); xif+=(--iface xp$i); done
-  local sink=(pktgen sink --stream "$stream" --expect $FLOWS --duration 60 --idle-ms 700)
-  ip netns exec ks "$XBOND" "${sink[@]}" "${kif[@]}" > "$W/k.json" 2> "$W/k.err" &
-  local ks=$!
-  ip netns exec xs "$XBOND" "${sink[@]}" "${xif[@]}" > "$W/x.json" 2> "$W/x.err" &
-  local xs=$!
-  wait_for 30 "the kernel side's sink" sockets ks "$n" || die "$tag: the sink did not start"
-  wait_for 30 "xbond's side's sink" sockets xs "$n" || die "$tag: the sink did not start"
-  local send=(pktgen send --iface "$dev" --src-mac $SRC_MAC --dst-mac $DST_MAC --mix varied
-    --flows $FLOWS --count $FLOWS --rate 5000 --stream "$stream")
-  ip netns exec k "$XBOND" "${send[@]}" > /dev/null || die "$tag: sending through the kernel bond failed"
-  ip netns exec x "$XBOND" "${send[@]}" > /dev/null || die "$tag: sending through xbond failed"
-  wait $ks || die "$tag: kernel side's sink: $(cat "$W/k.err")"
-  wait $xs || die "$tag: xbond side's sink: $(cat "$W/x.err")"
-  local side json
-  for side in k x; do
-    json=$W/$side.json
-    [ "$(jq '.unique' "$json")" = $FLOWS ] && [ "$(jq '.flows' "$json")" = $FLOWS ] \
-      || die "$tag: $side side got $(jq -c '{unique, flows, per_iface}' "$json") of $FLOWS flows"
-    [ "$(jq '.flows_on_several_ifaces' "$json")" = 0 ] || die "$tag: $side side: a flow on several slaves"
-  done
-  flows_to ks "$W/k.json" kp > "$W/k.map"
-  flows_to xs "$W/x.json" xp > "$W/x.map"
-  if ! cmp -s "$W/k.map" "$W/x.map"; then
-    echo "flow kernel-slave xbond-slave (first differences):"
-    join "$W/k.map" "$W/x.map" | awk '$2 != $3' | head -n 10
-    die "$tag: $(join "$W/k.map" "$W/x.map" | awk '$2 != $3' | wc -l) of $FLOWS flows on another slave than the kernel's"
-  fi
-  # The flows are spread: every slave carries some (so the check has teeth).
-  [ "$(cut -d' ' -f2 "$W/k.map" | sort -u | wc -l)" = "$n" ] || die "$tag: not every slave carried a flow"
+# table SIDE PREFIX: $W/SIDE.json as lines "stream flow slave-index" and
+# $W/SIDE.sum as "stream unique flows flows-on-several-slaves per-iface".
+table() {
+  jq -r --arg p "$2" 'to_entries[] | .key as $s | .value.flow_iface | to_entries[]
+    | "\($s) \(.key) \(.value | ltrimstr($p))"' "$W/$1.json" | sort -n -k1,1 -k2,2 > "$W/$1.map"
+  jq -r 'to_entries[] | "\(.key) \(.value.unique) \(.value.flows) \(.value.flows_on_several_ifaces) \(.value.per_iface | tostring)"' \
+    "$W/$1.json" > "$W/$1.sum"
 }
 
-stream=0
+# check N STREAM WHAT: the stream's flows all arrived, each on one slave,
+# every slave carried some, and each on the kernel's slave.
+check() {
+  local n=$1 s=$2 tag="$n slaves, $3" side u f sev per
+  for side in k x; do
+    read -r _ u f sev per < <(awk -v s="$s" '$1 == s' "$W/$side.sum")
+    [ "${u:-}" = $FLOWS ] && [ "${f:-}" = $FLOWS ] \
+      || die "$tag: $side side got ${u:-0} frames of ${f:-0} flows of $FLOWS ($per)"
+    [ "$sev" = 0 ] || die "$tag: $side side: $sev flows on several slaves"
+  done
+  awk -v s="$s" '$1 == s { print $2, $3 }' "$W/k.map" > "$W/k.one"
+  awk -v s="$s" '$1 == s { print $2, $3 }' "$W/x.map" > "$W/x.one"
+  if ! cmp -s "$W/k.one" "$W/x.one"; then
+    echo "flow kernel-slave xbond-slave (first differences):"
+    join "$W/k.one" "$W/x.one" | awk '$2 != $3' | head -n 10
+    die "$tag: $(join "$W/k.one" "$W/x.one" | awk '$2 != $3' | wc -l) of $FLOWS flows on another slave than the kernel's"
+  fi
+  # The flows are spread: every slave carries some (so the check has teeth).
+  [ "$(cut -d' ' -f2 "$W/k.one" | sort -u | wc -l)" = "$n" ] || die "$tag: not every slave carried a flow"
+}
+
+# send NS DEV STREAM: the flows, once each, through DEV.
+send() {
+  ip netns exec "$1" "$XBOND" pktgen send --iface "$2" --src-mac $SRC_MAC --dst-mac $DST_MAC \
+    --mix varied --flows $FLOWS --count $FLOWS --rate 5000 --stream "$3" > /dev/null
+}
+
 for n in 2 3 4; do
+  t0=$SECONDS
   bonds $n
+  echo "($n slaves: bonds up in $((SECONDS - t0)) s)"
+  # One sink per side for all policies: stream 2p+1 untagged, 2p+2 on VLAN
+  # 100 for policy p; each stops once every stream is complete.
+  kif=() xif=() streams=()
+  for ((i = 0; i < n; i++)); do kif+=(--iface kp$i); xif+=(--iface xp$i); done
+  for ((s = 1; s <= 2 * ${#POLICIES[@]}; s++)); do streams+=(--stream $s); done
+  sink=(pktgen sink "${streams[@]}" --expect $FLOWS --until-expected --duration 300 --idle-ms 300000)
+  ip netns exec ks "$XBOND" "${sink[@]}" "${kif[@]}" > "$W/k.json" 2> "$W/k.err" &
+  ksink=$!
+  ip netns exec xs "$XBOND" "${sink[@]}" "${xif[@]}" > "$W/x.json" 2> "$W/x.err" &
+  xsink=$!
+  wait_for 30 "the kernel side's sink" sockets ks "$n" || die "the sink did not start"
+  wait_for 30 "xbond's side's sink" sockets xs "$n" || die "the sink did not start"
+  s=0
   for pol in "${POLICIES[@]}"; do
     ip netns exec k sh -c "echo $pol > /sys/class/net/bond0/bonding/xmit_hash_policy" \
       || die "the kernel refused xmit_hash_policy $pol"
     "$XBOND" ctl bond0 --socket "$W/x.sock" set xmit_hash_policy "$pol" > /dev/null \
       || die "xbond refused xmit_hash_policy $pol"
-    for dev in bond0 bond0.100; do
-      stream=$((stream + 1))
-      round $n "$pol" $dev $stream
-    done
+    (send k bond0 $((s + 1)) && send k bond0.100 $((s + 2))) &
+    kp=$!
+    (send x bond0 $((s + 1)) && send x bond0.100 $((s + 2))) || die "$pol: sending through xbond failed"
+    wait $kp || die "$pol: sending through the kernel bond failed"
+    s=$((s + 2))
+    echo "($pol sent at $((SECONDS - t0)) s)"
+  done
+  wait $ksink || die "kernel side's sink: $(cat "$W/k.err")"
+  wait $xsink || die "xbond side's sink: $(cat "$W/x.err")"
+  echo "(sinks done at $((SECONDS - t0)) s)"
+  table k kp
+  table x xp
+  s=0
+  for pol in "${POLICIES[@]}"; do
+    check $n $((s + 1)) "$pol, untagged"
+    check $n $((s + 2)) "$pol, VLAN 100"
+    s=$((s + 2))
     ok "$n slaves, $pol: $FLOWS flows untagged and $FLOWS on VLAN 100 on the kernel's slave"
   done
 done

@@ -273,23 +273,28 @@ enum PktgenCmd {
         #[arg(long, value_enum, default_value_t = MixArg::Udp4)]
         mix: MixArg,
     },
-    /// Count a stream's frames per interface; prints a JSON report.
+    /// Count a stream's frames per interface; prints a JSON report (with
+    /// several streams: an object of reports by stream id).
     Sink {
         /// Interface to count on (repeat for several).
         #[arg(long, required = true)]
         iface: Vec<String>,
-        /// Stream id to count.
-        #[arg(long, default_value_t = 1)]
-        stream: u32,
+        /// Stream id to count (repeat for several; af_packet only).
+        #[arg(long, default_values_t = [1])]
+        stream: Vec<u32>,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 10.0, value_parser = seconds)]
         duration: f64,
         /// Stop this long after the last frame.
         #[arg(long, default_value_t = 500)]
         idle_ms: u64,
-        /// Frames expected (for loss).
+        /// Frames expected per stream (for loss).
         #[arg(long)]
         expect: Option<u64>,
+        /// Stop as soon as every stream has --expect distinct frames
+        /// (af_packet only).
+        #[arg(long, requires = "expect")]
+        until_expected: bool,
         /// af_packet (default) or af_xdp (attaches XDP to the interfaces).
         #[arg(long, value_enum, default_value_t = Engine::AfPacket)]
         engine: Engine,
@@ -783,17 +788,32 @@ fn real_main(cli: Cli) -> Result<()> {
                 duration,
                 idle_ms,
                 expect,
+                until_expected,
                 engine,
             } => {
-                let (d, idle) = (
-                    Duration::from_secs_f64(duration),
-                    Duration::from_millis(idle_ms),
-                );
-                let r = match engine {
-                    Engine::AfPacket => pktgen::sink(&iface, stream, d, idle, expect)?,
-                    Engine::AfXdp => pktgen::sink_xdp(&iface, stream, d, idle, expect)?,
+                let spec = pktgen::SinkSpec {
+                    streams: stream,
+                    duration: Duration::from_secs_f64(duration),
+                    idle: Duration::from_millis(idle_ms),
+                    expected: expect,
+                    until_expected,
                 };
-                println!("{}", serde_json::to_string(&r)?);
+                let text = match (engine, spec.streams.as_slice()) {
+                    (Engine::AfXdp, [s]) if !until_expected => serde_json::to_string(
+                        &pktgen::sink_xdp(&iface, *s, spec.duration, spec.idle, expect)?,
+                    )?,
+                    (Engine::AfXdp, _) => anyhow::bail!(
+                        "--engine af_xdp: one --stream and no --until-expected (af_packet takes several)"
+                    ),
+                    (Engine::AfPacket, _) => {
+                        let mut reports = pktgen::sink(&iface, &spec)?;
+                        match reports.len() {
+                            1 => serde_json::to_string(&reports.pop_first().map(|(_, r)| r))?,
+                            _ => serde_json::to_string(&reports)?,
+                        }
+                    }
+                };
+                println!("{text}");
                 Ok(())
             }
             PktgenCmd::Inject {

@@ -430,16 +430,32 @@ pub struct SinkReport {
 /// One received frame: sequence number, flow, interface index, time.
 type Arrival = (u64, u32, usize, Instant);
 
-/// Receives on `ifaces` until `duration` has passed, or until `idle` passes
-/// without a frame after the first one arrived.
-pub fn sink(
-    ifaces: &[String],
-    stream: u32,
-    duration: Duration,
-    idle: Duration,
-    expected: Option<u64>,
-) -> Result<SinkReport> {
-    let seen: Arc<Mutex<Vec<Arrival>>> = Arc::default();
+/// When a sink stops, and what it counts.
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    /// Streams to count (frames of others are ignored).
+    pub streams: Vec<u32>,
+    /// Give up after this long.
+    pub duration: Duration,
+    /// Stop when this long passes without a frame after the first one.
+    pub idle: Duration,
+    /// Frames expected per stream (for loss).
+    pub expected: Option<u64>,
+    /// Stop as soon as every stream has `expected` distinct frames.
+    pub until_expected: bool,
+}
+
+/// What the AF_PACKET sink's threads collect.
+#[derive(Default)]
+struct Seen {
+    arrivals: BTreeMap<u32, Vec<Arrival>>,
+    seqs: HashMap<u32, std::collections::HashSet<u64>>,
+    last: Option<Instant>,
+}
+
+/// Receives on `ifaces` until the spec says stop; a report per stream.
+pub fn sink(ifaces: &[String], spec: &SinkSpec) -> Result<BTreeMap<u32, SinkReport>> {
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut socks = Vec::new();
     for name in ifaces {
@@ -455,17 +471,23 @@ pub fn sink(
     for (i, sock) in socks.into_iter().enumerate() {
         let seen = seen.clone();
         let stop = stop.clone();
+        let streams = spec.streams.clone();
         threads.push(std::thread::spawn(move || -> u64 {
             let mut buf = vec![0u8; 4096];
             while !stop.load(Ordering::Relaxed) {
                 match sock.recv(&mut buf, Duration::from_millis(20)) {
                     Ok(Some(n)) if n > 0 => {
-                        if let Some((s, flow, seq)) = parse_frame(&buf[..n]) {
-                            if s == stream {
-                                if let Ok(mut v) = seen.lock() {
-                                    v.push((seq, flow, i, Instant::now()));
-                                }
-                            }
+                        let Some((s, flow, seq)) = parse_frame(&buf[..n]) else {
+                            continue;
+                        };
+                        if !streams.contains(&s) {
+                            continue;
+                        }
+                        if let Ok(mut v) = seen.lock() {
+                            let now = Instant::now();
+                            v.arrivals.entry(s).or_default().push((seq, flow, i, now));
+                            v.seqs.entry(s).or_default().insert(seq);
+                            v.last = Some(now);
                         }
                     }
                     Ok(_) => {}
@@ -478,12 +500,16 @@ pub fn sink(
     let start = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(10));
-        let last = seen.lock().ok().and_then(|v| v.last().map(|x| x.3));
-        if start.elapsed() >= duration {
+        if start.elapsed() >= spec.duration {
             break;
         }
-        if let Some(last) = last {
-            if last.elapsed() >= idle {
+        let Ok(v) = seen.lock() else { break };
+        if v.last.is_some_and(|last| last.elapsed() >= spec.idle) {
+            break;
+        }
+        if let (true, Some(want)) = (spec.until_expected, spec.expected) {
+            let got = |s: &u32| v.seqs.get(s).map_or(0, |q| q.len() as u64);
+            if spec.streams.iter().all(|s| got(s) >= want) {
                 break;
             }
         }
@@ -493,14 +519,21 @@ pub fn sink(
     for t in threads {
         dropped += t.join().unwrap_or(0);
     }
-    let v = std::mem::take(
+    let mut v = std::mem::take(
         &mut *seen
             .lock()
             .map_err(|_| anyhow::anyhow!("sink thread panicked"))?,
     );
-    let mut r = summarize(ifaces, &v, expected);
-    r.dropped_at_sink = dropped;
-    Ok(r)
+    Ok(spec
+        .streams
+        .iter()
+        .map(|s| {
+            let arrivals = v.arrivals.remove(s).unwrap_or_default();
+            let mut r = summarize(ifaces, &arrivals, spec.expected);
+            r.dropped_at_sink = dropped;
+            (*s, r)
+        })
+        .collect())
 }
 
 /// The AF_PACKET sink's receive buffer per socket.
