@@ -157,6 +157,11 @@ pub struct Bond {
     cfg: BondConfig,
     slaves: Vec<Slave>,
     primary: Option<usize>,
+    /// The primary becomes active at the next reselection it is up for,
+    /// whatever `primary_reselect` says: set when the bond starts with a
+    /// primary, when `primary` is set and when the primary is enslaved, as
+    /// the kernel's `force_primary`.
+    force_primary: bool,
     active: Option<usize>,
     bond_mac: MacAddr,
     /// bond0's MTU, once the runtime has read it.
@@ -216,6 +221,7 @@ impl Bond {
             cfg,
             slaves,
             primary,
+            force_primary: primary.is_some(),
             active: None,
             bond_mac,
             mtu: None,

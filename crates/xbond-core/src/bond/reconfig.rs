@@ -137,6 +137,7 @@ impl Bond {
                 .primary
                 .as_ref()
                 .and_then(|p| self.slaves.iter().position(|s| &s.spec.name == p));
+            self.force_primary = self.primary.is_some();
         }
         if has("rebalance_interval") {
             self.hash.set_interval(self.cfg.rebalance_every(), now);
@@ -238,6 +239,9 @@ impl Bond {
             }
         }
         new.active = old.active.and_then(|a| map[a]);
+        // Forced as the kernel forces it: the primary was just enslaved, or
+        // a force was still pending.
+        new.force_primary = new.primary.is_some_and(|p| fresh[p]) || old.force_primary;
         new.carrier = old.carrier;
         new.plan_version = old.plan_version;
         new.mtu = old.mtu;

@@ -26,6 +26,9 @@ impl Bond {
                         .push_back(BondEvent::Link { slave: b, up: true });
                 }
             }
+            if best.is_some() && best == self.primary {
+                self.force_primary = false;
+            }
             if best != self.active {
                 self.change_active(best, now);
             }
@@ -79,6 +82,7 @@ impl Bond {
             let change = match (cur, self.cfg.primary_reselect) {
                 (None, _) => true,
                 (Some(a), _) if a == p => true,
+                _ if self.force_primary => true,
                 (Some(_), PrimaryReselect::Always) => true,
                 (Some(a), PrimaryReselect::Better) => self.faster(p, a),
                 (Some(_), PrimaryReselect::Failure) => false,
@@ -209,6 +213,33 @@ mod tests {
         assert_eq!(b.active(), Some(1));
         b.handle_carrier(0, true, t0);
         assert_eq!(b.active(), Some(0));
+    }
+
+    // Found by the VM status oracle (tests/vm/status-oracle.sh): the kernel
+    // bond made its primary active after start with primary_reselect
+    // better, xbond kept the slave that came up first.
+    #[test]
+    fn the_primary_is_forced_once_at_start_and_when_set_whatever_primary_reselect_says() {
+        let t0 = Instant::now();
+        for policy in [PrimaryReselect::Better, PrimaryReselect::Failure] {
+            let mut c = cfg(Mode::ActiveBackup);
+            c.primary = Some("eno2".into());
+            c.primary_reselect = policy;
+            let mut b = bond(c.clone(), t0);
+            b.handle_carrier(0, true, t0);
+            assert_eq!(b.active(), Some(0), "{policy}: the only slave up");
+            b.handle_carrier(1, true, t0);
+            assert_eq!(b.active(), Some(1), "{policy}: the primary, forced once");
+            b.handle_carrier(1, false, t0);
+            b.handle_carrier(1, true, t0);
+            assert_eq!(b.active(), Some(0), "{policy}: no force after a failure");
+            // Setting primary forces it again.
+            let mut other = c.clone();
+            other.primary = Some("eno1".into());
+            b.reconfigure(other, t0).unwrap();
+            b.reconfigure(c.clone(), t0).unwrap();
+            assert_eq!(b.active(), Some(1), "{policy}: primary set again");
+        }
     }
 
     #[test]
