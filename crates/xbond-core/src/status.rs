@@ -254,6 +254,9 @@ pub struct Status {
     pub mode: Mode,
     /// Transmit hash policy.
     pub xmit_hash_policy: HashPolicy,
+    /// Whether balance-tlb/alb assign flows by load (otherwise by the
+    /// transmit hash).
+    pub tlb_dynamic_lb: bool,
     /// Hash function.
     pub xmit_hash_function: HashFunction,
     /// Primary slave.
@@ -315,6 +318,7 @@ impl Status {
             name: cfg.name.clone(),
             mode: cfg.mode,
             xmit_hash_policy: cfg.xmit_hash_policy,
+            tlb_dynamic_lb: cfg.tlb_dynamic_lb,
             xmit_hash_function: cfg.xmit_hash_function,
             primary: name_of(bond.primary()),
             primary_reselect: cfg.primary_reselect,
@@ -429,7 +433,10 @@ impl Status {
             write!(o, " (fail_over_mac {})", self.fail_over_mac)?;
         }
         writeln!(o)?;
-        if self.mode.uses_hash() {
+        // The kernel's bond_mode_uses_xmit_hash().
+        let tlb_hashed =
+            matches!(self.mode, Mode::BalanceTlb | Mode::BalanceAlb) && !self.tlb_dynamic_lb;
+        if self.mode.uses_hash() || tlb_hashed {
             writeln!(
                 o,
                 "Transmit Hash Policy: {} ({})",
@@ -736,6 +743,20 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("Currently Active Slave"));
+    }
+
+    // Found by the VM status oracle: the kernel shows the policy whenever
+    // it hashes, also in balance-tlb without tlb_dynamic_lb.
+    #[test]
+    fn tlb_shows_the_hash_policy_only_when_it_hashes() {
+        let mut s = status(Mode::BalanceTlb);
+        assert!(!s.proc_text().contains("Transmit Hash Policy"));
+        s.tlb_dynamic_lb = false;
+        let t = s.proc_text();
+        assert!(
+            t.contains("Bonding Mode: transmit load balancing\nTransmit Hash Policy: layer2 (0)\nPrimary Slave:"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -146,7 +146,7 @@ fn varied_frame(spec: &SendSpec, flow: u32, seq: u64) -> Vec<u8> {
         l4[2..4].copy_from_slice(&dport.to_be_bytes());
     } else {
         l4[0] = if v6 { 128 } else { 8 }; // echo request
-        // A non-zero id: the kernel's layer3+4 hash takes the id then.
+                                          // A non-zero id: the kernel's layer3+4 hash takes the id then.
         l4[4..6].copy_from_slice(&((x >> 5) as u16 | 0x100).to_be_bytes());
         l4[6..8].copy_from_slice(&(seq as u16).to_be_bytes());
     }
@@ -214,11 +214,12 @@ pub fn parse_frame(f: &[u8]) -> Option<(u32, u32, u64)> {
         0x86dd => (*f.get(l3 + 6)?, l3 + 40),
         _ => return None,
     };
-    let p = l4 + match proto {
-        6 => usize::from(*f.get(l4 + 12)? >> 4) * 4,
-        17 | 1 | 58 => 8,
-        _ => return None,
-    };
+    let p = l4
+        + match proto {
+            6 => usize::from(*f.get(l4 + 12)? >> 4) * 4,
+            17 | 1 | 58 => 8,
+            _ => return None,
+        };
     if f.get(p..p + 4)? != MAGIC {
         return None;
     }
@@ -715,7 +716,11 @@ mod tests {
             let eth = xbond_core::wire::EthInfo::parse(&f).unwrap();
             assert_eq!(eth.dst[0], 2, "unicast");
             ethertypes.insert(eth.ethertype);
-            protos.insert(if eth.ethertype == 0x0800 { f[23] } else { f[20] });
+            protos.insert(if eth.ethertype == 0x0800 {
+                f[23]
+            } else {
+                f[20]
+            });
             srcs.insert(eth.src);
             dsts.insert(eth.dst);
             let flow = xbond_core::wire::parse_flow(&f, &eth, false).expect("an IP flow");
@@ -725,7 +730,12 @@ mod tests {
         }
         assert_eq!(ethertypes.len(), 2);
         assert_eq!(protos.into_iter().collect::<Vec<_>>(), vec![1, 6, 17, 58]);
-        assert!(srcs.len() > 200 && dsts.len() > 200, "{} {}", srcs.len(), dsts.len());
+        assert!(
+            srcs.len() > 200 && dsts.len() > 200,
+            "{} {}",
+            srcs.len(),
+            dsts.len()
+        );
         // A VLAN tag in front changes nothing for the sink.
         let mut t = build_frame(&s, 5);
         t.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
