@@ -17,6 +17,7 @@
 #   --mem MB      guest memory (default 2048)   --smp N   guest CPUs (default: host CPUs, at most 4)
 #   --timeout S   kill the VM after S seconds (default 600)
 #   --keep        keep the run directory even on success
+#   --out DIR     copy what the script wrote to $VMLAB_RESULTS/out/ into DIR (the benchmarks' results)
 #
 # Exit codes: the guest script's own (0 pass; 77 is the skip convention), or
 #   77  the lab cannot run here (no qemu and no apt to install it, not root, no /dev/net/tun,
@@ -186,7 +187,7 @@ cleanup() {
 
 boot_and_run() { # mode(run|shell) args...
   local mode=$1; shift
-  nics=2 queues=4 mem=2048 timeout_s=600 keep=0 bridge=0
+  nics=2 queues=4 mem=2048 timeout_s=600 keep=0 bridge=0 out=""
   smp=$(nproc); [ "$smp" -gt 4 ] && smp=4
   while [ $# -gt 0 ]; do
     case "$1" in
@@ -196,6 +197,7 @@ boot_and_run() { # mode(run|shell) args...
       --smp) smp=$2; shift 2 ;;
       --timeout) timeout_s=$2; shift 2 ;;
       --keep) keep=1; shift ;;
+      --out) out=$2; shift 2 ;;
       --bridge) bridge=1; shift ;;
       --) shift; break ;;
       -*) die "unknown option $1" ;;
@@ -305,6 +307,9 @@ boot_and_run() { # mode(run|shell) args...
     if [ $timed_out = 1 ]; then log "timeout after ${timeout_s}s: VM killed"; fi
     log "the guest reported no exit code (qemu $qrc); last console lines:"
     tail -20 "$run/console.log" >&2
+  fi
+  if [ -n "$out" ] && [ -d "$run/out" ]; then
+    mkdir -p "$out" && cp -r "$run/out/." "$out/" || log "could not copy $run/out to $out"
   fi
   if [ "$rc" = 0 ] && [ "$keep" = 0 ] && ! ls "$run"/console.boot*.log >/dev/null 2>&1; then
     rm -rf "$run"

@@ -204,8 +204,17 @@ fn varied_frame(spec: &SendSpec, flow: u32, seq: u64) -> Vec<u8> {
     f
 }
 
+/// The stream id the sink gives the Linux kernel's pktgen frames (UDP with
+/// pktgen's header: its magic, then a sequence number); their flow is the
+/// UDP source port.
+pub const KERNEL_PKTGEN_STREAM: u32 = 0;
+
+/// pktgen's `PKTGEN_MAGIC` (net/core/pktgen.c), at the start of the UDP payload.
+const KERNEL_PKTGEN_MAGIC: [u8; 4] = [0xbe, 0x9b, 0xe9, 0x55];
+
 /// Parses a generator frame (UDP, TCP or ICMP echo over IPv4 or IPv6,
-/// behind up to two VLAN tags): (stream, flow, seq).
+/// behind up to two VLAN tags), or a frame of the kernel's pktgen: (stream,
+/// flow, seq).
 pub fn parse_frame(f: &[u8]) -> Option<(u32, u32, u64)> {
     let eth = xbond_core::wire::EthInfo::parse(f)?;
     let l3 = eth.l3_offset;
@@ -220,6 +229,11 @@ pub fn parse_frame(f: &[u8]) -> Option<(u32, u32, u64)> {
             17 | 1 | 58 => 8,
             _ => return None,
         };
+    if proto == 17 && f.get(p..p + 4)? == KERNEL_PKTGEN_MAGIC {
+        let sport = u16::from_be_bytes(f.get(l4..l4 + 2)?.try_into().ok()?);
+        let seq = u32::from_be_bytes(f.get(p + 4..p + 8)?.try_into().ok()?);
+        return Some((KERNEL_PKTGEN_STREAM, u32::from(sport), u64::from(seq)));
+    }
     if f.get(p..p + 4)? != MAGIC {
         return None;
     }
@@ -407,6 +421,10 @@ pub struct SinkReport {
     pub lost: u64,
     /// Longest run of consecutive missing sequence numbers.
     pub longest_gap: u64,
+    /// Runs of missing sequence numbers as `[first, length]`, in order (the
+    /// first 100).
+    #[serde(default)]
+    pub gaps: Vec<[u64; 2]>,
     /// Frames that arrived after a higher sequence number of the same flow.
     pub reordered: u64,
     /// Distinct flows seen.
@@ -656,6 +674,12 @@ fn summarize(
             None => {
                 gap += 1;
                 r.longest_gap = r.longest_gap.max(gap);
+                if gap == 1 && r.gaps.len() < 100 {
+                    r.gaps.push([seq, 0]);
+                }
+                if let Some(g) = r.gaps.last_mut().filter(|g| g[0] + g[1] == seq) {
+                    g[1] += 1;
+                }
             }
             Some(i) => {
                 gap = 0;
@@ -736,6 +760,10 @@ mod tests {
             srcs.len(),
             dsts.len()
         );
+        // The kernel's pktgen: its magic, then the sequence number.
+        let mut k = build_frame(&spec(), 0);
+        k[42..50].copy_from_slice(&[0xbe, 0x9b, 0xe9, 0x55, 0, 0, 1, 2]);
+        assert_eq!(parse_frame(&k), Some((KERNEL_PKTGEN_STREAM, 20000, 258)));
         // A VLAN tag in front changes nothing for the sink.
         let mut t = build_frame(&s, 5);
         t.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
@@ -772,6 +800,7 @@ mod tests {
             (7, 3, 3, 1)
         );
         assert_eq!(r.per_iface["a"], 4);
+        assert_eq!(r.gaps, vec![[4, 3]]);
         assert!(r.alternation > 0.99, "{}", r.alternation);
         assert_eq!(r.flows_on_several_ifaces, 1);
     }
