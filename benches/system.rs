@@ -5,6 +5,8 @@
 //!
 //! Run (as root): `cargo bench -p xbond --bench system` (`-- --quick` for one
 //! run per point). Results go to benches/results/system.{json,md,svg}.
+//! `-- --vm` runs the VM part instead: the kernel bond and xbond inside the
+//! VM lab with the kernel's pktgen ([`vm_part`]), to benches/results/vm.*.
 //!
 //! To compare two builds, set `XBOND_BENCH_BOND_EXE` to another xbond
 //! binary: the bonds (and the failover lab) run from it, while the generator
@@ -29,6 +31,7 @@
 //! frame is the figure that compares implementations.
 
 mod common;
+mod vm_part;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -345,6 +348,10 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_default()
         .trim()
         .to_string();
+    if std::env::args().any(|a| a == "--vm") {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        return vm_part::run(&repo, &format!("{model}, {cores} cores, Linux {kernel}"));
+    }
     let mut rows: Vec<Row> = Vec::new();
     let mut raw = [0.0f64; 2];
     for sc in scenarios() {
