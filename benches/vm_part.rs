@@ -105,7 +105,8 @@ pub fn run(repo: &Path, host: &str) -> Result<()> {
         .flatten()
         .flatten()
         .find_map(|e| std::fs::read_to_string(e.path().join("accel")).ok())
-        .map_or_else(|| "tcg".to_string(), |s| s.trim().to_string());
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "tcg".to_string());
     let mut rows = Vec::new();
     let modes: Vec<String> = g.throughput.iter().fold(Vec::new(), |mut v, t| {
         if !v.contains(&t.mode) {

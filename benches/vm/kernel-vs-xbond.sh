@@ -29,7 +29,7 @@ set -uo pipefail
 
 RUN_S=${VMB_RUN_S:-3}
 FIXED=${VMB_FIXED_RATE:-20000}
-FO_RATE=${VMB_FAILOVER_RATE:-20000}
+FO_RATE=${VMB_FAILOVER_RATE:-5000}
 OUT=$VMLAB_RESULTS/out
 mkdir -p "$OUT"
 J=$OUT/vm-bench.json
