@@ -40,7 +40,8 @@
 # e.g. 6.12.117+deb12-amd64; package linux-image-<that>). VMLAB_ACCEL=tcg|kvm
 # forces the accelerator; otherwise KVM is used only if a probe boot with it
 # works (cached in target/vmlab/<ver>/accel). VMLAB_APPEND adds to the guest
-# kernel's command line.
+# kernel's command line. VMB_* (the VM benchmark's knobs), VMLAB_LONG and
+# VM_STRICT pass through to the guest script's environment.
 set -uo pipefail
 
 SKIP=77
@@ -237,6 +238,12 @@ boot_and_run() { # mode(run|shell) args...
   # job.sh: what the guest runs in the chroot.
   {
     echo "cd $(printf %q "$repo") || exit $LABERR"
+    # The tests' and benchmarks' knobs pass through: VMB_* (benchmark),
+    # VMLAB_LONG, VM_STRICT.
+    local v
+    for v in $(compgen -e | grep -E '^(VMB_[A-Z_]+|VMLAB_LONG|VM_STRICT)$'); do
+      printf 'export %s=%q\n' "$v" "${!v}"
+    done
     if [ "$mode" = run ]; then
       printf 'exec bash %q' "$script"; [ $# -gt 0 ] && printf ' %q' "$@"; echo
     fi

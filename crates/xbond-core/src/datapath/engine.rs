@@ -107,6 +107,10 @@ impl WorkerStats {
 /// The slave index under which frames the host sent are queued in [`Taps`].
 pub const HOST_ARP: u8 = u8::MAX;
 
+/// Kicks a TX ring gets in one pass while its device says "again": 8 × 32
+/// frames (copy mode's slice) covers a pass's batch and some backlog.
+pub const KICK_REPEATS: usize = 8;
+
 /// Frames the workers copy to the control thread (ARP and IPv6 ND received
 /// on slaves, for the link monitors and ALB; the host's ARP in balance-alb).
 /// Bounded: when the control thread falls behind, copies are dropped and
@@ -548,7 +552,8 @@ impl<F: Buffers> Engine<F> {
         n
     }
 
-    /// Kicks every TX ring that got frames; returns whether a ring still
+    /// Kicks every TX ring that got frames (each up to [`KICK_REPEATS`] times
+    /// while the device takes them in slices); returns whether a ring still
     /// holds frames the device has not taken (kick again next pass).
     fn kick<P: Port<Frame = F>>(
         &mut self,
@@ -561,7 +566,17 @@ impl<F: Buffers> Engine<F> {
             if !std::mem::take(&mut self.tx.pending[i]) {
                 continue;
             }
-            match port.kick() {
+            // Copy mode sends at most 32 frames a call and says EAGAIN while
+            // more wait: kick again at once (bounded) rather than a pass
+            // later, when the ring may have filled.
+            let mut kick = port.kick();
+            for _ in 1..KICK_REPEATS {
+                if kick != Kick::Again {
+                    break;
+                }
+                kick = port.kick();
+            }
+            match kick {
                 Kick::Done => {}
                 Kick::Again => {
                     self.tx.pending[i] = true;
