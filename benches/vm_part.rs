@@ -42,6 +42,10 @@ struct Failover {
     lost_elsewhere: i64,
     active_after_cut: String,
     active_after_return: String,
+    /// pktgen stopped before the end (bond0 lost its carrier): what
+    /// followed was not measured.
+    #[serde(default)]
+    generator_stopped: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -205,17 +209,18 @@ fn render(r: &Results) -> String {
         "\nFailover, active-backup with primary v0, a steady pktgen stream to a host behind a bridge: the active link's far end \
          down (carrier, miimon 100), or out of the bridge with carrier up (ARP monitor, arp_interval 100, arp_missed_max 2), then back. \
          Frames lost: the longest gap in pktgen's sequence numbers after the cut and after the return; elsewhere: any other gap \
-         (loss the failover did not cause; it makes the run's figures suspect).\n"
+         (loss the failover did not cause; it makes the run's figures suspect). pktgen stops for good when bond0 loses its \
+         carrier (no usable slave for a moment); such a row says so, and nothing after that moment was measured.\n"
     );
     let _ = writeln!(
         o,
-        "| bond | monitor | frames/s | lost at the cut | ms | lost at the return | lost elsewhere | active after the cut | after the return |"
+        "| bond | monitor | frames/s | lost at the cut | ms | lost at the return | lost elsewhere | active after the cut | after the return | pktgen stopped |"
     );
-    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---|---|");
+    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---|---|---|");
     for f in &r.failover {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
             f.bond,
             f.monitor,
             f.rate,
@@ -224,7 +229,8 @@ fn render(r: &Results) -> String {
             f.lost_return,
             f.lost_elsewhere,
             f.active_after_cut,
-            f.active_after_return
+            f.active_after_return,
+            if f.generator_stopped { "yes" } else { "no" }
         );
     }
     o
