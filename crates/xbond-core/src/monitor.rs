@@ -770,16 +770,10 @@ mod tests {
             // Healthy: both get frames (the backup the active's probes).
             for _ in 0..3 {
                 t += Duration::from_millis(100);
-                for i in 0..2 {
-                    m.note_rx(i, t - Duration::from_millis(50));
-                    m.handle_frame(
-                        i,
-                        AB[i],
-                        &reply_from(T),
-                        &[US],
-                        &[],
-                        t - Duration::from_millis(50),
-                    );
+                for (i, role) in AB.iter().enumerate() {
+                    let at = t - Duration::from_millis(50);
+                    m.note_rx(i, at);
+                    m.handle_frame(i, *role, &reply_from(T), &[US], &[], at);
                 }
                 m.tick(&AB, &macs, US, Ipv6Addr::UNSPECIFIED, t);
             }
