@@ -39,7 +39,7 @@ xpid=""
 T_MAC=02:00:00:00:77:fe
 
 stop_bond() {
-  [ -n "$xpid" ] && { kill "$xpid" 2>/dev/null; wait "$xpid" 2>/dev/null; xpid=""; }
+  stop_xbond
   "$XBOND" down bond0 >/dev/null 2>&1
   ip link del bond0 2>/dev/null
   return 0

@@ -28,10 +28,6 @@ POLICIES=(layer2 layer2+3 layer3+4 encap2+3 encap3+4 vlan+srcmac)
 FLOWS=256
 SRC_MAC=02:00:00:00:5a:01 DST_MAC=02:00:00:00:5b:01
 
-stop_xbond() {
-  [ -n "$xpid" ] && { kill "$xpid" 2>/dev/null; wait "$xpid" 2>/dev/null; xpid=""; }
-  return 0
-}
 teardown() {
   stop_xbond
   for n in k x ks xs; do ip netns del $n 2>/dev/null; done

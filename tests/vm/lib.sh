@@ -34,6 +34,12 @@ start_xbond_in() {
     || { tail -n 30 "$log"; return 1; }
 }
 
+# stop_xbond: stops the xbond that start_xbond_in started (xpid), if any.
+stop_xbond() {
+  if [ -n "${xpid:-}" ]; then kill "$xpid" 2>/dev/null; wait "$xpid" 2>/dev/null; xpid=""; fi
+  return 0
+}
+
 [ "${VMLAB:-}" = 1 ] || { echo "tests/vm scripts run inside the VM: scripts/vmlab.sh run $0"; exit 77; }
 REPO=$(pwd)
 XBOND=${XBOND:-$REPO/target/release/xbond}

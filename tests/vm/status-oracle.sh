@@ -34,13 +34,10 @@ DOCUMENTED=(
   "Partner Churn State|monitoring|none|as Actor Churn State"
 )
 
-stop_xbond() {
-  [ -n "$xpid" ] && { kill "$xpid" 2>/dev/null; wait "$xpid" 2>/dev/null; xpid=""; }
-  ip -n x link del bond0 2>/dev/null
-  return 0
-}
+# stop_bonds: xbond stopped and its bond0 removed (the kernel's goes with k).
+stop_bonds() { stop_xbond; ip -n x link del bond0 2>/dev/null; return 0; }
 teardown() {
-  stop_xbond
+  stop_bonds
   for n in k x kt xt; do ip netns del $n 2>/dev/null; done
   return 0
 }
@@ -132,7 +129,7 @@ compare() {
 # run NAME TOPOLOGY "KERNEL IP-LINK OPTIONS" "XBOND TOML" SETTLED-CHECK
 run() {
   local name=$1 topo=$2 kopts=$3 xtoml=$4 settled=$5 i
-  stop_xbond
+  stop_bonds
   ip -n k link del bond0 2>/dev/null
   $topo
   # shellcheck disable=SC2086 # the options are words
