@@ -91,8 +91,17 @@ fn bench(c: &mut Criterion) {
             });
         }
     }
-    for mode in [Mode::BalanceRr, Mode::ActiveBackup, Mode::Broadcast] {
-        let p = plan(mode, HashPolicy::Layer2, HashFunction::Xxh3);
+    for mode in [
+        Mode::BalanceRr,
+        Mode::ActiveBackup,
+        Mode::Broadcast,
+        Mode::BalanceTlb,
+    ] {
+        let mut p = plan(mode, HashPolicy::Layer2, HashFunction::Xxh3);
+        // balance-tlb: buckets spread over both slaves, as after a rebalance.
+        for (b, s) in p.tlb_table.iter_mut().enumerate() {
+            *s = (b % 2) as u8;
+        }
         let mut sel = Selector::default();
         g.bench_function(format!("{mode}"), |b| {
             b.iter(|| sel.select_batch(black_box(&p), black_box(&refs), &mut out))

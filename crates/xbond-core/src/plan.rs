@@ -7,10 +7,12 @@
 //! allocates nothing.
 
 use crate::alb::{tlb_bucket, TLB_BUCKETS, TLB_UNASSIGNED};
-use crate::hash::{frame_hash, pick};
+use crate::hash::{hash_batch, Divisor};
 use crate::hashbal::HASH_BUCKETS;
 use crate::options::{HashFunction, HashPolicy, MacAddr, Mode};
 use crate::MAX_SLAVES;
+
+const _: () = assert!(MAX_SLAVES.is_power_of_two());
 
 /// The transmit and receive decisions of the bond at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,8 +195,19 @@ impl Selector {
             Mode::Broadcast => out.fill(Choice::All),
             Mode::ActiveBackup => out.fill(plan.active.map_or(Choice::Drop, Choice::Slave)),
             Mode::BalanceTlb | Mode::BalanceAlb => {
+                // The table's slaves that may transmit, as a bit set: one
+                // test per frame instead of a search of `tx_slaves`.
+                let usable = slaves.iter().fold(0u32, |m, &s| {
+                    m | 1u32.checked_shl(u32::from(s)).unwrap_or(0)
+                });
+                let active = plan.active.map_or(Choice::Drop, Choice::Slave);
                 for (o, f) in out.iter_mut().zip(frames) {
-                    *o = plan.tlb_choice(tlb_bucket(f));
+                    *o = match tlb_bucket(f).map(|b| plan.tlb_table[usize::from(b)]) {
+                        Some(s) if usable & 1u32.checked_shl(u32::from(s)).unwrap_or(0) != 0 => {
+                            Choice::Slave(s)
+                        }
+                        _ => active,
+                    };
                 }
             }
             Mode::BalanceRr => {
@@ -219,19 +232,33 @@ impl Selector {
             }
             Mode::BalanceXor | Mode::Ieee8023ad => {
                 let n = slaves.len();
-                let b = plan.hash_buckets.max(1);
-                for (i, (o, f)) in out.iter_mut().zip(frames).enumerate() {
-                    let h = frame_hash(f, plan.policy, plan.function);
-                    let bucket = h % b;
-                    let idx = if plan.hash_rebalanced {
-                        usize::from(plan.hash_table[bucket as usize]).min(n - 1)
-                    } else {
-                        pick(h, n)
-                    };
-                    if let Some(k) = self.buckets.get_mut(i) {
-                        *k = bucket as u8;
-                    }
-                    *o = Choice::Slave(slaves[idx]);
+                let by_slaves = Divisor::new(n as u32);
+                let by_buckets = Divisor::new(plan.hash_buckets);
+                // `tx_slaves` has MAX_SLAVES (a power of two) entries and
+                // `idx` < n <= MAX_SLAVES: the mask only tells the compiler.
+                let slave = |idx: usize| Choice::Slave(plan.tx_slaves[idx & (MAX_SLAVES - 1)]);
+                let mut outs = out.iter_mut();
+                let mut buckets = self.buckets.iter_mut();
+                if plan.hash_rebalanced {
+                    let table = &plan.hash_table;
+                    hash_batch(frames, plan.policy, plan.function, |h| {
+                        let bucket = by_buckets.remainder(h) as u8;
+                        if let Some(k) = buckets.next() {
+                            *k = bucket;
+                        }
+                        if let Some(o) = outs.next() {
+                            *o = slave(usize::from(table[usize::from(bucket)]).min(n - 1));
+                        }
+                    });
+                } else {
+                    hash_batch(frames, plan.policy, plan.function, |h| {
+                        if let Some(k) = buckets.next() {
+                            *k = by_buckets.remainder(h) as u8;
+                        }
+                        if let Some(o) = outs.next() {
+                            *o = slave(by_slaves.remainder(h) as usize);
+                        }
+                    });
                 }
             }
         }

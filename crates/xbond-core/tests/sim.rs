@@ -440,16 +440,16 @@ impl Sim {
     }
 }
 
-/// A stream frame: IPv4/UDP to port STREAM_PORT, 16 flows (source ports) and
-/// 16 destination addresses, the sequence number in the payload.
+/// A stream frame: IPv4/UDP to port STREAM_PORT, 64 flows (source ports) and
+/// 64 destination addresses, the sequence number in the payload.
 fn stream_frame(dst: [u8; 6], src: [u8; 6], seq: u64) -> Vec<u8> {
     let mut f = Vec::with_capacity(64);
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
     f.extend_from_slice(&[0x08, 0x00]);
     f.extend_from_slice(&[0x45, 0, 0, 36, 0, 0, 0x40, 0, 64, 17, 0, 0]);
-    f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 1, (seq % 16) as u8]);
-    f.extend_from_slice(&(40_000 + (seq % 16) as u16).to_be_bytes());
+    f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 1, (seq % 64) as u8]);
+    f.extend_from_slice(&(40_000 + (seq % 64) as u16).to_be_bytes());
     f.extend_from_slice(&STREAM_PORT.to_be_bytes());
     f.extend_from_slice(&[0, 16, 0, 0]);
     f.extend_from_slice(&seq.to_be_bytes());
@@ -532,7 +532,9 @@ fn balance_rr_and_xor_spread_the_stream_and_lose_only_the_dead_links_share() {
         sim.run_for(Duration::from_millis(200), PER_TICK);
         let (a, b) = (carried(&sim, 0), carried(&sim, 1));
         assert!(a > 0 && b > 0, "{mode}: both links carry ({a}, {b})");
-        assert!(a.abs_diff(b) <= (a + b) / 4, "{mode}: spread ({a}, {b})");
+        // 64 flows: an even hash leaves one link with 32 +- 4; a third of
+        // the total apart is 2.7 standard deviations.
+        assert!(a.abs_diff(b) <= (a + b) / 3, "{mode}: spread ({a}, {b})");
         let (sent, got, _) = stream_across_a_flap(&mut sim, 3);
         assert_eq!(
             sent - got,

@@ -23,8 +23,18 @@ pub const TLB_DEFAULT_SPEED_MBPS: u32 = 1000;
 
 const IPPROTO_IGMP: u8 = 2;
 
-fn xor_fold(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0, |h, b| h ^ b)
+/// XOR of the bytes, a word at a time.
+#[inline(always)]
+fn xor_fold<const N: usize>(bytes: &[u8; N]) -> u8 {
+    let mut w = 0u64;
+    for c in bytes.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..c.len()].copy_from_slice(c);
+        w ^= u64::from_le_bytes(word);
+    }
+    let w = w ^ (w >> 32);
+    let w = w ^ (w >> 16);
+    (w ^ (w >> 8)) as u8
 }
 
 /// The TLB bucket of a frame the bond transmits: the kernel's `_simple_hash`
@@ -39,6 +49,7 @@ fn xor_fold(bytes: &[u8]) -> u8 {
 /// Newer kernels hash with `xmit_hash_policy` here; xbond keeps the
 /// destination-address hash so that one bucket is one peer, which is what
 /// the per-bucket load in the status means.
+#[inline]
 pub fn tlb_bucket(frame: &[u8]) -> Option<u8> {
     let eth = EthInfo::parse(frame)?;
     if MacAddr(eth.dst).is_multicast() {
@@ -51,8 +62,8 @@ pub fn tlb_bucket(frame: &[u8]) -> Option<u8> {
             if h[0] >> 4 != 4 || h[9] == IPPROTO_IGMP {
                 return None;
             }
-            let dst = &h[16..20];
-            if dst == [0xff; 4] {
+            let dst: &[u8; 4] = h[16..20].try_into().ok()?;
+            if dst == &[0xff; 4] {
                 return None;
             }
             Some(xor_fold(dst))
@@ -62,7 +73,8 @@ pub fn tlb_bucket(frame: &[u8]) -> Option<u8> {
             if h[0] >> 4 != 6 || h[8..24] == [0; 16] {
                 return None;
             }
-            Some(xor_fold(&h[24..40]))
+            let dst: &[u8; 16] = h[24..40].try_into().ok()?;
+            Some(xor_fold(dst))
         }
         _ => None,
     }
