@@ -172,13 +172,9 @@ fn xxh3(input: &[u8], seed: u64) -> u32 {
 /// overlap by four bytes).
 #[inline(always)]
 fn mac_seed(macs: &[u8; 12]) -> u64 {
-    let head = u64::from_le_bytes([
-        macs[0], macs[1], macs[2], macs[3], macs[4], macs[5], macs[6], macs[7],
-    ]);
-    let tail = u64::from_le_bytes([
-        macs[4], macs[5], macs[6], macs[7], macs[8], macs[9], macs[10], macs[11],
-    ]);
-    head ^ tail.rotate_left(29)
+    let (head, _) = macs.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+    let (_, tail) = macs.split_last_chunk::<8>().unwrap_or((&[], &[0; 8]));
+    u64::from_le_bytes(*head) ^ u64::from_le_bytes(*tail).rotate_left(29)
 }
 
 #[inline(always)]

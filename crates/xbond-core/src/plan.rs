@@ -237,28 +237,35 @@ impl Selector {
                 // `tx_slaves` has MAX_SLAVES (a power of two) entries and
                 // `idx` < n <= MAX_SLAVES: the mask only tells the compiler.
                 let slave = |idx: usize| Choice::Slave(plan.tx_slaves[idx & (MAX_SLAVES - 1)]);
-                let mut outs = out.iter_mut();
-                let mut buckets = self.buckets.iter_mut();
-                if plan.hash_rebalanced {
-                    let table = &plan.hash_table;
-                    hash_batch(frames, plan.policy, plan.function, |h| {
-                        let bucket = by_buckets.remainder(h) as u8;
-                        if let Some(k) = buckets.next() {
-                            *k = bucket;
-                        }
-                        if let Some(o) = outs.next() {
-                            *o = slave(usize::from(table[usize::from(bucket)]).min(n - 1));
+                let mut hashes = [0u32; SELECT_BATCH];
+                for (c, (outs, fs)) in out
+                    .chunks_mut(SELECT_BATCH)
+                    .zip(frames.chunks(SELECT_BATCH))
+                    .enumerate()
+                {
+                    let mut put = hashes.iter_mut();
+                    hash_batch(fs, plan.policy, plan.function, |h| {
+                        if let Some(p) = put.next() {
+                            *p = h;
                         }
                     });
-                } else {
-                    hash_batch(frames, plan.policy, plan.function, |h| {
-                        if let Some(k) = buckets.next() {
+                    let hashes = &hashes[..fs.len()];
+                    if c == 0 {
+                        for (k, &h) in self.buckets.iter_mut().zip(hashes) {
                             *k = by_buckets.remainder(h) as u8;
                         }
-                        if let Some(o) = outs.next() {
+                    }
+                    if plan.hash_rebalanced {
+                        for (o, &h) in outs.iter_mut().zip(hashes) {
+                            let bucket = by_buckets.remainder(h) as u8;
+                            *o =
+                                slave(usize::from(plan.hash_table[usize::from(bucket)]).min(n - 1));
+                        }
+                    } else {
+                        for (o, &h) in outs.iter_mut().zip(hashes) {
                             *o = slave(by_slaves.remainder(h) as usize);
                         }
-                    });
+                    }
                 }
             }
         }

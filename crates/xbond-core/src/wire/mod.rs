@@ -271,30 +271,32 @@ fn any_flow<'a, const DECAP: bool>(frame: &'a [u8], eth: &EthInfo) -> Option<Flo
 #[inline(always)]
 fn common_flow<'a>(frame: &'a [u8], eth: &EthInfo) -> Option<FlowView<'a>> {
     let off = eth.l3_offset;
-    let (addrs, l4) = match eth.ethertype {
+    let view = |addrs, l4: &[u8; 4]| FlowView {
+        addrs,
+        l4: u32::from_le_bytes(*l4),
+        icmp: false,
+    };
+    match eth.ethertype {
         ETH_P_IP => {
             let h: &[u8; 24] = frame.get(off..off + 24)?.try_into().ok()?;
             if h[0] != 0x45 || (h[6] & 0x3f) | h[7] != 0 || L4_KIND[usize::from(h[9])] != L4_PORTS {
                 return None;
             }
-            let addrs: &[u8; 8] = h[12..20].try_into().ok()?;
-            (AddrView::V4(addrs), [h[20], h[21], h[22], h[23]])
+            let (_, rest) = h.split_first_chunk::<12>()?;
+            let (addrs, l4) = rest.split_first_chunk::<8>()?;
+            Some(view(AddrView::V4(addrs), l4.first_chunk::<4>()?))
         }
         ETH_P_IPV6 => {
             let h: &[u8; 44] = frame.get(off..off + 44)?.try_into().ok()?;
             if h[0] >> 4 != 6 || L4_KIND[usize::from(h[6])] != L4_PORTS {
                 return None;
             }
-            let addrs: &[u8; 32] = h[8..40].try_into().ok()?;
-            (AddrView::V6(addrs), [h[40], h[41], h[42], h[43]])
+            let (_, rest) = h.split_first_chunk::<8>()?;
+            let (addrs, l4) = rest.split_first_chunk::<32>()?;
+            Some(view(AddrView::V6(addrs), l4.first_chunk::<4>()?))
         }
-        _ => return None,
-    };
-    Some(FlowView {
-        addrs,
-        l4: u32::from_le_bytes(l4),
-        icmp: false,
-    })
+        _ => None,
+    }
 }
 
 const L4_NONE: u8 = 0;
