@@ -31,6 +31,7 @@
 //! frame is the figure that compares implementations.
 
 mod common;
+mod peers;
 mod vm_part;
 
 use std::collections::BTreeMap;
@@ -43,7 +44,7 @@ use xbond::lab::{wait_for, Lab};
 use xbond::pktgen::SinkReport;
 
 const RUN_SECS: f64 = 1.5;
-const FIXED_RATE: u64 = 200_000;
+const FIXED_RATE: u64 = 100_000;
 /// Flows (UDP source ports) in the generator's stream.
 const FLOWS: u32 = 64;
 /// The first destination address; the flows go to `DST_IPS` consecutive ones.
@@ -61,6 +62,8 @@ struct Row {
     generator_fps: f64,
     generator_limited: bool,
     cpu_ns_per_frame: f64,
+    /// The bond's CPU time per frame over the throughput runs.
+    cpu_ns_per_frame_saturated: f64,
     fixed_rate_fps: u64,
     /// Share of the sink's frames on each of its interfaces, over the
     /// throughput runs.
@@ -79,6 +82,11 @@ struct Results {
     af_xdp_mode: String,
     runs_per_point: usize,
     idle_cpu_percent: f64,
+    /// Idle CPU (% of one core) of xbond's 802.3ad bond and of each peer
+    /// measured, by scenario.
+    idle_by_scenario: BTreeMap<String, f64>,
+    /// Peers not measured in this run, and why.
+    not_measured: BTreeMap<String, String>,
     rows: Vec<Row>,
     failover: Vec<xbond::failover::FailoverReport>,
 }
@@ -89,7 +97,14 @@ struct Scenario {
     two_slaves: bool,
     raw: bool,
     partner: bool,
+    /// Not xbond: a peer in its place (with `config` the far partner's).
+    peer: Option<peers::Peer>,
 }
+
+/// xbond's 802.3ad scenario, the one the bonding peers compare with.
+const LACP_SCENARIO: &str = "802.3ad layer3+4 (via a partner bond)";
+const LACP_CONFIG: &str =
+    "mode = \"802.3ad\"\nlacp_rate = \"fast\"\nxmit_hash_policy = \"layer3+4\"";
 
 fn scenarios() -> Vec<Scenario> {
     let s = |name, config, two_slaves, raw, partner| Scenario {
@@ -98,6 +113,22 @@ fn scenarios() -> Vec<Scenario> {
         two_slaves,
         raw,
         partner,
+        peer: None,
+    };
+    let peer = |name, two_slaves, p| Scenario {
+        name,
+        config: match p {
+            peers::Peer::DpdkIo => "mode = \"balance-rr\"",
+            // See peers::Peer::start for why the slow rate.
+            peers::Peer::DpdkBond => {
+                "mode = \"802.3ad\"\nlacp_rate = \"slow\"\nxmit_hash_policy = \"layer3+4\""
+            }
+            peers::Peer::OvsBalanceTcp => LACP_CONFIG,
+        },
+        two_slaves,
+        raw: false,
+        partner: two_slaves,
+        peer: Some(p),
     };
     vec![
         s(
@@ -130,15 +161,24 @@ fn scenarios() -> Vec<Scenario> {
             false,
         ),
         s("broadcast", "mode = \"broadcast\"", true, false, false),
-        s(
-            "802.3ad layer3+4 (via a partner bond)",
-            "mode = \"802.3ad\"\nlacp_rate = \"fast\"\nxmit_hash_policy = \"layer3+4\"",
-            true,
-            false,
-            true,
-        ),
+        s(LACP_SCENARIO, LACP_CONFIG, true, false, true),
         s("balance-tlb", "mode = \"balance-tlb\"", true, false, false),
         s("balance-alb", "mode = \"balance-alb\"", true, false, false),
+        peer(
+            "peer: DPDK testpmd io forward, af_xdp (1 slave, no bond)",
+            false,
+            peers::Peer::DpdkIo,
+        ),
+        peer(
+            "peer: DPDK bonding PMD mode 4 l34, af_xdp (via a partner bond)",
+            true,
+            peers::Peer::DpdkBond,
+        ),
+        peer(
+            "peer: OVS 3.1 balance-tcp LACP, afxdp (via a partner bond)",
+            true,
+            peers::Peer::OvsBalanceTcp,
+        ),
     ]
 }
 
@@ -183,19 +223,37 @@ fn setup(sc: &Scenario, busy_poll_us: u64) -> anyhow::Result<Bench> {
         "name = \"bond0\"\nslaves = [{list}]\nmiimon = 100\n{}\n",
         sc.config
     );
-    let bp = busy_poll_us.to_string();
-    let mut extra = vec!["--busy-poll-us", bp.as_str()];
-    if sc.raw {
-        extra.push("--raw-forwarder");
-    }
-    let sock = lab.start_xbond_with(bond_exe(), &host, "bond", &cfg, &extra)?;
-    let bond_pid = lab
-        .pid("bond")
-        .ok_or_else(|| anyhow::anyhow!("no bond pid"))?;
+    let far_cfg = cfg.replace("\"a0\"", "\"b0\"").replace("\"a1\"", "\"b1\"");
+    let (sock, bond_pid) = if let Some(peer) = sc.peer {
+        // The partner first: the peer's bond waits for its LACP.
+        let far_sock = if sc.partner {
+            Some(lab.start_xbond(bond_exe(), &far, "partner", &far_cfg)?)
+        } else {
+            None
+        };
+        let up = || {
+            far_sock
+                .as_deref()
+                .is_some_and(|s| xbond::control::query_status(s).is_ok_and(|st| st.mii_status))
+        };
+        (None, peer.start(&mut lab, exe(), &host, &slaves, up)?)
+    } else {
+        let bp = busy_poll_us.to_string();
+        let mut extra = vec!["--busy-poll-us", bp.as_str()];
+        if sc.raw {
+            extra.push("--raw-forwarder");
+        }
+        let sock = lab.start_xbond_with(bond_exe(), &host, "bond", &cfg, &extra)?;
+        if sc.partner {
+            let far_sock = lab.start_xbond(bond_exe(), &far, "partner", &far_cfg)?;
+            anyhow::ensure!(carrier(&far_sock).is_some(), "LACP did not come up");
+        }
+        let pid = lab
+            .pid("bond")
+            .ok_or_else(|| anyhow::anyhow!("no bond pid"))?;
+        (Some(sock), pid)
+    };
     let (tx_sink, tx_sink_ns, rx_gen) = if sc.partner {
-        let far_cfg = cfg.replace("\"a0\"", "\"b0\"").replace("\"a1\"", "\"b1\"");
-        let far_sock = lab.start_xbond(bond_exe(), &far, "partner", &far_cfg)?;
-        anyhow::ensure!(carrier(&far_sock).is_some(), "LACP did not come up");
         (
             vec!["bond0".to_string()],
             far.clone(),
@@ -210,9 +268,17 @@ fn setup(sc: &Scenario, busy_poll_us: u64) -> anyhow::Result<Bench> {
         // Frames towards the host enter on the active slave's link where
         // the mode has one (active-backup and balance-tlb take in nothing
         // elsewhere), else on a0's.
-        let status = carrier(&sock)
-            .ok_or_else(|| anyhow::anyhow!("{}: the bond's carrier did not come up", sc.name))?;
-        let rx_link = if status.active.as_deref() == Some("a1") {
+        let active = match &sock {
+            Some(sock) => {
+                carrier(sock)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("{}: the bond's carrier did not come up", sc.name)
+                    })?
+                    .active
+            }
+            None => None,
+        };
+        let rx_link = if active.as_deref() == Some("a1") {
             "b1"
         } else {
             "b0"
@@ -320,6 +386,16 @@ fn measure(
     Ok((fps, gen_fps, rep))
 }
 
+/// The bond's CPU use with no traffic, in % of one core, over 5 s.
+fn idle_percent(b: &Bench) -> f64 {
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = Instant::now();
+    let c0 = common::cpu_ns(b.bond_pid);
+    std::thread::sleep(Duration::from_secs(5));
+    let c1 = common::cpu_ns(b.bond_pid);
+    c1.saturating_sub(c0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
@@ -354,7 +430,24 @@ fn main() -> anyhow::Result<()> {
     }
     let mut rows: Vec<Row> = Vec::new();
     let mut raw = [0.0f64; 2];
+    let mut idle_by_scenario = BTreeMap::new();
+    let mut not_measured = BTreeMap::new();
+    // `--only TEXT`: the scenarios whose name contains TEXT, and nothing
+    // else (no idle or failover part; the results files are not written).
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1));
     for sc in scenarios() {
+        if only.is_some_and(|o| !sc.name.contains(o.as_str())) {
+            continue;
+        }
+        if let Some(why) = sc.peer.and_then(peers::Peer::missing) {
+            eprintln!("{}: not measured ({why})", sc.name);
+            not_measured.insert(sc.name.to_string(), why);
+            continue;
+        }
         // Throughput with the default busy polling; CPU per frame with a bond
         // that sleeps as soon as its rings are empty, so that the figure is
         // work per frame and not spinning between frames.
@@ -365,8 +458,12 @@ fn main() -> anyhow::Result<()> {
             let mut fps = Vec::new();
             let mut gens = Vec::new();
             let mut per_iface = BTreeMap::<String, u64>::new();
+            let (mut cpu, mut frames) = (0u64, 0u64);
             for _ in 0..runs {
+                let c0 = common::cpu_ns(b.bond_pid);
                 let (f, g, rep) = measure(&mut b, dir, 0, RUN_SECS)?;
+                cpu += common::cpu_ns(b.bond_pid).saturating_sub(c0);
+                frames += rep.received;
                 fps.push(f);
                 gens.push(g);
                 for (i, n) in rep.per_iface {
@@ -378,11 +475,17 @@ fn main() -> anyhow::Result<()> {
                 .into_iter()
                 .map(|(i, n)| (i, n as f64 / total))
                 .collect();
-            through.push((fps, median(&mut gens), share));
+            let saturated = cpu as f64 / frames.max(1) as f64;
+            through.push((fps, median(&mut gens), share, saturated));
+        }
+        if sc.peer.is_some() || sc.name == LACP_SCENARIO {
+            let idle = idle_percent(&b);
+            eprintln!("{}: idle {idle:.3}% of a core", sc.name);
+            idle_by_scenario.insert(sc.name.to_string(), idle);
         }
         drop(b);
         let mut b = setup(&sc, 0)?;
-        for (di, (dir, (fps, gen_med, share))) in DIRS.iter().zip(through).enumerate() {
+        for (di, (dir, (fps, gen_med, share, saturated))) in DIRS.iter().zip(through).enumerate() {
             let c0 = common::cpu_ns(b.bond_pid);
             let (_, _, rep) = measure(&mut b, dir, FIXED_RATE, 2.0)?;
             let c1 = common::cpu_ns(b.bond_pid);
@@ -405,22 +508,28 @@ fn main() -> anyhow::Result<()> {
                 generator_fps: gen_med,
                 generator_limited: med >= 0.95 * gen_med,
                 cpu_ns_per_frame: ns_per_frame,
+                cpu_ns_per_frame_saturated: saturated,
                 fixed_rate_fps: FIXED_RATE,
                 sink_share: share,
             };
             eprintln!(
-                "{:<40} {:<13} {:>10.0} fps  x{:.2}  gen {:>10.0}  {:>7.0} ns/frame  {}",
+                "{:<40} {:<13} {:>10.0} fps  x{:.2}  gen {:>10.0}  {:>7.0} ns/frame ({:.0} saturated)  {}",
                 row.scenario,
                 row.direction,
                 row.median_fps,
                 row.ratio_to_raw,
                 row.generator_fps,
                 row.cpu_ns_per_frame,
+                row.cpu_ns_per_frame_saturated,
                 split(&row.sink_share)
             );
             rows.push(row);
         }
         drop(b);
+    }
+    if only.is_some() {
+        eprintln!("--only: no idle or failover part, no results written");
+        return Ok(());
     }
     // Idle: an active-backup bond with no traffic.
     let idle = {
@@ -428,13 +537,7 @@ fn main() -> anyhow::Result<()> {
             .into_iter()
             .find(|s| s.name == "active-backup")
             .ok_or_else(|| anyhow::anyhow!("no active-backup scenario"))?;
-        let b = setup(&ab, 200)?;
-        std::thread::sleep(Duration::from_secs(1));
-        let t0 = Instant::now();
-        let c0 = common::cpu_ns(b.bond_pid);
-        std::thread::sleep(Duration::from_secs(5));
-        let c1 = common::cpu_ns(b.bond_pid);
-        c1.saturating_sub(c0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0
+        idle_percent(&setup(&ab, 200)?)
     };
     eprintln!("idle: {idle:.3}% of a core");
     // Failover: carrier loss, a dead path found by the ARP monitor, and a
@@ -473,6 +576,8 @@ fn main() -> anyhow::Result<()> {
         af_xdp_mode: "copy (veth)".into(),
         runs_per_point: runs,
         idle_cpu_percent: idle,
+        idle_by_scenario,
+        not_measured,
         rows,
         failover,
     };
@@ -533,6 +638,7 @@ fn markdown(r: &Results) -> String {
         "\nIdle bond (active-backup, 2 slaves, no traffic): {:.3}% of one core.\n",
         r.idle_cpu_percent
     ));
+    o.push_str(&peer_table(r));
     o.push_str("\n| failover (active-backup) | offered frames/s | frames lost | ms of traffic lost |\n|---|---:|---:|---:|\n");
     for f in &r.failover {
         let what = match f.detection {
@@ -546,6 +652,60 @@ fn markdown(r: &Results) -> String {
             "| {what} | {} | {} | {:.2} |\n",
             f.rate, f.failover_lost, f.lost_ms
         ));
+    }
+    o
+}
+
+/// xbond against each peer measured in the run: xbond's 802.3ad bond
+/// against the bonding peers and DPDK's plain forwarder, and xbond's raw
+/// forwarder against DPDK's; ratios are xbond / peer (frames/s: above 1 is
+/// xbond faster; CPU: below 1 is xbond cheaper).
+fn peer_table(r: &Results) -> String {
+    let row = |name: &str, dir: &str| {
+        r.rows
+            .iter()
+            .find(|x| x.scenario == name && x.direction == dir)
+    };
+    let mut o = String::from(
+        "\n| xbond | peer | direction | frames/s: xbond / peer | CPU ns/frame saturated: xbond / peer | CPU ns/frame at the fixed rate: xbond / peer | idle CPU %: xbond / peer |\n|---|---|---|---|---|---|---|\n",
+    );
+    let raw = "raw AF_XDP forwarder (1 slave)";
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for p in scenarios().iter().filter(|s| s.peer.is_some()) {
+        pairs.push((LACP_SCENARIO, p.name));
+        if p.peer == Some(peers::Peer::DpdkIo) {
+            pairs.push((raw, p.name));
+        }
+    }
+    let idle = |name: &str| {
+        r.idle_by_scenario
+            .get(name)
+            .map_or("-".to_string(), |v| format!("{v:.3}"))
+    };
+    for (x, p) in pairs {
+        for dir in ["host->slaves", "slaves->host"] {
+            let (Some(a), Some(b)) = (row(x, dir), row(p, dir)) else {
+                continue;
+            };
+            let ratio = |u: f64, v: f64| if v > 0.0 { u / v } else { 0.0 };
+            o.push_str(&format!(
+                "| {x} | {p} | {dir} | {:.0} / {:.0} = {:.2} | {:.0} / {:.0} = {:.2} | {:.0} / {:.0} = {:.2} | {} / {} |\n",
+                a.median_fps,
+                b.median_fps,
+                ratio(a.median_fps, b.median_fps),
+                a.cpu_ns_per_frame_saturated,
+                b.cpu_ns_per_frame_saturated,
+                ratio(a.cpu_ns_per_frame_saturated, b.cpu_ns_per_frame_saturated),
+                a.cpu_ns_per_frame,
+                b.cpu_ns_per_frame,
+                ratio(a.cpu_ns_per_frame, b.cpu_ns_per_frame),
+                idle(x),
+                idle(p),
+            ));
+        }
+    }
+    for (name, why) in &r.not_measured {
+        o.push_str(&format!("\nNot measured: {name}: {why}.\n"));
     }
     o
 }
