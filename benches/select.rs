@@ -4,11 +4,14 @@
 //! LACPDU codec.
 //!
 //! Run: `cargo bench -p xbond-core --bench select`. Throughput is reported in
-//! frames (elements), so criterion prints the time per frame.
+//! frames (elements), so criterion prints the time per frame. A run without
+//! a filter also writes `benches/results/select.md`: every benchmark's
+//! median per batch and per frame, and its fastest sample (on a shared,
+//! noisy machine the least disturbed figure), with the machine.
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use xbond_core::options::{HashFunction, HashPolicy, Mode};
 use xbond_core::plan::{Choice, Selector, TxPlan};
 
@@ -169,4 +172,106 @@ fn lacpdu(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench, classify, lacpdu);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    // A filter (an argument that is neither an option nor an option's
+    // value) measures only some.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let takes_text = [
+        "--save-baseline",
+        "--baseline",
+        "--load-baseline",
+        "--color",
+    ];
+    let filtered = args.iter().enumerate().any(|(i, a)| {
+        !a.starts_with('-')
+            && a.parse::<f64>().is_err()
+            && !(i > 0 && takes_text.contains(&args[i - 1].as_str()))
+    });
+    if !filtered && !std::env::args().any(|a| a == "--list" || a == "--test") {
+        if let Err(e) = write_results() {
+            eprintln!("benches/results/select.md not written: {e}");
+        }
+    }
+}
+
+/// Criterion's output directory: `$CARGO_TARGET_DIR/criterion`, or the
+/// workspace's `target/criterion`.
+fn criterion_dir() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+        std::path::PathBuf::from,
+    );
+    target.join("criterion")
+}
+
+/// One line per benchmark of this run, from criterion's files.
+fn write_results() -> Result<(), Box<dyn std::error::Error>> {
+    use serde_json::Value;
+    let mut rows = Vec::new();
+    for group in ["select_batch_64", "classify_64", "lacpdu"] {
+        let Ok(dirs) = std::fs::read_dir(criterion_dir().join(group)) else {
+            continue;
+        };
+        for d in dirs.flatten() {
+            let new = d.path().join("new");
+            let read = |f: &str| -> Option<Value> {
+                serde_json::from_str(&std::fs::read_to_string(new.join(f)).ok()?).ok()
+            };
+            let (Some(id), Some(est), Some(sample)) = (
+                read("benchmark.json"),
+                read("estimates.json"),
+                read("sample.json"),
+            ) else {
+                continue;
+            };
+            let name = id["full_id"].as_str().unwrap_or("?").to_string();
+            let frames = id["throughput"]["Elements"].as_f64().unwrap_or(1.0);
+            let median = est["median"]["point_estimate"].as_f64().unwrap_or(0.0);
+            let fastest = sample["iters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .zip(sample["times"].as_array().into_iter().flatten())
+                .filter_map(|(i, t)| Some(t.as_f64()? / i.as_f64()?))
+                .fold(f64::INFINITY, f64::min);
+            rows.push((name, frames, median, fastest));
+        }
+    }
+    if rows.is_empty() {
+        return Err("no criterion results found".into());
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpu
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut o = format!(
+        "# Selection, classification and LACPDU codec (criterion)\n\n\
+         Machine: {model}, {cores} cores. `cargo bench -p xbond-core --bench select`. \
+         No AF_XDP: the pure core over 64 frames in memory (IPv4 UDP, IPv4 TCP, \
+         VLAN-tagged IPv4 UDP, IPv6 TCP; 60 to 92 bytes), two slaves. \
+         Per batch and per frame (element); the fastest sample is the least \
+         disturbed figure on a shared machine, the median the typical one.\n\n\
+         | benchmark | median per batch (ns) | median per frame (ns) | fastest sample per frame (ns) |\n|---|---:|---:|---:|\n"
+    );
+    for (name, frames, median, fastest) in rows {
+        o.push_str(&format!(
+            "| {name} | {median:.1} | {:.2} | {:.2} |\n",
+            median / frames,
+            fastest / frames
+        ));
+    }
+    let out =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/results/select.md");
+    std::fs::write(&out, o)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
