@@ -137,9 +137,11 @@ pub struct BondRuntime {
     /// Failovers: the active slave lost its link and another took over.
     #[serde(default)]
     pub failovers: u64,
-    /// The last failover, in microseconds from the first sign of the active
-    /// slave's link loss (carrier, or the ARP monitor) to the new active
-    /// slave (downdelay included).
+    /// The last failover, in microseconds from when the control loop read
+    /// the first sign of the active slave's link loss (a carrier event, a
+    /// failed transmission, the ARP monitor) to the new plan's hand-over to
+    /// the workers (downdelay included): the bond's own reaction, without
+    /// the kernel's delivery of the event.
     #[serde(default)]
     pub last_failover_us: Option<u64>,
 }
@@ -577,7 +579,7 @@ impl Status {
                 "Failovers: {}{}",
                 r.failovers,
                 r.last_failover_us.map_or(String::new(), |us| format!(
-                    " (last: {:.3} ms from the link loss to the new active slave)",
+                    " (last: {:.3} ms from the link loss seen to the new active slave's plan)",
                     us as f64 / 1000.0
                 ))
             )?;

@@ -717,11 +717,11 @@ fn real_main(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
-                println!(
-                    "failover ({:?} detection) at {} frames/s: {} frames lost in the failover = {:.2} ms of traffic \
-                     ({} lost in all of {} sent; per link {:?})",
-                    r.detection, r.rate, r.failover_lost, r.lost_ms, r.lost, r.sent, r.per_link
-                );
+                println!("{}", r.summary());
+            }
+            // A rejected figure is no figure: say so in the exit status.
+            if let Some(why) = &r.rejected {
+                bail!("the failover figure is rejected: {why}");
             }
             Ok(())
         }
