@@ -9,6 +9,9 @@
 //! median per batch and per frame, and its fastest sample (on a shared,
 //! noisy machine the least disturbed figure), with the machine.
 
+#[allow(dead_code)] // cpu_ns is the system benchmark's and the soak's
+mod common;
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, Criterion, Throughput};
@@ -244,18 +247,10 @@ fn write_results() -> Result<(), Box<dyn std::error::Error>> {
         return Err("no criterion results found".into());
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpu
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("unknown")
-        .trim()
-        .to_string();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let machine = common::machine();
     let mut o = format!(
         "# Selection, classification and LACPDU codec (criterion)\n\n\
-         Machine: {model}, {cores} cores. `cargo bench -p xbond-core --bench select`. \
+         Machine: {machine}. `cargo bench -p xbond-core --bench select`. \
          No AF_XDP: the pure core over 64 frames in memory (IPv4 UDP, IPv4 TCP, \
          VLAN-tagged IPv4 UDP, IPv6 TCP; 60 to 92 bytes), two slaves. \
          Per batch and per frame (element); the fastest sample is the least \

@@ -19,6 +19,7 @@
 //! end (the last minute): resident memory, CPU (all threads, from
 //! schedstat, as a share of one core) and the frames lost per failover.
 
+#[allow(dead_code)] // machine() is the benchmarks'
 mod common;
 
 use std::path::Path;

@@ -411,22 +411,14 @@ fn main() -> anyhow::Result<()> {
     }
     let quick = std::env::args().any(|a| a == "--quick");
     let runs = if quick { 1 } else { 5 };
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("unknown")
-        .trim()
-        .to_string();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let machine = common::machine();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
         .trim()
         .to_string();
     if std::env::args().any(|a| a == "--vm") {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        return vm_part::run(&repo, &format!("{model}, {cores} cores, Linux {kernel}"));
+        return vm_part::run(&repo, &format!("{machine}, Linux {kernel}"));
     }
     let mut rows: Vec<Row> = Vec::new();
     let mut raw = [0.0f64; 2];
@@ -562,7 +554,7 @@ fn main() -> anyhow::Result<()> {
         failover.push(m);
     }
     let res = Results {
-        machine: format!("{model}, {cores} cores"),
+        machine,
         kernel,
         bond_exe: if std::env::var_os("XBOND_BENCH_BOND_EXE").is_some() {
             bond_exe().display().to_string()
