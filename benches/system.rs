@@ -8,6 +8,9 @@
 //! `-- --vm` runs the VM part instead: the kernel bond and xbond inside the
 //! VM lab with the kernel's pktgen ([`vm_part`]), to benches/results/vm.*.
 //!
+//! `XBOND_BENCH_BUSY_POLL_US` sets the workers' busy polling for the
+//! throughput runs (200 µs, xbond's default, otherwise).
+//!
 //! To compare two builds, set `XBOND_BENCH_BOND_EXE` to another xbond
 //! binary: the bonds (and the failover lab) run from it, while the generator
 //! and the sink stay this build's, so both builds see the same traffic.
@@ -386,6 +389,16 @@ fn measure(
     Ok((fps, gen_fps, rep))
 }
 
+/// The workers' busy polling for the throughput runs, in microseconds:
+/// xbond's default (200), or `XBOND_BENCH_BUSY_POLL_US`, to see what the
+/// polling buys at saturation.
+fn busy_poll_us() -> u64 {
+    std::env::var("XBOND_BENCH_BUSY_POLL_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
 /// The bond's CPU use with no traffic, in % of one core, over 5 s.
 fn idle_percent(b: &Bench) -> f64 {
     std::thread::sleep(Duration::from_secs(1));
@@ -444,7 +457,7 @@ fn main() -> anyhow::Result<()> {
         // that sleeps as soon as its rings are empty, so that the figure is
         // work per frame and not spinning between frames.
         const DIRS: [&str; 2] = ["host->slaves", "slaves->host"];
-        let mut b = setup(&sc, 200)?;
+        let mut b = setup(&sc, busy_poll_us())?;
         let mut through = Vec::new();
         for dir in DIRS {
             let mut fps = Vec::new();
