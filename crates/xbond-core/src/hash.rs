@@ -23,24 +23,20 @@ pub fn frame_hash(frame: &[u8], policy: HashPolicy, function: HashFunction) -> u
     hash_one(frame, policy, function)
 }
 
-/// Hashes a batch: calls `each` with [`frame_hash`] of every frame, in
-/// order. The policy and the function are matched once per batch: each of
-/// their pairs has its own loop, in which the parse, the hash and `each` are
-/// inlined with the policy a constant, so that the fields the policy does
-/// not read are never touched and the hashed length is known.
+/// Hashes a batch: `out[i]` is [`frame_hash`] of `frames[i]` (frames past
+/// `out`'s length are not hashed). The policy and the function are matched
+/// once per batch: each of their pairs has its own loop, in which the parse
+/// and the hash are inlined with the policy a constant, so that the fields
+/// the policy does not read are never touched and the hashed length is
+/// known.
 #[inline]
-pub fn hash_batch(
-    frames: &[&[u8]],
-    policy: HashPolicy,
-    function: HashFunction,
-    mut each: impl FnMut(u32),
-) {
+pub fn hash_batch(frames: &[&[u8]], policy: HashPolicy, function: HashFunction, out: &mut [u32]) {
     use HashFunction::{Kernel, Xxh3};
     use HashPolicy::{Encap23, Encap34, Layer2, Layer23, Layer34, VlanSrcMac};
     macro_rules! each {
         ($p:expr, $f:expr) => {
-            for frame in frames {
-                each(hash_one(frame, $p, $f));
+            for (o, frame) in out.iter_mut().zip(frames) {
+                *o = hash_one(frame, $p, $f);
             }
         };
     }
@@ -522,8 +518,8 @@ mod tests {
         let refs: Vec<&[u8]> = fs.iter().map(|f| f.as_slice()).collect();
         for function in [HashFunction::Kernel, HashFunction::Xxh3] {
             for policy in HashPolicy::ALL {
-                let mut batch = Vec::new();
-                hash_batch(&refs, *policy, function, |h| batch.push(h));
+                let mut batch = vec![0; refs.len()];
+                hash_batch(&refs, *policy, function, &mut batch);
                 let one: Vec<u32> = refs
                     .iter()
                     .map(|f| hash_one(f, *policy, function))

@@ -243,13 +243,9 @@ impl Selector {
                     .zip(frames.chunks(SELECT_BATCH))
                     .enumerate()
                 {
-                    let mut put = hashes.iter_mut();
-                    hash_batch(fs, plan.policy, plan.function, |h| {
-                        if let Some(p) = put.next() {
-                            *p = h;
-                        }
-                    });
-                    let hashes = &hashes[..fs.len()];
+                    let hashes = &mut hashes[..fs.len()];
+                    hash_batch(fs, plan.policy, plan.function, hashes);
+                    let hashes = &*hashes;
                     if c == 0 {
                         for (k, &h) in self.buckets.iter_mut().zip(hashes) {
                             *k = by_buckets.remainder(h) as u8;
