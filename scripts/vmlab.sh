@@ -39,7 +39,9 @@
 # The kernel's version is in scripts/vmlab.version (one line, the ABI name,
 # e.g. 6.12.117+deb12-amd64; package linux-image-<that>). VMLAB_ACCEL=tcg|kvm
 # forces the accelerator; otherwise KVM is used only if a probe boot with it
-# works (cached in target/vmlab/<ver>/accel). VMLAB_APPEND adds to the guest
+# works (cached in target/vmlab/<ver>/accel). VMLAB_TCG_THREAD=multi runs
+# TCG's vCPUs on threads of their own (faster; the guest kernel's code
+# patching can then crash it). VMLAB_APPEND adds to the guest
 # kernel's command line. VMB_* (the VM benchmark's knobs), VMLAB_LONG and
 # VM_STRICT pass through to the guest script's environment.
 set -uo pipefail
@@ -141,7 +143,12 @@ make_qemu() {
   qemu=(qemu-system-x86_64 -nodefaults -no-user-config -display none -monitor none -no-reboot
     -machine pc -m "$mem" -smp "$smp")
   # shellcheck disable=SC2054 # -accel takes one comma-separated argument
-  if [ "$accel" = kvm ]; then qemu+=(-accel kvm -cpu host); else qemu+=(-accel tcg,thread=multi -cpu "$cpu"); fi
+  # TCG runs every vCPU on one host thread unless VMLAB_TCG_THREAD=multi:
+  # multi-threaded TCG lets one vCPU run code the guest kernel is patching
+  # on another (jump labels: a static key turned on by a ping's socket, at
+  # boot or at any time), and the guest then panics (netif_rx_internal,
+  # enqueue_timer).
+  if [ "$accel" = kvm ]; then qemu+=(-accel kvm -cpu host); else qemu+=(-accel "tcg,thread=${VMLAB_TCG_THREAD:-single}" -cpu "$cpu"); fi
   qemu+=(-kernel "$kdir/vmlinuz" -initrd "$kdir/initramfs.cpio.gz"
     -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off tsc=reliable $extra ${VMLAB_APPEND:-}"
     -serial "file:$run/console.log")

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vmlab-lane: 2
 # 802.3ad against the kernel: a kernel bond (bonding.ko) in namespace kb and
 # an xbond bond in namespace xb, joined by two veth pairs (k0-x0, k1-x1).
 # In each case both aggregate (both slaves in one aggregator, with a
