@@ -103,6 +103,11 @@ fn the_endpoint_follows_traffic_and_a_failover_and_the_proc_file_reads_as_procfs
     );
     assert_eq!(get(&m, "xbond_failovers_total{master=\"bond0\"}"), 0.0);
     assert!(m.keys().any(|k| k.starts_with("xbond_socket_dropped_frames_total{master=\"bond0\",queue=\"0\",iface=\"a0\",kind=\"rx_ring_full\"}")), "{text}");
+    // The pings were batches of queue 0's worker, which slept in between.
+    for kind in ["busy_passes", "sleeps"] {
+        let k = format!("xbond_queue_events_total{{master=\"bond0\",queue=\"0\",kind=\"{kind}\"}}");
+        assert!(get(&m, &k) >= 1.0, "{k}: {text}");
+    }
     let (code, _, _) = scrape(&host, "http://127.0.0.1:9741/other");
     assert_eq!(code, 404);
 

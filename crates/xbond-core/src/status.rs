@@ -55,6 +55,16 @@ pub struct QueueRuntime {
     /// slaves' in order.
     #[serde(default)]
     pub sockets: Vec<SocketRuntime>,
+    /// Passes of the worker's loop over this queue that found work (a
+    /// batch received or a TX ring kicked again).
+    #[serde(default)]
+    pub busy_passes: u64,
+    /// TX kicks that were system calls (`sendto`).
+    #[serde(default)]
+    pub kicks: u64,
+    /// Times the worker slept in poll(2) (each ends in a wake-up).
+    #[serde(default)]
+    pub sleeps: u64,
 }
 
 /// One AF_XDP socket: what it got at bind, and the kernel's counters.
@@ -530,8 +540,8 @@ impl Status {
         for (i, q) in r.queues.iter().enumerate() {
             writeln!(
                 o,
-                "Queue {i}: from host {}, to host {}, dropped {}",
-                q.from_host, q.to_host, q.dropped
+                "Queue {i}: from host {}, to host {}, dropped {}; busy passes {}, TX kicks {}, sleeps {}",
+                q.from_host, q.to_host, q.dropped, q.busy_passes, q.kicks, q.sleeps
             )?;
             for k in &q.sockets {
                 writeln!(

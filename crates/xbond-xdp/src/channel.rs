@@ -201,6 +201,6 @@ impl Port for ChannelPort {
     }
 
     fn kick(&mut self) -> Kick {
-        Kick::Done
+        Kick::Unneeded
     }
 }

@@ -535,7 +535,7 @@ impl Port for XdpPort {
 
     fn kick(&mut self) -> Kick {
         if !self.tx.needs_wakeup() {
-            return Kick::Done;
+            return Kick::Unneeded;
         }
         match kick_tx(self.fd()) {
             SysKick::Done => Kick::Done,

@@ -47,6 +47,13 @@ struct SlaveKind {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueKind {
+    master: String,
+    queue: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Socket {
     master: String,
     queue: String,
@@ -234,7 +241,25 @@ pub fn render(s: &Status) -> String {
         "xbond_socket_dropped_frames",
         "The kernel's AF_XDP drops per queue and interface (XDP_STATISTICS), by kind.",
     );
+    let work: Family<QueueKind, Counter> = family(
+        &mut reg,
+        "xbond_queue_events",
+        "What each queue's worker did: busy_passes (passes that found work), \
+         tx_kicks (TX system calls), sleeps (sleeps in poll(2), each ending in a wake-up).",
+    );
     for (q, queue) in s.runtime.queues.iter().enumerate() {
+        for (what, v) in [
+            ("busy_passes", queue.busy_passes),
+            ("tx_kicks", queue.kicks),
+            ("sleeps", queue.sleeps),
+        ] {
+            work.get_or_create(&QueueKind {
+                master: s.name.clone(),
+                queue: q.to_string(),
+                kind: what.to_string(),
+            })
+            .inc_by(v);
+        }
         for k in &queue.sockets {
             for (what, v) in [
                 ("rx_dropped", k.rx_dropped),

@@ -74,8 +74,13 @@ pub struct WorkerStats {
     pub pool_in_tx: AtomicU64,
     /// Pool: all frames.
     pub pool_total: AtomicU64,
-    /// Times the worker went to sleep.
+    /// Times the worker went to sleep (each sleep ends in a wake-up).
     pub sleeps: AtomicU64,
+    /// Passes that found work: frames received, or a TX ring to kick again.
+    pub busy_passes: AtomicU64,
+    /// TX kicks that were system calls (a port that needs no kick is not
+    /// counted).
+    pub kicks: AtomicU64,
     /// Passes of the worker's loop: advances at least once a second (the
     /// longest sleep) while the worker lives and is not stuck.
     pub heartbeat: AtomicU64,
@@ -260,6 +265,9 @@ impl<F: Buffers> Engine<F> {
             pass.work += self.deliver(mem, s, upper, slaves, plan, taps, &mut pass.wake_control);
         }
         pass.work += usize::from(self.kick(upper, slaves, &mut pass.wake_control));
+        if pass.work > 0 {
+            self.stats.busy_passes.fetch_add(1, Relaxed);
+        }
         pass
     }
 
@@ -570,14 +578,19 @@ impl<F: Buffers> Engine<F> {
             // more wait: kick again at once (bounded) rather than a pass
             // later, when the ring may have filled.
             let mut kick = port.kick();
+            let mut calls = 1;
             for _ in 1..KICK_REPEATS {
                 if kick != Kick::Again {
                     break;
                 }
                 kick = port.kick();
+                calls += 1;
+            }
+            if kick != Kick::Unneeded {
+                self.stats.kicks.fetch_add(calls, Relaxed);
             }
             match kick {
-                Kick::Done => {}
+                Kick::Done | Kick::Unneeded => {}
                 Kick::Again => {
                     self.tx.pending[i] = true;
                     again = true;

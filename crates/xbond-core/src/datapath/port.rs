@@ -51,8 +51,11 @@ use super::pool::{Buffers, FramePool};
 /// What a TX kick found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kick {
-    /// The port took what was on its TX ring (or needed no kick).
+    /// The port took what was on its TX ring.
     Done,
+    /// The port needed no kick: it takes TX frames without one (no system
+    /// call was made).
+    Unneeded,
     /// Frames remain on the ring (the device is busy, or sends in slices):
     /// kick again.
     Again,

@@ -99,6 +99,9 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig, mtu: &MtuState) -> 
                 + oversize
                 + slave_sum(|c| c.tx_dropped.load(Relaxed) + c.rx_malformed.load(Relaxed)),
             sockets,
+            busy_passes: w.busy_passes.load(Relaxed),
+            kicks: w.kicks.load(Relaxed),
+            sleeps: w.sleeps.load(Relaxed),
         });
         runtime.oversize += oversize;
         runtime.tx_no_slave += w.tx_no_slave.load(Relaxed);
