@@ -205,6 +205,9 @@ struct Bench {
     tx_sink_ns: String,
     rx_gen: (String, String),
     bond_pid: u32,
+    /// Queues the generator and the sink use on each interface (the bond's
+    /// `queues`).
+    queues: u32,
 }
 
 fn setup(sc: &Scenario, busy_poll_us: u64) -> anyhow::Result<Bench> {
@@ -295,6 +298,7 @@ fn setup(sc: &Scenario, busy_poll_us: u64) -> anyhow::Result<Bench> {
         tx_sink_ns,
         rx_gen,
         bond_pid,
+        queues: 1,
     })
 }
 
@@ -342,6 +346,10 @@ fn measure(
         "--idle-ms",
         "400",
     ];
+    let queues = b.queues.to_string();
+    if b.queues > 1 {
+        args.extend(["--queues", queues.as_str()]);
+    }
     for i in &sink_ifaces {
         args.push("--iface");
         args.push(i);
@@ -350,32 +358,33 @@ fn measure(
     std::thread::sleep(Duration::from_millis(400));
     let (r, d) = (rate.to_string(), secs.to_string());
     let (flows, dst_ips) = (FLOWS.to_string(), DST_IPS.to_string());
-    let out = b.lab.exec(
-        &gen_ns,
-        &[
-            &exe,
-            "pktgen",
-            "send",
-            "--engine",
-            "af_xdp",
-            "--iface",
-            &gen_iface,
-            "--dst-mac",
-            "02:00:00:00:00:99",
-            "--dst-ip",
-            DST_IP,
-            "--dst-ips",
-            &dst_ips,
-            "--flows",
-            &flows,
-            "--count",
-            "0",
-            "--rate",
-            &r,
-            "--duration",
-            &d,
-        ],
-    )?;
+    let mut gen_args = vec![
+        exe.as_str(),
+        "pktgen",
+        "send",
+        "--engine",
+        "af_xdp",
+        "--iface",
+        &gen_iface,
+        "--dst-mac",
+        "02:00:00:00:00:99",
+        "--dst-ip",
+        DST_IP,
+        "--dst-ips",
+        &dst_ips,
+        "--flows",
+        &flows,
+        "--count",
+        "0",
+        "--rate",
+        &r,
+        "--duration",
+        &d,
+    ];
+    if b.queues > 1 {
+        gen_args.extend(["--queues", queues.as_str()]);
+    }
+    let out = b.lab.exec(&gen_ns, &gen_args)?;
     let sent: serde_json::Value = serde_json::from_str(out.trim())?;
     let gen_fps =
         sent["sent"].as_f64().unwrap_or(0.0) / sent["seconds"].as_f64().unwrap_or(1.0).max(1e-9);

@@ -1,9 +1,10 @@
 //! An AF_XDP traffic generator and sink, for the benchmark and `xbond
-//! pktgen`: one socket with its own UMEM per interface (queue 0), frames
+//! pktgen`: one socket with its own UMEM per interface and queue, frames
 //! written from per-flow templates with a sequence number patched in, TX in
 //! batches with one kick per batch; the sink attaches the xbond XDP program to
-//! redirect every frame to its socket and counts what a caller-supplied
-//! parser recognises.
+//! redirect every frame to its sockets and counts what a caller-supplied
+//! parser recognises. Over several queues a flow keeps to one (flow `f` on
+//! queue `f % queues`), as a NIC's RSS would keep it.
 
 use std::time::{Duration, Instant};
 
@@ -38,31 +39,50 @@ impl XskPort {
     /// Opens a socket on queue 0 of `iface` (copy mode). With `receive`, the
     /// xbond XDP program is attached to redirect every frame to it.
     pub fn open(iface: &str, ifindex: u32, receive: bool) -> Result<XskPort> {
-        let (umem, mut free) = create_umem(iface, FRAMES, 0)?;
-        // The program goes on before the socket is bound, as in the worker
+        Ok(XskPort::open_queues(iface, ifindex, 1, receive)?.remove(0))
+    }
+
+    /// Opens a socket on each of queues `0..queues` of `iface` (copy mode),
+    /// each with its own UMEM. With `receive`, the xbond XDP program is
+    /// attached to redirect every frame to the socket of its queue.
+    pub fn open_queues(
+        iface: &str,
+        ifindex: u32,
+        queues: u32,
+        receive: bool,
+    ) -> Result<Vec<XskPort>> {
+        // The program goes on before the sockets are bound, as in the worker
         // (veth sets up its XDP receive path when the program is attached).
-        let prog = if receive {
+        let mut prog = if receive {
             let p = XdpProgram::attach(iface, ifindex)?;
             p.configure(true, false, false)?;
             Some(p)
         } else {
             None
         };
-        let mut port = XdpPort::bind(&umem, 0, iface, 0, BindMode::Copy, false)?;
-        if let Some(p) = &prog {
-            p.register_socket(0, port.fd())?;
-            // Half the frames wait in the fill ring for received data.
-            let mut fill = free.split_off(free.len() - (RING_SIZE as usize).min(free.len() / 2));
-            port.fill(&mut fill);
-            free.append(&mut fill);
+        let mut ports = Vec::new();
+        for q in 0..queues.max(1) {
+            let (umem, mut free) = create_umem(iface, FRAMES, 0)?;
+            let mut port = XdpPort::bind(&umem, 0, iface, q, BindMode::Copy, false)?;
+            if let Some(p) = &prog {
+                p.register_socket(q, port.fd())?;
+                // Half the frames wait in the fill ring for received data.
+                let mut fill =
+                    free.split_off(free.len() - (RING_SIZE as usize).min(free.len() / 2));
+                port.fill(&mut fill);
+                free.append(&mut fill);
+            }
+            ports.push(XskPort {
+                mem: UmemFrames::new(umem),
+                free,
+                port,
+                // The first port holds the program (it detaches when the
+                // ports are dropped, first first).
+                _prog: prog.take(),
+                in_flight: 0,
+            });
         }
-        Ok(XskPort {
-            mem: UmemFrames::new(umem),
-            free,
-            port,
-            _prog: prog,
-            in_flight: 0,
-        })
+        Ok(ports)
     }
 
     fn reap(&mut self) {
@@ -95,64 +115,88 @@ pub struct GenReport {
     pub seconds: f64,
 }
 
-/// Sends `spec` on `port`.
-pub fn generate(port: &mut XskPort, spec: &GenSpec) -> Result<GenReport> {
-    if spec.templates.is_empty() {
-        return Err(Error::Unsupported("no frame templates".into()));
+/// Sends `spec` on `ports` (the queues of one interface): frame `seq` is
+/// template `seq % templates`, on port `(seq % templates) % ports`. A run
+/// that its duration ends can leave a batch a port written and not sent:
+/// those numbers never reach a sink.
+pub fn generate(ports: &mut [XskPort], spec: &GenSpec) -> Result<GenReport> {
+    if spec.templates.is_empty() || ports.is_empty() {
+        return Err(Error::Unsupported("no frame templates or no port".into()));
     }
+    let (flows, nq) = (spec.templates.len() as u64, ports.len() as u64);
     let start = Instant::now();
-    let mut seq: u64 = 0;
-    let mut batch: Vec<XdpFrame> = Vec::with_capacity(BATCH);
+    // Frames written (and so numbered), and frames placed on a TX ring.
+    let (mut next, mut placed): (u64, u64) = (0, 0);
+    // Per port: written frames not yet placed (a full TX ring), in order.
+    let mut batches: Vec<Vec<XdpFrame>> = (0..ports.len())
+        .map(|_| Vec::with_capacity(BATCH))
+        .collect();
     let mut last_produce = start;
     let limit = if spec.count == 0 {
         u64::MAX
     } else {
         spec.count
     };
-    while seq < limit && start.elapsed() < spec.duration {
-        port.reap();
-        let mut want = BATCH.min((limit - seq) as usize);
+    while placed < limit && start.elapsed() < spec.duration {
+        let mut want = (BATCH as u64 * nq).min(limit - next);
         if spec.rate > 0 {
             let due = (start.elapsed().as_secs_f64() * spec.rate as f64) as u64;
-            want = want.min(due.saturating_sub(seq) as usize);
-            if want == 0 {
-                std::hint::spin_loop();
-                continue;
+            want = want.min(due.saturating_sub(next));
+        }
+        for p in ports.iter_mut() {
+            p.reap();
+        }
+        for _ in 0..want {
+            let t = (next % flows) as usize;
+            let q = t % ports.len();
+            let (port, batch) = (&mut ports[q], &mut batches[q]);
+            if batch.len() >= BATCH {
+                break;
             }
-        }
-        let k = want.min(port.free.len());
-        if k == 0 {
-            let _ = port.port.kick();
-            continue;
-        }
-        for _ in 0..k {
             let Some(mut f) = port.free.pop() else { break };
-            let t = &spec.templates
-                [((seq + batch.len() as u64) % spec.templates.len() as u64) as usize];
-            port.mem.write(&mut f, t);
-            let n = seq + batch.len() as u64;
+            port.mem.write(&mut f, &spec.templates[t]);
             port.mem.edit(&mut f, |b| {
                 if let Some(s) = b.get_mut(spec.seq_at..spec.seq_at + 8) {
-                    s.copy_from_slice(&n.to_be_bytes());
+                    s.copy_from_slice(&next.to_be_bytes());
                 }
             });
             batch.push(f);
+            next += 1;
         }
-        let placed = port.port.transmit(&mut batch);
-        seq += placed as u64;
-        port.free.append(&mut batch);
-        port.in_flight += placed;
-        last_produce = Instant::now();
-        let _ = port.port.kick();
+        let mut moved = false;
+        for (port, batch) in ports.iter_mut().zip(&mut batches) {
+            if !batch.is_empty() {
+                let n = port.port.transmit(batch);
+                placed += n as u64;
+                port.in_flight += n;
+                moved |= n > 0;
+            }
+            // A port out of free frames waits for completions: a kick sends
+            // what its ring holds.
+            if !batch.is_empty() || moved || port.free.is_empty() {
+                let _ = port.port.kick();
+            }
+        }
+        if moved {
+            last_produce = Instant::now();
+        } else {
+            std::hint::spin_loop();
+        }
     }
-    // Let the kernel drain the ring.
+    // Let the kernel drain the rings.
     let drain_until = Instant::now() + Duration::from_secs(2);
-    while port.in_flight > 0 && Instant::now() < drain_until {
-        let _ = port.port.kick();
-        port.reap();
+    while ports.iter().any(|p| p.in_flight > 0) && Instant::now() < drain_until {
+        for p in ports.iter_mut() {
+            let _ = p.port.kick();
+            p.reap();
+        }
+    }
+    // What was written and never placed goes back (the run ended).
+    for (port, batch) in ports.iter_mut().zip(&mut batches) {
+        port.free.append(batch);
     }
     Ok(GenReport {
-        sent: seq,
+        sent: placed,
         // First to last frame: the drain above is not sending time.
         seconds: last_produce.duration_since(start).as_secs_f64(),
     })

@@ -267,6 +267,10 @@ enum PktgenCmd {
         /// With af_xdp: stop after this many seconds.
         #[arg(long, default_value_t = 30.0, value_parser = seconds)]
         duration: f64,
+        /// With af_xdp: send on this many TX queues (a socket each), flow f
+        /// on queue f % queues.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        queues: u32,
         /// What the flows are: udp4 (default; UDP source ports), or varied
         /// (UDP, TCP, ICMP echo over IPv4 and IPv6, every field a hash
         /// policy reads differing per flow; af_packet only).
@@ -298,6 +302,9 @@ enum PktgenCmd {
         /// af_packet (default) or af_xdp (attaches XDP to the interfaces).
         #[arg(long, value_enum, default_value_t = Engine::AfPacket)]
         engine: Engine,
+        /// With af_xdp: receive on this many RX queues of each interface.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        queues: u32,
     },
     /// Send bad input, for the fault tests: floods of LACPDUs, malformed
     /// LACPDUs, frames with truncated headers, garbage.
@@ -744,6 +751,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 stream,
                 engine,
                 duration,
+                queues,
                 mix,
             } => {
                 let mix = match mix {
@@ -752,6 +760,9 @@ fn real_main(cli: Cli) -> Result<()> {
                 };
                 if mix == pktgen::Mix::Varied && matches!(engine, Engine::AfXdp) {
                     anyhow::bail!("--mix varied: only with --engine af_packet (af_xdp sends fixed-layout frames)");
+                }
+                if queues > 1 && matches!(engine, Engine::AfPacket) {
+                    anyhow::bail!("--queues {queues}: only with --engine af_xdp (af_packet sends on the kernel's choice of queue)");
                 }
                 let dst_mac: MacAddr = dst_mac.parse()?;
                 let src_mac: MacAddr = match src_mac {
@@ -777,7 +788,9 @@ fn real_main(cli: Cli) -> Result<()> {
                 };
                 let r = match engine {
                     Engine::AfPacket => pktgen::send(&spec)?,
-                    Engine::AfXdp => pktgen::send_xdp(&spec, Duration::from_secs_f64(duration))?,
+                    Engine::AfXdp => {
+                        pktgen::send_xdp(&spec, Duration::from_secs_f64(duration), queues)?
+                    }
                 };
                 println!("{}", serde_json::to_string(&r)?);
                 Ok(())
@@ -790,6 +803,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 expect,
                 until_expected,
                 engine,
+                queues,
             } => {
                 let spec = pktgen::SinkSpec {
                     streams: stream,
@@ -800,8 +814,11 @@ fn real_main(cli: Cli) -> Result<()> {
                 };
                 let text = match (engine, spec.streams.as_slice()) {
                     (Engine::AfXdp, [s]) if !until_expected => serde_json::to_string(
-                        &pktgen::sink_xdp(&iface, *s, spec.duration, spec.idle, expect)?,
+                        &pktgen::sink_xdp(&iface, *s, spec.duration, spec.idle, expect, queues)?,
                     )?,
+                    (Engine::AfPacket, _) if queues > 1 => anyhow::bail!(
+                        "--queues {queues}: only with --engine af_xdp (af_packet receives on every queue)"
+                    ),
                     (Engine::AfXdp, _) => anyhow::bail!(
                         "--engine af_xdp: one --stream and no --until-expected (af_packet takes several)"
                     ),

@@ -563,8 +563,10 @@ const SINK_RCVBUF: i32 = 32 << 20;
 const SEQ_AT: usize = 54;
 
 /// Sends a stream through AF_XDP (copy mode on veth): the generator for the
-/// benchmark, far faster than AF_PACKET.
-pub fn send_xdp(spec: &SendSpec, duration: Duration) -> Result<SendReport> {
+/// benchmark, far faster than AF_PACKET. Over `queues` TX queues (a socket
+/// each, one thread), flow `f` on queue `f % queues`: on a veth the peer
+/// receives each on the RX queue of the same number.
+pub fn send_xdp(spec: &SendSpec, duration: Duration, queues: u32) -> Result<SendReport> {
     // The generator rewrites the sequence number at one offset for all.
     anyhow::ensure!(
         spec.mix == Mix::Udp4,
@@ -572,12 +574,13 @@ pub fn send_xdp(spec: &SendSpec, duration: Duration) -> Result<SendReport> {
     );
     let mut nl = xbond_xdp::netlink::Netlink::open()?;
     let link = nl.link(&spec.iface)?;
-    let mut port = xbond_xdp::gen::XskPort::open(&spec.iface, link.index, false)?;
+    let mut ports = xbond_xdp::gen::XskPort::open_queues(&spec.iface, link.index, queues, false)
+        .with_context(|| format!("AF_XDP generator on {} ({queues} queue(s))", spec.iface))?;
     let templates = (0..u64::from(spec.flows.max(1)))
         .map(|f| build_frame(spec, f))
         .collect();
     let g = xbond_xdp::gen::generate(
-        &mut port,
+        &mut ports,
         &xbond_xdp::gen::GenSpec {
             templates,
             seq_at: SEQ_AT,
@@ -593,32 +596,36 @@ pub fn send_xdp(spec: &SendSpec, duration: Duration) -> Result<SendReport> {
     })
 }
 
-/// Receives through AF_XDP on `ifaces` (attaching the xbond XDP program to
-/// each, so not on interfaces a bond uses), as [`sink`] does.
+/// Receives through AF_XDP on queues `0..queues` of each of `ifaces`
+/// (attaching the xbond XDP program to each, so not on interfaces a bond
+/// uses), as [`sink`] does.
 pub fn sink_xdp(
     ifaces: &[String],
     stream: u32,
     duration: Duration,
     idle: Duration,
     expected: Option<u64>,
+    queues: u32,
 ) -> Result<SinkReport> {
     let mut nl = xbond_xdp::netlink::Netlink::open()?;
     let mut ports = Vec::new();
-    for name in ifaces {
+    // Per socket, its interface's index in `ifaces`.
+    let mut iface_of = Vec::new();
+    for (i, name) in ifaces.iter().enumerate() {
         let link = nl.link(name)?;
-        ports.push(
-            xbond_xdp::gen::XskPort::open(name, link.index, true)
-                .with_context(|| format!("AF_XDP sink on {name}"))?,
-        );
+        let q = xbond_xdp::gen::XskPort::open_queues(name, link.index, queues, true)
+            .with_context(|| format!("AF_XDP sink on {name} ({queues} queue(s))"))?;
+        iface_of.extend(std::iter::repeat_n(i, q.len()));
+        ports.extend(q);
     }
     let t = Instant::now();
     let mut v: Vec<Arrival> = Vec::with_capacity(1 << 20);
     let mut first = None;
     let mut last = t;
-    xbond_xdp::gen::receive(&mut ports, duration, idle, |i, f| {
+    xbond_xdp::gen::receive(&mut ports, duration, idle, |k, f| {
         if let Some((s, flow, seq)) = parse_frame(f) {
             if s == stream {
-                v.push((seq, flow, i, t));
+                v.push((seq, flow, iface_of[k], t));
                 let now = Instant::now();
                 first.get_or_insert(now);
                 last = now;
