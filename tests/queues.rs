@@ -152,3 +152,63 @@ fn a_queue_count_changed_while_running_is_named_and_the_bond_goes_on() {
     assert!(ping.contains(" 0% packet loss"), "{ping}");
     assert_pool_balanced(&sock);
 }
+
+#[test]
+fn the_af_xdp_generator_on_four_queues_feeds_every_worker_a_flow_share() {
+    // The benchmark's generator (`pktgen send --engine af_xdp --queues 4`)
+    // on bond0: flow f leaves on TX queue f % 4, so arrives on the data-plane
+    // end's RX queue f % 4, which worker f % 4 serves.
+    let mut t = four_queue_links("mg");
+    t.far_bridge("10.66.0.2/24");
+    let (host, far) = (t.host.clone(), t.far.clone());
+    let cfg = "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"balance-xor\"\n\
+               miimon = 100\nxmit_hash_policy = \"layer3+4\"\n";
+    let sock = t.start(&host, "xg", cfg, "10.66.0.1/24");
+    let before: Vec<u64> = status(&sock)
+        .runtime
+        .queues
+        .iter()
+        .map(|q| q.from_host)
+        .collect();
+    let br = t.mac(&far, "br0");
+    t.sink(&far, "sink", &["b0", "b1"], 3, 4000);
+    let exe = common::exe().display().to_string();
+    t.lab
+        .exec(
+            &host,
+            &[
+                &exe,
+                "pktgen",
+                "send",
+                "--engine",
+                "af_xdp",
+                "--queues",
+                "4",
+                "--iface",
+                "bond0",
+                "--dst-mac",
+                &br,
+                "--flows",
+                "64",
+                "--count",
+                "4000",
+                "--rate",
+                "20000",
+                "--stream",
+                "3",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let r = t.sink_report("sink");
+    assert_eq!((r.unique, r.duplicates), (4000, 0), "{r:?}");
+    // 64 flows in turn: 1000 frames a queue (and whatever else the host
+    // sent meanwhile).
+    let s = status(&sock);
+    for (i, (q, b)) in s.runtime.queues.iter().zip(&before).enumerate() {
+        assert!(
+            q.from_host - b >= 1000,
+            "queue {i} carried its 16 flows: {:?}",
+            s.runtime.queues
+        );
+    }
+}
