@@ -8,6 +8,10 @@
 //! `-- --vm` runs the VM part instead: the kernel bond and xbond inside the
 //! VM lab with the kernel's pktgen ([`vm_part`]), to benches/results/vm.*.
 //!
+//! `-- --scaling` runs only the scaling part ([`scaling`]: queues = 2
+//! against queues = 1, and a cost model), which a full run ends with, to
+//! benches/results/scaling.*.
+//!
 //! `XBOND_BENCH_BUSY_POLL_US` sets the workers' busy polling for the
 //! throughput runs (200 µs, xbond's default, otherwise).
 //!
@@ -35,6 +39,7 @@
 
 mod common;
 mod peers;
+mod scaling;
 mod vm_part;
 
 use std::collections::BTreeMap;
@@ -442,6 +447,9 @@ fn main() -> anyhow::Result<()> {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         return vm_part::run(&repo, &format!("{machine}, Linux {kernel}"));
     }
+    if std::env::args().any(|a| a == "--scaling") {
+        return scaling::run(&machine, &kernel, runs);
+    }
     let mut rows: Vec<Row> = Vec::new();
     let mut raw = [0.0f64; 2];
     let mut idle_by_scenario = BTreeMap::new();
@@ -600,7 +608,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(dir.join("system.md"), markdown(&res))?;
     std::fs::write(dir.join("system.svg"), svg(&res))?;
     eprintln!("wrote {}", dir.display());
-    Ok(())
+    scaling::run(&res.machine, &res.kernel, runs)
 }
 
 /// The sink's split over its interfaces, e.g. "b0 50%, b1 50%"; empty for
