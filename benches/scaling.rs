@@ -33,6 +33,8 @@ const DIRS: [&str; 2] = ["host->slaves", "slaves->host"];
 #[derive(Debug, Clone, Serialize)]
 pub struct ScaleRow {
     queues: u32,
+    /// The workers' busy polling before they sleep.
+    busy_poll_us: u64,
     direction: String,
     runs_fps: Vec<f64>,
     median_fps: f64,
@@ -178,8 +180,13 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-fn saturation(queues: u32, runs: usize, tick_ns: u64) -> anyhow::Result<Vec<ScaleRow>> {
-    let (mut b, sock) = setup(queues, super::busy_poll_us())?;
+fn saturation(
+    queues: u32,
+    busy_poll_us: u64,
+    runs: usize,
+    tick_ns: u64,
+) -> anyhow::Result<Vec<ScaleRow>> {
+    let (mut b, sock) = setup(queues, busy_poll_us)?;
     let mut rows = Vec::new();
     for dir in DIRS {
         let mut fps = Vec::new();
@@ -209,6 +216,7 @@ fn saturation(queues: u32, runs: usize, tick_ns: u64) -> anyhow::Result<Vec<Scal
         let sum_q = per_queue.iter().sum::<u64>().max(1) as f64;
         let row = ScaleRow {
             queues,
+            busy_poll_us,
             direction: dir.to_string(),
             median_fps: median(&mut fps.clone()),
             runs_fps: fps,
@@ -222,9 +230,10 @@ fn saturation(queues: u32, runs: usize, tick_ns: u64) -> anyhow::Result<Vec<Scal
             queue_share: per_queue.iter().map(|&n| n as f64 / sum_q).collect(),
         };
         eprintln!(
-            "scaling: queues {} {:<13} {:>9.0} fps, workers {:.2} cores, {:>9.0} fps a worker-core, \
+            "scaling: queues {} busy-poll {:>3} us {:<13} {:>9.0} fps, workers {:.2} cores, {:>9.0} fps a worker-core, \
              user {:.0} + system {:.0} ns/frame, {:.1} frames a busy pass, {:.1} a kick, queues {:?}",
             row.queues,
+            row.busy_poll_us,
             row.direction,
             row.median_fps,
             row.worker_cores,
@@ -334,8 +343,14 @@ fn tick_ns() -> u64 {
 /// Runs the scaling part and writes benches/results/scaling.{json,md}.
 pub fn run(machine: &str, kernel: &str, runs: usize) -> anyhow::Result<()> {
     let tick = tick_ns();
-    let mut rows = saturation(1, runs, tick)?;
-    rows.extend(saturation(2, runs, tick)?);
+    // The default busy polling (what an operator gets), then none (the
+    // workers' CPU is then their work, not spinning between frames).
+    let mut rows = Vec::new();
+    for bp in [super::busy_poll_us(), 0] {
+        for q in [1, 2] {
+            rows.extend(saturation(q, bp, runs, tick)?);
+        }
+    }
     let model = model(tick)?;
     let res = Results {
         machine: machine.to_string(),
@@ -371,9 +386,10 @@ fn markdown(r: &Results) -> String {
          Worker CPU is the worker threads' own (schedstat; user and system from stat, in clock ticks); \
          a worker-core is one CPU second of worker time. Generator, sink and the kernel's veth work \
          share the machine's cores with the workers, so frames/s cannot grow with the workers here: \
-         frames a second per worker-core is the figure that shows scaling.\n\n\
-         | queues | direction | frames/s | worker cores used | frames/s per worker-core | user ns/frame | system ns/frame | frames a busy pass | frames a TX system call | frames a sleep | queues' shares |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+         frames a second per worker-core is the figure that shows scaling, best with busy polling off, \
+         where a worker's CPU is its work and not its spinning.\n\n\
+         | queues | busy poll (us) | direction | frames/s | worker cores used | frames/s per worker-core | user ns/frame | system ns/frame | frames a busy pass | frames a TX system call | frames a sleep | queues' shares |\n\
+         |---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         r.machine, r.kernel, r.frame_bytes, r.flows, r.af_xdp_mode, r.runs_per_point
     );
     for x in &r.rows {
@@ -384,8 +400,9 @@ fn markdown(r: &Results) -> String {
             .collect();
         let _ = writeln!(
             o,
-            "| {} | {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
             x.queues,
+            x.busy_poll_us,
             x.direction,
             x.median_fps,
             x.worker_cores,
@@ -398,16 +415,25 @@ fn markdown(r: &Results) -> String {
             shares.join(" / ")
         );
     }
-    for dir in DIRS {
-        let row = |q: u32| r.rows.iter().find(|x| x.queues == q && x.direction == dir);
-        if let (Some(a), Some(b)) = (row(1), row(2)) {
-            let _ = writeln!(
-                o,
-                "\n{dir}: frames/s per worker-core with 2 queues / with 1: {:.2} (1.00 is linear scaling: \
-                 two workers each doing what one did); frames/s {:.2}.",
-                ratio(b.fps_per_worker_core, a.fps_per_worker_core),
-                ratio(b.median_fps, a.median_fps)
-            );
+    o.push('\n');
+    let mut bps: Vec<u64> = r.rows.iter().map(|x| x.busy_poll_us).collect();
+    bps.dedup();
+    for bp in bps {
+        for dir in DIRS {
+            let row = |q: u32| {
+                r.rows
+                    .iter()
+                    .find(|x| x.queues == q && x.busy_poll_us == bp && x.direction == dir)
+            };
+            if let (Some(a), Some(b)) = (row(1), row(2)) {
+                let _ = writeln!(
+                    o,
+                    "- busy poll {bp} us, {dir}: frames/s per worker-core with 2 queues / with 1: {:.2} \
+                     (1.00 is linear scaling: two workers each doing what one did); frames/s: {:.2}.",
+                    ratio(b.fps_per_worker_core, a.fps_per_worker_core),
+                    ratio(b.median_fps, a.median_fps)
+                );
+            }
         }
     }
     o.push_str(&model_text(r));
