@@ -38,6 +38,14 @@ pub struct ScaleRow {
     direction: String,
     runs_fps: Vec<f64>,
     median_fps: f64,
+    /// What the generator sent, frames/s (median).
+    generator_fps: f64,
+    /// Frames the bond dropped (its own counters: no slave, a full TX
+    /// ring, ...) over the runs.
+    bond_dropped: u64,
+    /// Frames the kernel dropped at the bond's AF_XDP sockets (RX ring
+    /// full, other drops; XDP_STATISTICS) over the runs.
+    socket_dropped: u64,
     /// The workers' CPU over the runs, in cores (CPU seconds a second).
     worker_cores: f64,
     /// Frames forwarded per CPU second of the workers.
@@ -101,6 +109,8 @@ struct Snapshot {
     busy_passes: u64,
     kicks: u64,
     sleeps: u64,
+    dropped: u64,
+    socket_dropped: u64,
 }
 
 impl Snapshot {
@@ -118,6 +128,12 @@ impl Snapshot {
                 busy_passes: q.iter().map(|q| q.busy_passes).sum(),
                 kicks: q.iter().map(|q| q.kicks).sum(),
                 sleeps: q.iter().map(|q| q.sleeps).sum(),
+                dropped: q.iter().map(|q| q.dropped).sum(),
+                socket_dropped: q
+                    .iter()
+                    .flat_map(|q| &q.sockets)
+                    .map(|k| k.rx_dropped + k.rx_ring_full)
+                    .sum(),
             },
             per_queue,
         ))
@@ -132,6 +148,8 @@ impl Snapshot {
             busy_passes: self.busy_passes.saturating_sub(before.busy_passes),
             kicks: self.kicks.saturating_sub(before.kicks),
             sleeps: self.sleeps.saturating_sub(before.sleeps),
+            dropped: self.dropped.saturating_sub(before.dropped),
+            socket_dropped: self.socket_dropped.saturating_sub(before.socket_dropped),
         }
     }
 }
@@ -189,12 +207,13 @@ fn saturation(
     let (mut b, sock) = setup(queues, busy_poll_us)?;
     let mut rows = Vec::new();
     for dir in DIRS {
-        let mut fps = Vec::new();
+        let (mut fps, mut gens) = (Vec::new(), Vec::new());
         let (mut total, mut wall) = (Snapshot::default(), 0.0);
         let mut per_queue = vec![0u64; queues as usize];
         for _ in 0..runs {
             let (s0, q0) = Snapshot::take(b.bond_pid, &sock, tick_ns)?;
-            let (f, _, rep) = measure(&mut b, dir, 0, RUN_SECS)?;
+            let (f, g, rep) = measure(&mut b, dir, 0, RUN_SECS)?;
+            gens.push(g);
             let (s1, q1) = Snapshot::take(b.bond_pid, &sock, tick_ns)?;
             let d = s1.since(&s0);
             total = Snapshot {
@@ -205,6 +224,8 @@ fn saturation(
                 busy_passes: total.busy_passes + d.busy_passes,
                 kicks: total.kicks + d.kicks,
                 sleeps: total.sleeps + d.sleeps,
+                dropped: total.dropped + d.dropped,
+                socket_dropped: total.socket_dropped + d.socket_dropped,
             };
             wall += rep.seconds;
             for (acc, (a, z)) in per_queue.iter_mut().zip(q1.iter().zip(&q0)) {
@@ -219,6 +240,9 @@ fn saturation(
             busy_poll_us,
             direction: dir.to_string(),
             median_fps: median(&mut fps.clone()),
+            generator_fps: median(&mut gens),
+            bond_dropped: total.dropped,
+            socket_dropped: total.socket_dropped,
             runs_fps: fps,
             worker_cores: ratio(total.sched_ns as f64 / 1e9, wall),
             fps_per_worker_core: ratio(frames, total.sched_ns as f64 / 1e9),
@@ -230,12 +254,15 @@ fn saturation(
             queue_share: per_queue.iter().map(|&n| n as f64 / sum_q).collect(),
         };
         eprintln!(
-            "scaling: queues {} busy-poll {:>3} us {:<13} {:>9.0} fps, workers {:.2} cores, {:>9.0} fps a worker-core, \
+            "scaling: queues {} busy-poll {:>3} us {:<13} {:>9.0} fps (gen {:>9.0}; dropped: bond {}, sockets {}), workers {:.2} cores, {:>9.0} fps a worker-core, \
              user {:.0} + system {:.0} ns/frame, {:.1} frames a busy pass, {:.1} a kick, queues {:?}",
             row.queues,
             row.busy_poll_us,
             row.direction,
             row.median_fps,
+            row.generator_fps,
+            row.bond_dropped,
+            row.socket_dropped,
             row.worker_cores,
             row.fps_per_worker_core,
             row.user_ns_per_frame,
@@ -388,8 +415,8 @@ fn markdown(r: &Results) -> String {
          share the machine's cores with the workers, so frames/s cannot grow with the workers here: \
          frames a second per worker-core is the figure that shows scaling, best with busy polling off, \
          where a worker's CPU is its work and not its spinning.\n\n\
-         | queues | busy poll (us) | direction | frames/s | worker cores used | frames/s per worker-core | user ns/frame | system ns/frame | frames a busy pass | frames a TX system call | frames a sleep | queues' shares |\n\
-         |---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+         | queues | busy poll (us) | direction | frames/s | generator frames/s | dropped by the bond / at its sockets | worker cores used | frames/s per worker-core | user ns/frame | system ns/frame | frames a busy pass | frames a TX system call | frames a sleep | queues' shares |\n\
+         |---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
         r.machine, r.kernel, r.frame_bytes, r.flows, r.af_xdp_mode, r.runs_per_point
     );
     for x in &r.rows {
@@ -400,11 +427,14 @@ fn markdown(r: &Results) -> String {
             .collect();
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {} / {} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
             x.queues,
             x.busy_poll_us,
             x.direction,
             x.median_fps,
+            x.generator_fps,
+            x.bond_dropped,
+            x.socket_dropped,
             x.worker_cores,
             x.fps_per_worker_core,
             x.user_ns_per_frame,

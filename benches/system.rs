@@ -340,27 +340,10 @@ fn measure(
             b.rx_gen.1.clone(),
         )
     };
-    let mut args = vec![
-        exe.as_str(),
-        "pktgen",
-        "sink",
-        "--engine",
-        "af_xdp",
-        "--duration",
-        "10",
-        "--idle-ms",
-        "400",
-    ];
+    let ifaces: Vec<&str> = sink_ifaces.iter().map(String::as_str).collect();
+    b.lab
+        .start_sink_xdp(Path::new(&exe), &sink_ns, "sink", &ifaces, 1, b.queues, 400)?;
     let queues = b.queues.to_string();
-    if b.queues > 1 {
-        args.extend(["--queues", queues.as_str()]);
-    }
-    for i in &sink_ifaces {
-        args.push("--iface");
-        args.push(i);
-    }
-    b.lab.spawn(&sink_ns, "sink", &args)?;
-    std::thread::sleep(Duration::from_millis(400));
     let (r, d) = (rate.to_string(), secs.to_string());
     let (flows, dst_ips) = (FLOWS.to_string(), DST_IPS.to_string());
     let mut gen_args = vec![

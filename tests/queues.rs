@@ -154,13 +154,15 @@ fn a_queue_count_changed_while_running_is_named_and_the_bond_goes_on() {
 }
 
 #[test]
-fn the_af_xdp_generator_on_four_queues_feeds_every_worker_a_flow_share() {
-    // The benchmark's generator (`pktgen send --engine af_xdp --queues 4`)
-    // on bond0: flow f leaves on TX queue f % 4, so arrives on the data-plane
-    // end's RX queue f % 4, which worker f % 4 serves.
+fn the_af_xdp_generator_and_sink_on_four_queues_carry_every_flow_through_every_worker() {
+    // The benchmark's generator and sink (`pktgen --engine af_xdp --queues
+    // 4`): flow f leaves bond0 on TX queue f % 4, so arrives on the
+    // data-plane end's RX queue f % 4, which worker f % 4 serves and sends
+    // on the same queue of a slave; the sink counts on every queue of b0 and
+    // b1.
     let mut t = four_queue_links("mg");
-    t.far_bridge("10.66.0.2/24");
-    let (host, far) = (t.host.clone(), t.far.clone());
+    let host = t.host.clone();
+    let far = t.far.clone();
     let cfg = "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"balance-xor\"\n\
                miimon = 100\nxmit_hash_policy = \"layer3+4\"\n";
     let sock = t.start(&host, "xg", cfg, "10.66.0.1/24");
@@ -170,8 +172,9 @@ fn the_af_xdp_generator_on_four_queues_feeds_every_worker_a_flow_share() {
         .iter()
         .map(|q| q.from_host)
         .collect();
-    let br = t.mac(&far, "br0");
-    t.sink(&far, "sink", &["b0", "b1"], 3, 4000);
+    t.lab
+        .start_sink_xdp(common::exe(), &far, "sink", &["b0", "b1"], 3, QUEUES, 700)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let exe = common::exe().display().to_string();
     t.lab
         .exec(
@@ -187,7 +190,7 @@ fn the_af_xdp_generator_on_four_queues_feeds_every_worker_a_flow_share() {
                 "--iface",
                 "bond0",
                 "--dst-mac",
-                &br,
+                "02:00:00:00:00:99",
                 "--flows",
                 "64",
                 "--count",

@@ -53,7 +53,7 @@ impl XskPort {
     ) -> Result<Vec<XskPort>> {
         // The program goes on before the sockets are bound, as in the worker
         // (veth sets up its XDP receive path when the program is attached).
-        let mut prog = if receive {
+        let prog = if receive {
             let p = XdpProgram::attach(iface, ifindex)?;
             p.configure(true, false, false)?;
             Some(p)
@@ -76,11 +76,14 @@ impl XskPort {
                 mem: UmemFrames::new(umem),
                 free,
                 port,
-                // The first port holds the program (it detaches when the
-                // ports are dropped, first first).
-                _prog: prog.take(),
+                _prog: None,
                 in_flight: 0,
             });
+        }
+        // The first port holds the program (it detaches when the ports are
+        // dropped, the first first).
+        if let Some(first) = ports.first_mut() {
+            first._prog = prog;
         }
         Ok(ports)
     }

@@ -457,6 +457,59 @@ impl Lab {
         Ok(())
     }
 
+    /// Starts `xbond pktgen sink --engine af_xdp` in `ns` as process `name`
+    /// on queues `0..queues` of each of `ifaces` (it attaches the XDP
+    /// program to them), counting stream `stream`, and returns once it says
+    /// every socket can receive (its ready file). It stops `idle_ms` after
+    /// the last frame, or after 30 s; read its report with
+    /// [`Lab::sink_report`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_sink_xdp(
+        &mut self,
+        exe: &Path,
+        ns: &str,
+        name: &str,
+        ifaces: &[&str],
+        stream: u32,
+        queues: u32,
+        idle_ms: u64,
+    ) -> Result<()> {
+        let ready = self.dir.join(format!("{name}.ready"));
+        let _ = std::fs::remove_file(&ready);
+        let exe = exe.display().to_string();
+        let (stream, queues, idle) = (stream.to_string(), queues.to_string(), idle_ms.to_string());
+        let ready_arg = ready.display().to_string();
+        let mut args = vec![
+            exe.as_str(),
+            "pktgen",
+            "sink",
+            "--engine",
+            "af_xdp",
+            "--stream",
+            &stream,
+            "--queues",
+            &queues,
+            "--ready-file",
+            &ready_arg,
+            "--duration",
+            "30",
+            "--idle-ms",
+            &idle,
+        ];
+        for i in ifaces {
+            args.extend(["--iface", i]);
+        }
+        let log = self.spawn(ns, name, &args)?;
+        let up = wait_for(Duration::from_secs(10), || {
+            (ready.exists() || !self.running(name)).then_some(())
+        });
+        if up.is_none() || !self.running(name) {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            bail!("sink {name} did not open its sockets on {ifaces:?}:\n{text}");
+        }
+        Ok(())
+    }
+
     /// Waits (up to 60 s) for sink `name` to finish and returns its report.
     pub fn sink_report(&mut self, name: &str) -> Result<SinkReport> {
         let out = self.wait(name, Duration::from_secs(60))?;

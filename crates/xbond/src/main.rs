@@ -305,6 +305,10 @@ enum PktgenCmd {
         /// With af_xdp: receive on this many RX queues of each interface.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
         queues: u32,
+        /// With af_xdp: write this file once every socket can receive (a
+        /// frame sent after that is counted), for a caller to wait on.
+        #[arg(long)]
+        ready_file: Option<std::path::PathBuf>,
     },
     /// Send bad input, for the fault tests: floods of LACPDUs, malformed
     /// LACPDUs, frames with truncated headers, garbage.
@@ -804,6 +808,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 until_expected,
                 engine,
                 queues,
+                ready_file,
             } => {
                 let spec = pktgen::SinkSpec {
                     streams: stream,
@@ -814,10 +819,21 @@ fn real_main(cli: Cli) -> Result<()> {
                 };
                 let text = match (engine, spec.streams.as_slice()) {
                     (Engine::AfXdp, [s]) if !until_expected => serde_json::to_string(
-                        &pktgen::sink_xdp(&iface, *s, spec.duration, spec.idle, expect, queues)?,
+                        &pktgen::sink_xdp(
+                            &iface,
+                            *s,
+                            spec.duration,
+                            spec.idle,
+                            expect,
+                            queues,
+                            ready_file.as_deref(),
+                        )?,
                     )?,
                     (Engine::AfPacket, _) if queues > 1 => anyhow::bail!(
                         "--queues {queues}: only with --engine af_xdp (af_packet receives on every queue)"
+                    ),
+                    (Engine::AfPacket, _) if ready_file.is_some() => anyhow::bail!(
+                        "--ready-file: only with --engine af_xdp (an af_packet sink's sockets show in /proc/PID/net/packet)"
                     ),
                     (Engine::AfXdp, _) => anyhow::bail!(
                         "--engine af_xdp: one --stream and no --until-expected (af_packet takes several)"

@@ -598,7 +598,9 @@ pub fn send_xdp(spec: &SendSpec, duration: Duration, queues: u32) -> Result<Send
 
 /// Receives through AF_XDP on queues `0..queues` of each of `ifaces`
 /// (attaching the xbond XDP program to each, so not on interfaces a bond
-/// uses), as [`sink`] does.
+/// uses), as [`sink`] does. Once every socket is bound and registered with
+/// the program, writes their number to `ready_file`, for a caller to wait
+/// on.
 pub fn sink_xdp(
     ifaces: &[String],
     stream: u32,
@@ -606,6 +608,7 @@ pub fn sink_xdp(
     idle: Duration,
     expected: Option<u64>,
     queues: u32,
+    ready_file: Option<&std::path::Path>,
 ) -> Result<SinkReport> {
     let mut nl = xbond_xdp::netlink::Netlink::open()?;
     let mut ports = Vec::new();
@@ -617,6 +620,10 @@ pub fn sink_xdp(
             .with_context(|| format!("AF_XDP sink on {name} ({queues} queue(s))"))?;
         iface_of.extend(std::iter::repeat_n(i, q.len()));
         ports.extend(q);
+    }
+    if let Some(path) = ready_file {
+        std::fs::write(path, format!("{}\n", ports.len()))
+            .with_context(|| format!("writing the ready file {}", path.display()))?;
     }
     let t = Instant::now();
     let mut v: Vec<Arrival> = Vec::with_capacity(1 << 20);
