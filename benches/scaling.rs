@@ -300,60 +300,87 @@ fn model(tick_ns: u64) -> anyhow::Result<Option<Model>> {
     Ok(fit(points))
 }
 
-/// Least squares of cpu_ns on (frames, kicks, sleeps), no intercept: the
-/// normal equations solved by Cramer's rule. None if they are singular.
+/// Least squares of cpu_ns on (frames, kicks, sleeps), no intercept, with
+/// no coefficient below zero: the unconstrained fit over every subset of the
+/// three, the best by residual among those whose coefficients are all
+/// non-negative (the regressors left out get 0). None if no subset gives
+/// one.
 fn fit(points: Vec<CostPoint>) -> Option<Model> {
     let x: Vec<[f64; 3]> = points
         .iter()
         .map(|p| [p.frames as f64, p.kicks as f64, p.sleeps as f64])
         .collect();
     let y: Vec<f64> = points.iter().map(|p| p.cpu_ns as f64).collect();
-    let mut a = [[0.0f64; 3]; 3];
-    let mut v = [0.0f64; 3];
-    for (xi, yi) in x.iter().zip(&y) {
-        for r in 0..3 {
-            v[r] += xi[r] * yi;
-            for c in 0..3 {
-                a[r][c] += xi[r] * xi[c];
-            }
-        }
-    }
-    let det = |m: &[[f64; 3]; 3]| {
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
-            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    let sse = |coef: &[f64; 3]| -> f64 {
+        x.iter()
+            .zip(&y)
+            .map(|(xi, yi)| {
+                let e = coef[0] * xi[0] + coef[1] * xi[1] + coef[2] * xi[2] - yi;
+                e * e
+            })
+            .sum()
     };
-    let d = det(&a);
-    if d.abs() < f64::EPSILON {
-        return None;
-    }
-    let mut coef = [0.0f64; 3];
-    for (k, c) in coef.iter_mut().enumerate() {
-        let mut m = a;
-        for r in 0..3 {
-            m[r][k] = v[r];
+    let mut best: Option<([f64; 3], f64)> = None;
+    for mask in 1u8..8 {
+        let cols: Vec<usize> = (0..3).filter(|c| mask & (1 << c) != 0).collect();
+        let Some(sol) = solve_normal(&x, &y, &cols) else {
+            continue;
+        };
+        if sol.iter().any(|&c| c < 0.0) {
+            continue;
         }
-        *c = det(&m) / d;
+        let mut coef = [0.0f64; 3];
+        for (&c, v) in cols.iter().zip(sol) {
+            coef[c] = v;
+        }
+        let e = sse(&coef);
+        if best.is_none_or(|(_, b)| e < b) {
+            best = Some((coef, e));
+        }
     }
+    let (coef, e) = best?;
     let n = y.len().max(1) as f64;
     let mean = y.iter().sum::<f64>() / n;
-    let rms = (x
-        .iter()
-        .zip(&y)
-        .map(|(xi, yi)| {
-            let e = coef[0] * xi[0] + coef[1] * xi[1] + coef[2] * xi[2] - yi;
-            e * e
-        })
-        .sum::<f64>()
-        / n)
-        .sqrt();
     Some(Model {
         per_frame_ns: coef[0],
         per_kick_ns: coef[1],
         per_wakeup_ns: coef[2],
-        relative_rms_error: ratio(rms, mean),
+        relative_rms_error: ratio((e / n).sqrt(), mean),
         points,
     })
+}
+
+/// The least-squares coefficients of `y` on the columns `cols` of `x`
+/// (normal equations, Gaussian elimination with partial pivoting); None if
+/// they are singular.
+fn solve_normal(x: &[[f64; 3]], y: &[f64], cols: &[usize]) -> Option<Vec<f64>> {
+    let k = cols.len();
+    // The augmented matrix [X'X | X'y].
+    let mut m = vec![vec![0.0f64; k + 1]; k];
+    for (xi, yi) in x.iter().zip(y) {
+        for (r, &cr) in cols.iter().enumerate() {
+            m[r][k] += xi[cr] * yi;
+            for (c, &cc) in cols.iter().enumerate() {
+                m[r][c] += xi[cr] * xi[cc];
+            }
+        }
+    }
+    for p in 0..k {
+        let piv = (p..k).max_by(|&a, &b| m[a][p].abs().total_cmp(&m[b][p].abs()))?;
+        if m[piv][p].abs() < 1e-9 * m[piv].iter().map(|v| v.abs()).fold(0.0, f64::max).max(1.0) {
+            return None;
+        }
+        m.swap(p, piv);
+        for r in 0..k {
+            if r != p {
+                let f = m[r][p] / m[p][p];
+                for c in p..=k {
+                    m[r][c] -= f * m[p][c];
+                }
+            }
+        }
+    }
+    Some((0..k).map(|r| m[r][k] / m[r][r]).collect())
 }
 
 /// Nanoseconds a clock tick of /proc/PID/task/TID/stat (`getconf CLK_TCK`).
@@ -415,8 +442,8 @@ fn markdown(r: &Results) -> String {
          share the machine's cores with the workers, so frames/s cannot grow with the workers here: \
          frames a second per worker-core is the figure that shows scaling, best with busy polling off, \
          where a worker's CPU is its work and not its spinning.\n\n\
-         | queues | busy poll (us) | direction | frames/s | generator frames/s | dropped by the bond / at its sockets | worker cores used | frames/s per worker-core | user ns/frame | system ns/frame | frames a busy pass | frames a TX system call | frames a sleep | queues' shares |\n\
-         |---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+         | queues | busy poll (us) | direction | frames/s | generator frames/s | the limit | dropped by the bond / at its sockets | worker cores used | frames/s per worker-core | user ns/frame | system ns/frame | frames a busy pass | frames a TX system call | frames a sleep | queues' shares |\n\
+         |---:|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
         r.machine, r.kernel, r.frame_bytes, r.flows, r.af_xdp_mode, r.runs_per_point
     );
     for x in &r.rows {
@@ -427,12 +454,18 @@ fn markdown(r: &Results) -> String {
             .collect();
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {:.0} | {:.0} | {} / {} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {} / {} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
             x.queues,
             x.busy_poll_us,
             x.direction,
             x.median_fps,
             x.generator_fps,
+            // The bond kept up with what the generator sent, or not.
+            if x.median_fps >= 0.95 * x.generator_fps {
+                "the generator"
+            } else {
+                "the bond"
+            },
             x.bond_dropped,
             x.socket_dropped,
             x.worker_cores,
@@ -474,8 +507,8 @@ fn model_text(r: &Results) -> String {
     let mut o = String::from(
         "\n## Where a frame's cost goes, and a 2 x 25 GbE NIC with 16 queues\n\n\
          Runs at fixed offered rates on one queue with busy polling off (so the workers' CPU is work, \
-         not spinning), host->slaves. The workers' CPU time fitted by least squares to \
-         frames, TX system calls and wake-ups (sleeps in poll(2)):\n\n\
+         not spinning), host->slaves. The workers' CPU time fitted by least squares, \
+         with no cost below zero, to frames, TX system calls and wake-ups (sleeps in poll(2)):\n\n\
          | offered frames/s | frames | worker CPU ms | busy passes | TX system calls | wake-ups |\n|---:|---:|---:|---:|---:|---:|\n",
     );
     let Some(m) = &r.model else {
@@ -506,12 +539,22 @@ fn model_text(r: &Results) -> String {
         m.per_wakeup_ns,
         m.relative_rms_error * 100.0
     );
-    if m.per_frame_ns <= 0.0 || m.per_kick_ns < 0.0 || m.per_wakeup_ns < 0.0 {
-        o.push_str(
-            "\nA coefficient came out negative: on these points the fit cannot tell the costs apart \
-             (TX system calls and wake-ups move together), so no projection is made from it.\n",
-        );
+    if m.per_frame_ns <= 0.0 {
+        o.push_str("\nThe fit found no cost a frame: no projection is made from it.\n");
         return o;
+    }
+    for (what, v) in [
+        ("TX system call", m.per_kick_ns),
+        ("wake-up", m.per_wakeup_ns),
+    ] {
+        if v == 0.0 {
+            let _ = writeln!(
+                o,
+                "\nThe cost a {what} is 0 in the fit: with it, the unconstrained fit gave a negative \
+                 cost somewhere (on these points it cannot be told apart from the others), so it was \
+                 left out and its cost is counted in the others."
+            );
+        }
     }
     // xbond's own work a frame: the user time of the flat-out run (no busy
     // polling, so no spinning in it).
