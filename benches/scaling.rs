@@ -371,11 +371,12 @@ fn solve_normal(x: &[[f64; 3]], y: &[f64], cols: &[usize]) -> Option<Vec<f64>> {
             return None;
         }
         m.swap(p, piv);
-        for r in 0..k {
+        let pivot = m[p].clone();
+        for (r, row) in m.iter_mut().enumerate() {
             if r != p {
-                let f = m[r][p] / m[p][p];
-                for c in p..=k {
-                    m[r][c] -= f * m[p][c];
+                let f = row[p] / pivot[p];
+                for (v, pv) in row.iter_mut().zip(&pivot).skip(p) {
+                    *v -= f * pv;
                 }
             }
         }
