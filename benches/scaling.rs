@@ -23,7 +23,8 @@ use xbond::lab::Lab;
 
 use super::{bond_exe, carrier, common, measure, median, Bench, FLOWS};
 
-/// The model's offered rates (0: flat out), a run each.
+/// The model's offered rates (0: flat out), each run up to 3 times (every
+/// run a point of the fit).
 const MODEL_RATES: [u64; 5] = [10_000, 30_000, 100_000, 300_000, 0];
 const MODEL_SECS: f64 = 2.0;
 const RUN_SECS: f64 = 1.5;
@@ -277,10 +278,13 @@ fn saturation(
 }
 
 /// Fixed-rate runs on one queue with no busy polling, and the fit.
-fn model(tick_ns: u64) -> anyhow::Result<Option<Model>> {
+fn model(runs: usize, tick_ns: u64) -> anyhow::Result<Option<Model>> {
     let (mut b, sock) = setup(1, 0)?;
     let mut points = Vec::new();
-    for rate in MODEL_RATES {
+    for rate in MODEL_RATES
+        .iter()
+        .flat_map(|&r| std::iter::repeat_n(r, runs.clamp(1, 3)))
+    {
         let (s0, _) = Snapshot::take(b.bond_pid, &sock, tick_ns)?;
         measure(&mut b, DIRS[0], rate, MODEL_SECS)?;
         let (s1, _) = Snapshot::take(b.bond_pid, &sock, tick_ns)?;
@@ -406,7 +410,7 @@ pub fn run(machine: &str, kernel: &str, runs: usize) -> anyhow::Result<()> {
             rows.extend(saturation(q, bp, runs, tick)?);
         }
     }
-    let model = model(tick)?;
+    let model = model(runs, tick)?;
     let res = Results {
         machine: machine.to_string(),
         kernel: kernel.to_string(),
