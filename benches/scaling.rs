@@ -585,13 +585,13 @@ fn model_text(r: &Results) -> String {
             );
         }
     }
-    // xbond's own work a frame: the user time of the flat-out run (no busy
+    // xbond's own work a frame: the user time of the flat-out runs (no busy
     // polling, so no spinning in it).
-    let user = m
-        .points
-        .iter()
-        .find(|p| p.offered_fps == 0)
-        .map_or(0.0, |p| ratio(p.user_ns as f64, p.frames as f64));
+    let flat = m.points.iter().filter(|p| p.offered_fps == 0);
+    let user = ratio(
+        flat.clone().map(|p| p.user_ns).sum::<u64>() as f64,
+        flat.map(|p| p.frames).sum::<u64>() as f64,
+    );
     let per_core = NIC_QUEUES / LINE_RATE_FPS * 1e9;
     let _ = writeln!(
         o,
@@ -604,7 +604,7 @@ fn model_text(r: &Results) -> String {
          frames/s and line rate would take {:.0} cores. Copy mode cannot carry this NIC.\n\
          - Zero copy (a NIC driver with AF_XDP zero-copy, which the worker binds first): the kernel's \
          copy goes, and what stays per frame is xbond's own work, the user time of the flat-out \
-         run above, {:.0} ns a frame (ring descriptors, the parse and the slave choice; criterion \
+         runs above, {:.0} ns a frame (sampled by the clock tick, so within about a quarter here) (ring descriptors, the parse and the slave choice; criterion \
          puts the choice at 3 to 10 ns), plus the driver's descriptor work, not measured here. With a \
          TX system call per 64-frame batch ({:.0} ns / 64 = {:.1} ns a frame; with need_wakeup a \
          zero-copy driver asks for fewer) that is {:.0} ns a frame: {:.1} M frames/s a core, and \
