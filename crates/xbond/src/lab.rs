@@ -429,7 +429,7 @@ impl Lab {
     ) -> Result<()> {
         let exe = exe.display().to_string();
         let (stream, expect) = (stream.to_string(), expect.to_string());
-        let mut args = vec![
+        let args = vec![
             exe.as_str(),
             "pktgen",
             "sink",
@@ -442,15 +442,34 @@ impl Lab {
             "--idle-ms",
             "700",
         ];
+        let pid = self.spawn_sink(ns, name, args, ifaces)?;
+        self.sink_up(name, ifaces, || bound_packet_sockets(pid) >= ifaces.len())
+    }
+
+    /// Spawns sink `name` in `ns` with `args` and `--iface` for each of
+    /// `ifaces`; returns its pid.
+    fn spawn_sink<'a>(
+        &mut self,
+        ns: &str,
+        name: &str,
+        mut args: Vec<&'a str>,
+        ifaces: &[&'a str],
+    ) -> Result<u32> {
         for i in ifaces {
             args.extend(["--iface", i]);
         }
-        let log = self.spawn(ns, name, &args)?;
-        let pid = self.pid(name).context("the sink just started")?;
-        let ready = wait_for(Duration::from_secs(10), || {
-            (bound_packet_sockets(pid) >= ifaces.len() || !self.running(name)).then_some(())
+        self.spawn(ns, name, &args)?;
+        self.pid(name).context("the sink just started")
+    }
+
+    /// Waits (10 s at most) until `ready` says sink `name` can count, or it
+    /// exits; fails with its log if it did not come up.
+    fn sink_up(&mut self, name: &str, ifaces: &[&str], ready: impl Fn() -> bool) -> Result<()> {
+        let up = wait_for(Duration::from_secs(10), || {
+            (ready() || !self.running(name)).then_some(())
         });
-        if ready.is_none() || !self.running(name) {
+        if up.is_none() || !self.running(name) {
+            let log = self.dir.join(format!("{name}.log"));
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             bail!("sink {name} did not open its sockets on {ifaces:?}:\n{text}");
         }
@@ -479,7 +498,7 @@ impl Lab {
         let exe = exe.display().to_string();
         let (stream, queues, idle) = (stream.to_string(), queues.to_string(), idle_ms.to_string());
         let ready_arg = ready.display().to_string();
-        let mut args = vec![
+        let args = vec![
             exe.as_str(),
             "pktgen",
             "sink",
@@ -496,18 +515,8 @@ impl Lab {
             "--idle-ms",
             &idle,
         ];
-        for i in ifaces {
-            args.extend(["--iface", i]);
-        }
-        let log = self.spawn(ns, name, &args)?;
-        let up = wait_for(Duration::from_secs(10), || {
-            (ready.exists() || !self.running(name)).then_some(())
-        });
-        if up.is_none() || !self.running(name) {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            bail!("sink {name} did not open its sockets on {ifaces:?}:\n{text}");
-        }
-        Ok(())
+        self.spawn_sink(ns, name, args, ifaces)?;
+        self.sink_up(name, ifaces, || ready.exists())
     }
 
     /// Waits (up to 60 s) for sink `name` to finish and returns its report.
