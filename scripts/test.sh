@@ -4,18 +4,8 @@
 # run of every fuzz target, and the
 # VM suite (Debian's kernel in qemu: the kernel bond as LACP partner and
 # oracle; skipped, never passed, where qemu cannot run).
-#
-#   scripts/test.sh                  everything above
-#   scripts/test.sh --fresh-check    and, beside the VM suite at the lowest
-#                                    priority, scripts/fresh-check.sh (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fresh_check=0
-case "${1:-}" in
-  "") ;;
-  --fresh-check) fresh_check=1 ;;
-  *) echo "usage: scripts/test.sh [--fresh-check]" >&2; exit 2 ;;
-esac
 # Each step says how long it took (CI's log shows where the time goes).
 t_start=$SECONDS t_step=$SECONDS
 took() { echo "test: $1 done in $((SECONDS - t_step)) s ($((SECONDS - t_start)) s in all)"; t_step=$SECONDS; }
@@ -59,14 +49,6 @@ case $frc in
 esac
 [ $rrc = 0 ] || { echo "test: the release build failed" >&2; exit 1; }
 took "fuzz smoke and release build (beside the tests, waited for)"
-# The fresh check (a bare Debian 12 root, setup.sh, a build in it) goes
-# beside the VM suite, whose second lane mostly waits on the kernel's timers.
-fresh=""
-if [ $fresh_check = 1 ]; then
-  nice -n 19 scripts/fresh-check.sh > target/test-fresh-check.log 2>&1 &
-  fresh=$!
-  trap '[ -n "$fresh" ] && kill "$fresh" 2>/dev/null' EXIT
-fi
 # The VM suite runs the release binary inside the guest.
 rc=0
 tests/vm/run.sh || rc=$?
@@ -76,10 +58,3 @@ case $rc in
   *) echo "test: the VM suite failed" >&2; exit 1 ;;
 esac
 took "VM suite"
-if [ -n "$fresh" ]; then
-  fc=0; wait "$fresh" || fc=$?
-  fresh=""
-  cat target/test-fresh-check.log
-  [ $fc = 0 ] || { echo "test: the fresh check failed (exit $fc)" >&2; exit 1; }
-  took "fresh check (beside the VM suite, waited for)"
-fi
