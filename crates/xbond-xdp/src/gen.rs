@@ -119,9 +119,9 @@ pub struct GenReport {
 }
 
 /// Sends `spec` on `ports` (the queues of one interface): frame `seq` is
-/// template `seq % templates`, on port `(seq % templates) % ports`. A run
-/// that its duration ends can leave a batch a port written and not sent:
-/// those numbers never reach a sink.
+/// template `seq % templates`, on port `(seq % templates) % ports`. When the
+/// duration ends a run, up to a batch a port may have been numbered and not
+/// sent: a sink never sees those numbers.
 pub fn generate(ports: &mut [XskPort], spec: &GenSpec) -> Result<GenReport> {
     if spec.templates.is_empty() || ports.is_empty() {
         return Err(Error::Unsupported("no frame templates or no port".into()));
