@@ -10,7 +10,7 @@
 //! Kernel fidelity note: the kernel reads addresses and ports as native-endian
 //! `u32`s; this code uses little-endian, the byte order of x86-64 and arm64.
 
-use twox_hash::XxHash3_64;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::options::{HashFunction, HashPolicy};
 use crate::wire::{flow_view, AddrView, EthInfo};
@@ -161,7 +161,7 @@ fn kernel_hash(frame: &[u8], eth: &EthInfo, policy: HashPolicy) -> u32 {
 /// a constant length.
 #[inline(always)]
 fn xxh3(input: &[u8], seed: u64) -> u32 {
-    fold64(XxHash3_64::oneshot_with_seed(seed, input))
+    fold64(xxh3_64_with_seed(input, seed))
 }
 
 /// The twelve MAC bytes folded into a seed (one word from each end; they

@@ -8,7 +8,7 @@
 
 use crate::alb::{tlb_bucket, TLB_BUCKETS, TLB_UNASSIGNED};
 use crate::hash::{hash_batch, Divisor};
-use crate::hashbal::HASH_BUCKETS;
+use crate::hashbal::{bucket_count, HASH_BUCKETS};
 use crate::options::{HashFunction, HashPolicy, MacAddr, Mode};
 use crate::MAX_SLAVES;
 
@@ -56,10 +56,8 @@ pub struct TxPlan {
     /// (`usize::MAX` until the MTU is known). Longer frames are counted and
     /// dropped.
     pub max_frame: usize,
-    /// balance-xor and 802.3ad: hash buckets (a multiple of the transmitting
-    /// slaves; see [`crate::hashbal`]).
-    pub hash_buckets: u32,
-    /// With `hash_rebalanced`: bucket -> position in `tx_slaves`.
+    /// With `hash_rebalanced`: bucket -> position in `tx_slaves`, for the
+    /// [`bucket_count`] of `tx_count` buckets.
     pub hash_table: [u8; HASH_BUCKETS],
     /// The buckets were given out anew (`rebalance_interval`); otherwise the
     /// kernel's `hash % slaves`.
@@ -85,7 +83,6 @@ impl TxPlan {
             bond_mac: MacAddr::default(),
             divert_host_arp: false,
             max_frame: usize::MAX,
-            hash_buckets: 0,
             hash_table: [0; HASH_BUCKETS],
             hash_rebalanced: false,
         }
@@ -155,6 +152,49 @@ pub struct Selector {
 
 /// Frames of a batch whose hash buckets a [`Selector`] keeps.
 pub const SELECT_BATCH: usize = 64;
+
+/// balance-xor and 802.3ad: each frame's slave from its hash, and (with
+/// `buckets`) its bucket for the load view. `bucket_of` is `h %
+/// buckets`, for [`bucket_count`] of the transmitting slaves. The bucket count is a multiple of the slave count,
+/// so `h % slaves` is `bucket % slaves`: one remainder a frame, then the
+/// kernel's choice or, rebalanced, the bucket's entry in the table.
+#[inline(always)]
+fn spread(
+    plan: &TxPlan,
+    hashes: &[u32],
+    outs: &mut [Choice],
+    buckets: Option<&mut [u8; SELECT_BATCH]>,
+    bucket_of: impl Fn(u32) -> u32,
+) {
+    let n = usize::from(plan.tx_count).clamp(1, MAX_SLAVES);
+    let by_slaves = Divisor::new(n as u32);
+    // `tx_slaves` has MAX_SLAVES (a power of two) entries and `idx` < n <=
+    // MAX_SLAVES: the mask only tells the compiler.
+    let slave = |idx: usize| Choice::Slave(plan.tx_slaves[idx & (MAX_SLAVES - 1)]);
+    let pick = |b: u32| -> Choice {
+        if plan.hash_rebalanced {
+            slave(usize::from(plan.hash_table[(b as usize) & (HASH_BUCKETS - 1)]).min(n - 1))
+        } else if n.is_power_of_two() {
+            slave(b as usize & (n - 1))
+        } else {
+            slave(by_slaves.remainder(b) as usize)
+        }
+    };
+    match buckets {
+        Some(keep) => {
+            for ((o, &h), k) in outs.iter_mut().zip(hashes).zip(keep.iter_mut()) {
+                let b = bucket_of(h);
+                *k = b as u8;
+                *o = pick(b);
+            }
+        }
+        None => {
+            for (o, &h) in outs.iter_mut().zip(hashes) {
+                *o = pick(bucket_of(h));
+            }
+        }
+    }
+}
 
 impl Default for Selector {
     fn default() -> Self {
@@ -231,12 +271,6 @@ impl Selector {
                 }
             }
             Mode::BalanceXor | Mode::Ieee8023ad => {
-                let n = slaves.len();
-                let by_slaves = Divisor::new(n as u32);
-                let by_buckets = Divisor::new(plan.hash_buckets);
-                // `tx_slaves` has MAX_SLAVES (a power of two) entries and
-                // `idx` < n <= MAX_SLAVES: the mask only tells the compiler.
-                let slave = |idx: usize| Choice::Slave(plan.tx_slaves[idx & (MAX_SLAVES - 1)]);
                 let mut hashes = [0u32; SELECT_BATCH];
                 for (c, (outs, fs)) in out
                     .chunks_mut(SELECT_BATCH)
@@ -245,22 +279,17 @@ impl Selector {
                 {
                     let hashes = &mut hashes[..fs.len()];
                     hash_batch(fs, plan.policy, plan.function, hashes);
-                    let hashes = &*hashes;
-                    if c == 0 {
-                        for (k, &h) in self.buckets.iter_mut().zip(hashes) {
-                            *k = by_buckets.remainder(h) as u8;
-                        }
-                    }
-                    if plan.hash_rebalanced {
-                        for (o, &h) in outs.iter_mut().zip(hashes) {
-                            let bucket = by_buckets.remainder(h) as u8;
-                            *o =
-                                slave(usize::from(plan.hash_table[usize::from(bucket)]).min(n - 1));
-                        }
+                    // The load view keeps the first chunk's buckets.
+                    let buckets = (c == 0).then_some(&mut self.buckets);
+                    let count = bucket_count(slaves.len());
+                    if count == HASH_BUCKETS as u32 {
+                        // A power-of-two slave count (1, 2, 4, ...): 256
+                        // buckets, so a bucket is the hash's low byte and a
+                        // slave position the low bits, with no division.
+                        spread(plan, hashes, outs, buckets, |h| h & 0xff);
                     } else {
-                        for (o, &h) in outs.iter_mut().zip(hashes) {
-                            *o = slave(by_slaves.remainder(h) as usize);
-                        }
+                        let by_buckets = Divisor::new(count);
+                        spread(plan, hashes, outs, buckets, |h| by_buckets.remainder(h));
                     }
                 }
             }
@@ -312,7 +341,7 @@ impl DupFilter {
     /// delivered). A duplicate consumes the record, so a third copy counts as
     /// new.
     pub fn is_duplicate(&mut self, frame: &[u8], slave: u8) -> bool {
-        let h = twox_hash::XxHash3_64::oneshot(frame);
+        let h = xxhash_rust::xxh3::xxh3_64(frame);
         self.generation = self.generation.wrapping_add(1);
         let now = self.generation;
         let idx = (h as usize) & (Self::SETS - 1);
@@ -414,6 +443,56 @@ mod tests {
         assert_eq!(a, b, "same flow, same slave, whatever the worker");
         let on0 = a.iter().filter(|c| **c == Choice::Slave(0)).count();
         assert!((16..=48).contains(&on0), "{on0} of 64 on slave 0");
+    }
+
+    #[test]
+    fn xor_picks_the_kernels_hash_modulo_slaves_and_keeps_each_frames_bucket() {
+        use crate::hash::frame_hash;
+        let fs = frames(200);
+        let refs: Vec<&[u8]> = fs.iter().map(|f| f.as_slice()).collect();
+        for function in [HashFunction::Kernel, HashFunction::Xxh3] {
+            for n in 1..=MAX_SLAVES as u8 {
+                let slaves: Vec<u8> = (0..n).map(|s| (s * 3) % MAX_SLAVES as u8).collect();
+                let mut p = plan(Mode::BalanceXor, &slaves);
+                p.function = function;
+                let buckets = bucket_count(usize::from(n));
+                let mut sel = Selector::default();
+                let mut out = [Choice::Drop; 200];
+                sel.select_batch(&p, &refs, &mut out);
+                for (i, f) in refs.iter().enumerate() {
+                    let h = frame_hash(f, p.policy, function);
+                    let want = slaves[(h % u32::from(n)) as usize];
+                    assert_eq!(
+                        out[i],
+                        Choice::Slave(want),
+                        "{function} {n} slaves, frame {i}"
+                    );
+                    if i < SELECT_BATCH {
+                        assert_eq!(
+                            u32::from(sel.bucket(i)),
+                            h % buckets,
+                            "{n} slaves, frame {i}"
+                        );
+                    }
+                }
+                // Rebalanced: the bucket's entry in the table, whatever the
+                // slave count.
+                p.hash_rebalanced = true;
+                for (b, e) in p.hash_table.iter_mut().enumerate() {
+                    *e = ((b * 7 + 1) % usize::from(n)) as u8;
+                }
+                sel.select_batch(&p, &refs, &mut out);
+                for (i, f) in refs.iter().enumerate() {
+                    let b = frame_hash(f, p.policy, function) % buckets;
+                    let want = slaves[usize::from(p.hash_table[b as usize])];
+                    assert_eq!(
+                        out[i],
+                        Choice::Slave(want),
+                        "rebalanced, {n} slaves, frame {i}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

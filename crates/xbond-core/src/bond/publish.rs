@@ -81,7 +81,6 @@ impl Bond {
         }
         if hashing {
             let n = usize::from(plan.tx_count);
-            plan.hash_buckets = crate::hashbal::bucket_count(n);
             if let Some(t) = self.hash.table(n) {
                 plan.hash_table = *t;
                 plan.hash_rebalanced = true;
