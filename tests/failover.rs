@@ -72,6 +72,17 @@ fn failover_under_a_stream_moves_the_traffic_and_primary_returns() {
         r.per_link[0] > 0 && r.per_link[1] > 0,
         "the bond sent on eth0, then on eth1: {r:?}"
     );
+    // The cut is timed, frames came (through eth1) after it, and the
+    // window's loss is split whole: what had been sent before the cut and
+    // what after, and the dead slave's share of it.
+    let x = r.split.expect("the carrier cut is timed");
+    assert!(x.first_frame_us.is_some(), "no frame after the cut: {r:?}");
+    assert_eq!(
+        x.in_flight_at_cut + x.sent_after_cut,
+        r.failover_lost,
+        "{r:?}"
+    );
+    assert!(x.to_dead_slave <= r.failover_lost, "{r:?}");
 
     let s = status(&fl.sock);
     assert_eq!(s.active.as_deref(), Some("eth1"));

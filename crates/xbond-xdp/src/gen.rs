@@ -110,13 +110,27 @@ pub struct GenSpec {
 }
 
 /// What the generator did.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct GenReport {
     /// Frames placed on the TX ring and completed.
     pub sent: u64,
     /// Seconds from the first to the last frame.
     pub seconds: f64,
+    /// With a rate: the schedule's start, in nanoseconds since the Unix
+    /// epoch. Frame `seq` is due `seq / rate` seconds after it and written
+    /// then, unless [`GenReport::late`] says otherwise.
+    pub start_ns: u64,
+    /// With a rate: the rounds that wrote frames more than [`LATE`] after
+    /// they were due (the generator was descheduled or its ring was full),
+    /// as `[first frame of the round, nanoseconds late]`; the first
+    /// [`LATE_KEPT`].
+    pub late: Vec<[u64; 2]>,
 }
+
+/// How late a frame may be written before [`GenReport::late`] records it.
+pub const LATE: Duration = Duration::from_micros(20);
+/// Late rounds kept at most.
+pub const LATE_KEPT: usize = 4096;
 
 /// Sends `spec` on `ports` (the queues of one interface): frame `seq` is
 /// template `seq % templates`, on port `(seq % templates) % ports`. When the
@@ -128,6 +142,10 @@ pub fn generate(ports: &mut [XskPort], spec: &GenSpec) -> Result<GenReport> {
     }
     let (flows, nq) = (spec.templates.len() as u64, ports.len() as u64);
     let start = Instant::now();
+    let start_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut late = Vec::new();
     // Frames written (and so numbered), and frames placed on a TX ring.
     let (mut next, mut placed): (u64, u64) = (0, 0);
     // Per port: written frames not yet placed (a full TX ring), in order.
@@ -143,8 +161,14 @@ pub fn generate(ports: &mut [XskPort], spec: &GenSpec) -> Result<GenReport> {
     while placed < limit && start.elapsed() < spec.duration {
         let mut want = (BATCH as u64 * nq).min(limit - next);
         if spec.rate > 0 {
-            let due = (start.elapsed().as_secs_f64() * spec.rate as f64) as u64;
+            let elapsed = start.elapsed().as_secs_f64();
+            let due = (elapsed * spec.rate as f64) as u64;
             want = want.min(due.saturating_sub(next));
+            // How long ago frame `next` was due.
+            let behind = elapsed - next as f64 / spec.rate as f64;
+            if want > 0 && behind > LATE.as_secs_f64() && late.len() < LATE_KEPT {
+                late.push([next, (behind * 1e9) as u64]);
+            }
         }
         for p in ports.iter_mut() {
             p.reap();
@@ -202,6 +226,8 @@ pub fn generate(ports: &mut [XskPort], spec: &GenSpec) -> Result<GenReport> {
         sent: placed,
         // First to last frame: the drain above is not sending time.
         seconds: last_produce.duration_since(start).as_secs_f64(),
+        start_ns,
+        late,
     })
 }
 

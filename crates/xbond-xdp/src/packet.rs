@@ -137,35 +137,97 @@ impl PacketSocket {
     /// frame length, or `None` on timeout. Frames this host sent on the
     /// interface (PACKET_OUTGOING) are skipped.
     pub fn recv(&self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>> {
+        Ok(self.recv_stamped(buf, timeout)?.map(|(n, _)| n))
+    }
+
+    /// Has the kernel stamp each received frame with its arrival time
+    /// (SO_TIMESTAMPNS), for [`PacketSocket::recv_stamped`].
+    pub fn enable_timestamps(&self) -> Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: the option value is a live c_int and the length is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(Error::sys(
+                "setsockopt(SO_TIMESTAMPNS)",
+                &self.iface,
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// As [`PacketSocket::recv`], with the kernel's arrival time of the
+    /// frame in nanoseconds since the Unix epoch (CLOCK_REALTIME, taken when
+    /// the frame reached the socket, not when it was read), once
+    /// [`PacketSocket::enable_timestamps`] was called.
+    pub fn recv_stamped(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<Option<(usize, Option<u64>)>> {
         if crate::sys::poll(&[self.fd.as_raw_fd()], timeout, &self.iface)? == 0 {
             return Ok(None);
         }
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
         let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: `buf` is a live mutable slice; `from`/`len` describe a valid
-        // sockaddr_ll buffer.
-        let n = unsafe {
-            libc::recvfrom(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-                (&mut from as *mut libc::sockaddr_ll).cast(),
-                &mut len,
-            )
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
         };
+        // Room for one SCM_TIMESTAMPNS message, u64-aligned as cmsghdr needs.
+        let mut control = [0u64; 8];
+        // SAFETY: msghdr is plain old data; all-zero is a valid value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: `msg` points at live buffers of the lengths it gives:
+        // `from`, `iov` over `buf`, and `control`.
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::WouldBlock {
                 return Ok(None);
             }
-            return Err(Error::sys("recvfrom(AF_PACKET)", &self.iface, e));
+            return Err(Error::sys("recvmsg(AF_PACKET)", &self.iface, e));
         }
         if from.sll_pkttype == libc::PACKET_OUTGOING {
-            return Ok(Some(0));
+            return Ok(Some((0, None)));
         }
-        Ok(Some(n as usize))
+        let mut stamp = None;
+        // SAFETY: `msg` was filled by recvmsg; CMSG_FIRSTHDR and CMSG_NXTHDR
+        // stay within its control buffer and return null past its end.
+        let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !c.is_null() {
+            // SAFETY: `c` is non-null and points at a cmsghdr inside
+            // `control`, which recvmsg wrote.
+            let h = unsafe { &*c };
+            if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_TIMESTAMPNS {
+                // SAFETY: an SCM_TIMESTAMPNS message carries one timespec;
+                // CMSG_DATA points at it (unaligned reads are allowed).
+                let ts = unsafe {
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>())
+                };
+                stamp = u64::try_from(ts.tv_sec)
+                    .ok()
+                    .zip(u64::try_from(ts.tv_nsec).ok())
+                    .map(|(s, ns)| s * 1_000_000_000 + ns);
+            }
+            // SAFETY: as above; `c` is a header of `msg`'s control buffer.
+            c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+        }
+        Ok(Some((n as usize, stamp)))
     }
 
     /// Sets the receive buffer to `bytes` (SO_RCVBUFFORCE, past

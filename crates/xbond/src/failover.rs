@@ -15,7 +15,7 @@ use xbond_core::status::Status;
 
 use crate::control::query_status;
 use crate::lab::{wait_for, Lab, BRIDGE_MAC};
-use crate::pktgen::SendReport;
+use crate::pktgen::{now_ns, SendReport, SinkReport};
 
 /// The bond's address, on bond0 in the host namespace.
 pub const HOST_ADDR: &str = "10.77.0.1/24";
@@ -35,6 +35,10 @@ pub enum Detection {
     /// adopts bond0); what is lost is the time no daemon forwards.
     Restart,
 }
+
+/// How long the stream runs on after the last status query before the
+/// cut.
+const SETTLE: Duration = Duration::from_millis(30);
 
 /// What a failover run measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +71,11 @@ pub struct FailoverReport {
     /// in the dead slave's rings. `None` without a failover (a restart).
     #[serde(default)]
     pub reaction_us: Option<u64>,
+    /// Carrier detection: the failover's loss split by the cut's time and
+    /// the frames' (None when the stream had no gap with frames on both
+    /// sides, or for the other detections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<FailoverSplit>,
     /// Why the figure is rejected, if it is: frames lost outside the
     /// failover window mean the lab itself lost frames at this rate, so the
     /// failover's loss cannot be told from the lab's.
@@ -96,10 +105,121 @@ impl FailoverReport {
             self.sent,
             self.per_link
         );
+        let head = match &self.split {
+            Some(x) => format!(
+                "{head}\n  from the carrier cut (a {:.0} us request): first frame after it (through the \
+                 new slave) at {} us, last before it at {} us; of the window's frames {} were in \
+                 flight at the cut and {} sent after it (schedule late by at most {:.0} us); {} \
+                 frames handed to the dead slave were lost",
+                x.cut_us,
+                x.first_frame_us.map_or("-".into(), |u| format!("{u:.0}")),
+                x.last_frame_us.map_or("-".into(), |u| format!("{u:.0}")),
+                x.in_flight_at_cut,
+                x.sent_after_cut,
+                x.schedule_late_us,
+                x.to_dead_slave
+            ),
+            None => head,
+        };
         match &self.rejected {
             Some(why) => format!("{head}\nREJECTED: {why}"),
             None => head,
         }
+    }
+}
+
+/// Where the failover's frames went, timed against the carrier cut. Times
+/// are the kernel's (CLOCK_REALTIME): the cut is read around the netlink
+/// request that takes the switch port down (the carrier of the bond's
+/// slave goes within that request), arrivals are the switch-side sink's
+/// kernel stamps, and a frame's sending time is the generator's schedule,
+/// corrected by the rounds it wrote late.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailoverSplit {
+    /// How long the cut's request took: the uncertainty of the carrier
+    /// event's time, which the figures below take as the request's start.
+    pub cut_us: f64,
+    /// The reaction: from the carrier cut to the first frame of the stream
+    /// that arrived after it (the cut's end), so through the new slave.
+    /// Bounded by the kernel's delivery of the carrier event, the bond's own
+    /// reaction ([`FailoverReport::reaction_us`]), a worker's next batch,
+    /// and the new slave's transmission and delivery; and, where no frame
+    /// was lost, by when the generator next sent. `None`: no frame came
+    /// after the cut.
+    pub first_frame_us: Option<f64>,
+    /// When the last frame before the cut arrived, from the cut (negative:
+    /// before it).
+    pub last_frame_us: Option<f64>,
+    /// Lost frames (the longest gap's) that the generator had sent before
+    /// the cut: they were in the bond's rings (bond0's queue, a worker's
+    /// batch, the dead slave's TX ring) when the carrier went. Bounded by
+    /// the offered rate times the bond's forwarding latency, plus what the
+    /// dead slave's ring held.
+    pub in_flight_at_cut: u64,
+    /// Lost frames the generator sent after the cut: those the bond still
+    /// handed the dead slave (or dropped) while it reacted. Bounded by the
+    /// offered rate times the reaction.
+    pub sent_after_cut: u64,
+    /// Frames the bond handed the dead slave that never arrived: its
+    /// transmissions during the run less the stream's frames received
+    /// below the gap (all of which went through it), at most the gap; 0
+    /// without one. The transmissions include the few frames that are not
+    /// the stream's (ARP, IPv6 neighbour discovery: about ten a run here),
+    /// hence the cap.
+    pub to_dead_slave: u64,
+    /// The longest delay past its schedule of a generator round due within
+    /// 5 ms of the cut or among the gap's frames (0: on schedule): the
+    /// uncertainty of the split between the two counts above, and how much
+    /// of the reaction was the generator's silence.
+    pub schedule_late_us: f64,
+}
+
+/// How far either side of the cut the generator's lateness counts.
+const LATE_WINDOW_NS: u64 = 5_000_000;
+
+impl FailoverSplit {
+    /// Splits what `sink` saw around its cut (`None` if it had none), with
+    /// `sent` the generator's report at `rate` and `to_dead` the dead
+    /// slave's transmissions during the run.
+    pub fn new(
+        sink: &SinkReport,
+        sent: &SendReport,
+        rate: u64,
+        to_dead: u64,
+    ) -> Option<FailoverSplit> {
+        let around = sink.around_cut?;
+        let cut = around.cut_ns;
+        let us = |[_, ns]: [u64; 2]| (ns as f64 - cut[0] as f64) / 1000.0;
+        let mut x = FailoverSplit {
+            cut_us: cut[1].saturating_sub(cut[0]) as f64 / 1000.0,
+            first_frame_us: around.first_after.map(us),
+            last_frame_us: around.last_before.map(us),
+            ..FailoverSplit::default()
+        };
+        let mut late = sent
+            .late
+            .iter()
+            .filter_map(|&[first, ns]| Some((sent.due_ns(first, rate)?, ns)))
+            .filter(|&(due, _)| due + LATE_WINDOW_NS >= cut[0] && due <= cut[1] + LATE_WINDOW_NS)
+            .map(|(_, ns)| ns)
+            .max()
+            .unwrap_or(0);
+        if let Some(e) = sink.longest_gap_edges {
+            for seq in e.before + 1..e.after {
+                let (at, due) = (sent.sent_at_ns(seq, rate)?, sent.due_ns(seq, rate)?);
+                late = late.max(at.saturating_sub(due));
+                if at < cut[0] {
+                    x.in_flight_at_cut += 1;
+                } else {
+                    x.sent_after_cut += 1;
+                }
+            }
+            x.to_dead_slave = to_dead
+                .saturating_sub(e.received_before)
+                .min(e.after - e.before - 1);
+        }
+        x.schedule_late_us = late as f64 / 1000.0;
+        Some(x)
     }
 }
 
@@ -247,6 +367,27 @@ impl FailoverLab {
         })
     }
 
+    /// Takes sw-p0 down (so eth0 loses its carrier) with a netlink request
+    /// from a thread in the switch namespace; returns the request's start
+    /// and end (nanoseconds since the Unix epoch), between which the
+    /// carrier went.
+    fn cut_carrier(&self) -> Result<(u64, u64)> {
+        let ns = Path::new("/run/netns").join(&self.sw);
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<(u64, u64)> {
+                xbond_xdp::sys::enter_netns(&ns)
+                    .with_context(|| format!("entering {}", ns.display()))?;
+                let mut nl = xbond_xdp::netlink::Netlink::open()?;
+                nl.link("sw-p0")?;
+                let start = now_ns();
+                nl.set_up("sw-p0", false)?;
+                Ok((start, now_ns()))
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread that cuts the carrier panicked"))?
+        })
+    }
+
     /// Streams `run.count` frames at `run.rate` into bond0 (the AF_XDP
     /// sender), counted by a sink on br0 (what reached the neighbour); cuts
     /// eth0's path once `run.cut_after` of the stream has left on eth0; and
@@ -257,8 +398,11 @@ impl FailoverLab {
     pub fn measure(&mut self, run: &Run) -> Result<FailoverReport> {
         let exe = self.exe.display().to_string();
         let sw = self.sw.clone();
+        // Written once the carrier is cut; read by the sink when it stops.
+        let cut_file = self.lab.dir().join("cut");
+        let _ = std::fs::remove_file(&cut_file);
         self.lab
-            .start_sink(&self.exe, &sw, "sink", &["br0"], 7, run.count)?;
+            .start_sink_cut(&self.exe, &sw, "sink", &["br0"], 7, run.count, &cut_file)?;
         if run.per_port {
             self.lab
                 .start_sink(&self.exe, &sw, "ports", &["sw-p0", "sw-p1"], 7, run.count)?;
@@ -312,10 +456,15 @@ impl FailoverLab {
             reached.is_some(),
             "the stream never reached frame {cut_at} on eth0, where the cut was to come"
         );
+        // The status queries above take CPU from the bond's worker on a
+        // small machine (the stream stalled up to 1.5 ms after the last
+        // one): the cut comes once that is over, in a steady stream.
+        std::thread::sleep(SETTLE);
         match run.detection {
             Detection::Carrier => {
-                self.lab
-                    .exec(&sw, &["ip", "link", "set", "sw-p0", "down"])?;
+                let (start, end) = self.cut_carrier()?;
+                std::fs::write(&cut_file, format!("{start} {end}\n"))
+                    .with_context(|| format!("writing {}", cut_file.display()))?;
             }
             Detection::Arp => {
                 self.lab
@@ -351,6 +500,18 @@ impl FailoverLab {
                 .filter(|_| after.runtime.failovers > before.runtime.failovers),
         };
         let outside = rep.lost.saturating_sub(rep.longest_gap);
+        let per_link: Vec<u64> = after
+            .slaves
+            .iter()
+            .zip(&before.slaves)
+            .map(|(a, b)| a.runtime.tx_frames.saturating_sub(b.runtime.tx_frames))
+            .collect();
+        let split = FailoverSplit::new(
+            &rep,
+            &sent,
+            run.rate,
+            per_link.first().copied().unwrap_or(0),
+        );
         Ok(FailoverReport {
             detection: run.detection,
             rate: run.rate,
@@ -358,14 +519,10 @@ impl FailoverLab {
             lost: rep.lost,
             failover_lost: rep.longest_gap,
             lost_ms: rep.longest_gap as f64 * 1000.0 / run.rate.max(1) as f64,
-            per_link: after
-                .slaves
-                .iter()
-                .zip(&before.slaves)
-                .map(|(a, b)| a.runtime.tx_frames.saturating_sub(b.runtime.tx_frames))
-                .collect(),
+            per_link,
             per_port,
             reaction_us,
+            split,
             rejected: (outside > 0).then(|| {
                 format!(
                     "{outside} frames were lost outside the failover window: this machine's lab \

@@ -427,9 +427,39 @@ impl Lab {
         stream: u32,
         expect: u64,
     ) -> Result<()> {
+        self.start_packet_sink(exe, ns, name, ifaces, (stream, expect), None)
+    }
+
+    /// As [`Lab::start_sink`], with `cut_file` (see `xbond pktgen sink
+    /// --cut-file`): the report also says which frames came last before and
+    /// first after the cut whose times the caller writes there.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_sink_cut(
+        &mut self,
+        exe: &Path,
+        ns: &str,
+        name: &str,
+        ifaces: &[&str],
+        stream: u32,
+        expect: u64,
+        cut_file: &Path,
+    ) -> Result<()> {
+        self.start_packet_sink(exe, ns, name, ifaces, (stream, expect), Some(cut_file))
+    }
+
+    fn start_packet_sink(
+        &mut self,
+        exe: &Path,
+        ns: &str,
+        name: &str,
+        ifaces: &[&str],
+        (stream, expect): (u32, u64),
+        cut_file: Option<&Path>,
+    ) -> Result<()> {
         let exe = exe.display().to_string();
         let (stream, expect) = (stream.to_string(), expect.to_string());
-        let args = vec![
+        let cut = cut_file.map(|c| c.display().to_string());
+        let mut args = vec![
             exe.as_str(),
             "pktgen",
             "sink",
@@ -442,6 +472,9 @@ impl Lab {
             "--idle-ms",
             "700",
         ];
+        if let Some(c) = &cut {
+            args.extend(["--cut-file", c.as_str()]);
+        }
         let pid = self.spawn_sink(ns, name, args, ifaces)?;
         self.sink_up(name, ifaces, || bound_packet_sockets(pid) >= ifaces.len())
     }

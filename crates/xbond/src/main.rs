@@ -309,6 +309,13 @@ enum PktgenCmd {
         /// frame sent after that is counted), for a caller to wait on.
         #[arg(long)]
         ready_file: Option<std::path::PathBuf>,
+        /// With af_packet: a file where a caller writes, during the run,
+        /// when it cut a path (two numbers: start and end, nanoseconds since
+        /// the Unix epoch); the report then gives the last frame that came
+        /// before the cut and the first after it, by the kernel's arrival
+        /// stamps.
+        #[arg(long)]
+        cut_file: Option<std::path::PathBuf>,
     },
     /// Send bad input, for the fault tests: floods of LACPDUs, malformed
     /// LACPDUs, frames with truncated headers, garbage.
@@ -809,6 +816,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 engine,
                 queues,
                 ready_file,
+                cut_file,
             } => {
                 let spec = pktgen::SinkSpec {
                     streams: stream,
@@ -816,8 +824,12 @@ fn real_main(cli: Cli) -> Result<()> {
                     idle: Duration::from_millis(idle_ms),
                     expected: expect,
                     until_expected,
+                    cut_file,
                 };
                 let text = match (engine, spec.streams.as_slice()) {
+                    (Engine::AfXdp, _) if spec.cut_file.is_some() => anyhow::bail!(
+                        "--cut-file: only with --engine af_packet (the kernel's arrival stamps)"
+                    ),
                     (Engine::AfXdp, [s]) if !until_expected => serde_json::to_string(
                         &pktgen::sink_xdp(
                             &iface,

@@ -252,6 +252,47 @@ pub struct SendReport {
     pub errors: u64,
     /// Seconds taken.
     pub seconds: f64,
+    /// The AF_XDP generator with a rate: when its schedule started
+    /// (nanoseconds since the Unix epoch; frame `seq` was due `seq / rate`
+    /// seconds later), else 0.
+    #[serde(default)]
+    pub start_ns: u64,
+    /// The AF_XDP generator with a rate: rounds of frames written late, as
+    /// `[first frame, nanoseconds late]` (see `xbond_xdp::gen::GenReport`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late: Vec<[u64; 2]>,
+}
+
+impl SendReport {
+    /// With a rate: when frame `seq` was due, in nanoseconds since the Unix
+    /// epoch. `None` without a schedule.
+    pub fn due_ns(&self, seq: u64, rate: u64) -> Option<u64> {
+        (self.start_ns != 0 && rate != 0)
+            .then(|| self.start_ns + (u128::from(seq) * 1_000_000_000 / u128::from(rate)) as u64)
+    }
+
+    /// With a rate: when frame `seq` left, in nanoseconds since the Unix
+    /// epoch: when it was due, or, if the last late round at or before it
+    /// wrote it later than that, when that round ran. `None` without a
+    /// schedule.
+    pub fn sent_at_ns(&self, seq: u64, rate: u64) -> Option<u64> {
+        let due = self.due_ns(seq, rate)?;
+        let round = self
+            .late
+            .iter()
+            .take_while(|[first, _]| *first <= seq)
+            .last()
+            .and_then(|&[first, ns]| Some(self.due_ns(first, rate)? + ns));
+        Some(round.map_or(due, |r| due.max(r)))
+    }
+}
+
+/// Nanoseconds since the Unix epoch now (CLOCK_REALTIME, the clock of the
+/// kernel's packet stamps).
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Sends a stream.
@@ -283,6 +324,8 @@ fn send_paced(
         sent,
         errors,
         seconds: start.elapsed().as_secs_f64(),
+        start_ns: 0,
+        late: Vec::new(),
     })
 }
 
@@ -421,6 +464,12 @@ pub struct SinkReport {
     pub lost: u64,
     /// Longest run of consecutive missing sequence numbers.
     pub longest_gap: u64,
+    /// The frames around a cut, with the sink's cut file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub around_cut: Option<AroundCut>,
+    /// The frames on either side of the longest gap, when it has both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_gap_edges: Option<GapEdges>,
     /// Runs of missing sequence numbers as `[first, length]`, in order (the
     /// first 100).
     #[serde(default)]
@@ -446,8 +495,71 @@ pub struct SinkReport {
     pub dropped_at_sink: u64,
 }
 
-/// One received frame: sequence number, flow, interface index, time.
-type Arrival = (u64, u32, usize, Instant);
+/// The frames that bound the longest gap of a stream, and when they came:
+/// nanoseconds since the Unix epoch, the kernel's arrival stamp (AF_PACKET
+/// sink) or the reading time (AF_XDP sink).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapEdges {
+    /// The last frame received before the gap.
+    pub before: u64,
+    /// When it arrived.
+    pub before_ns: u64,
+    /// The first frame received after the gap.
+    pub after: u64,
+    /// When it arrived.
+    pub after_ns: u64,
+    /// Distinct frames received below the gap.
+    pub received_before: u64,
+}
+
+/// The frames that came last before and first after a cut: a caller that
+/// cut a path (a carrier, a link) writes to the sink's cut file, as two
+/// numbers, when its cut began and ended (nanoseconds since the Unix
+/// epoch). A frame that arrived after the end crossed the path that was
+/// left; frames within the cut are neither.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AroundCut {
+    /// The cut's start and end, as read from the file.
+    pub cut_ns: [u64; 2],
+    /// The last frame that arrived before the cut began: `[seq, ns]`.
+    pub last_before: Option<[u64; 2]>,
+    /// The first frame that arrived after it ended: `[seq, ns]`.
+    pub first_after: Option<[u64; 2]>,
+}
+
+impl AroundCut {
+    /// Reads a cut file: two numbers, the cut's start and end. `None` if
+    /// it is absent or says something else.
+    pub fn read_cut(path: &std::path::Path) -> Option<[u64; 2]> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let mut n = text.split_whitespace().map(str::parse::<u64>);
+        match (n.next(), n.next(), n.next()) {
+            (Some(Ok(a)), Some(Ok(b)), None) if a <= b => Some([a, b]),
+            _ => None,
+        }
+    }
+
+    /// The frames of `v` around `cut`.
+    fn find(v: &[Arrival], cut: [u64; 2]) -> AroundCut {
+        let mut r = AroundCut {
+            cut_ns: cut,
+            ..AroundCut::default()
+        };
+        for &(seq, _, _, at) in v {
+            if at < cut[0] && r.last_before.is_none_or(|[_, t]| at > t) {
+                r.last_before = Some([seq, at]);
+            }
+            if at >= cut[1] && r.first_after.is_none_or(|[_, t]| at < t) {
+                r.first_after = Some([seq, at]);
+            }
+        }
+        r
+    }
+}
+
+/// One received frame: sequence number, flow, interface index, arrival
+/// time (nanoseconds since the Unix epoch).
+type Arrival = (u64, u32, usize, u64);
 
 /// When a sink stops, and what it counts.
 #[derive(Debug, Clone)]
@@ -462,6 +574,9 @@ pub struct SinkSpec {
     pub expected: Option<u64>,
     /// Stop as soon as every stream has `expected` distinct frames.
     pub until_expected: bool,
+    /// A file where a caller writes, while the sink runs, when it cut a path
+    /// (see [`AroundCut`]).
+    pub cut_file: Option<std::path::PathBuf>,
 }
 
 /// What the AF_PACKET sink's threads collect.
@@ -483,6 +598,9 @@ pub fn sink(ifaces: &[String], spec: &SinkSpec) -> Result<BTreeMap<u32, SinkRepo
         // Room for a second of traffic: a sink descheduled on a busy machine
         // catches up instead of losing frames.
         sock.set_rcvbuf(SINK_RCVBUF)?;
+        // The kernel's arrival time, not the reading thread's: a sink that
+        // slept through a gap wakes later than its first frame came.
+        sock.enable_timestamps()?;
         sock.take_drops()?;
         socks.push(sock);
     }
@@ -494,8 +612,8 @@ pub fn sink(ifaces: &[String], spec: &SinkSpec) -> Result<BTreeMap<u32, SinkRepo
         threads.push(std::thread::spawn(move || -> u64 {
             let mut buf = vec![0u8; 4096];
             while !stop.load(Ordering::Relaxed) {
-                match sock.recv(&mut buf, Duration::from_millis(20)) {
-                    Ok(Some(n)) if n > 0 => {
+                match sock.recv_stamped(&mut buf, Duration::from_millis(20)) {
+                    Ok(Some((n, stamp))) if n > 0 => {
                         let Some((s, flow, seq)) = parse_frame(&buf[..n]) else {
                             continue;
                         };
@@ -504,7 +622,8 @@ pub fn sink(ifaces: &[String], spec: &SinkSpec) -> Result<BTreeMap<u32, SinkRepo
                         }
                         if let Ok(mut v) = seen.lock() {
                             let now = Instant::now();
-                            v.arrivals.entry(s).or_default().push((seq, flow, i, now));
+                            let at = stamp.unwrap_or_else(now_ns);
+                            v.arrivals.entry(s).or_default().push((seq, flow, i, at));
                             v.seqs.entry(s).or_default().insert(seq);
                             v.last = Some(now);
                         }
@@ -534,6 +653,7 @@ pub fn sink(ifaces: &[String], spec: &SinkSpec) -> Result<BTreeMap<u32, SinkRepo
         }
     }
     stop.store(true, Ordering::Relaxed);
+    let cut = spec.cut_file.as_deref().and_then(AroundCut::read_cut);
     let mut dropped = 0;
     for t in threads {
         dropped += t.join().unwrap_or(0);
@@ -549,6 +669,7 @@ pub fn sink(ifaces: &[String], spec: &SinkSpec) -> Result<BTreeMap<u32, SinkRepo
         .map(|s| {
             let arrivals = v.arrivals.remove(s).unwrap_or_default();
             let mut r = summarize(ifaces, &arrivals, spec.expected);
+            r.around_cut = cut.map(|c| AroundCut::find(&arrivals, c));
             r.dropped_at_sink = dropped;
             (*s, r)
         })
@@ -593,6 +714,8 @@ pub fn send_xdp(spec: &SendSpec, duration: Duration, queues: u32) -> Result<Send
         sent: g.sent,
         errors: 0,
         seconds: g.seconds,
+        start_ns: g.start_ns,
+        late: g.late,
     })
 }
 
@@ -625,38 +748,32 @@ pub fn sink_xdp(
         std::fs::write(path, format!("{}\n", ports.len()))
             .with_context(|| format!("writing the ready file {}", path.display()))?;
     }
-    let t = Instant::now();
     let mut v: Vec<Arrival> = Vec::with_capacity(1 << 20);
-    let mut first = None;
-    let mut last = t;
     xbond_xdp::gen::receive(&mut ports, duration, idle, |k, f| {
         if let Some((s, flow, seq)) = parse_frame(f) {
             if s == stream {
-                v.push((seq, flow, iface_of[k], t));
-                let now = Instant::now();
-                first.get_or_insert(now);
-                last = now;
+                v.push((seq, flow, iface_of[k], now_ns()));
             }
         }
     })?;
     let mut r = summarize(ifaces, &v, expected);
-    r.seconds = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
+    r.seconds = match (v.first(), v.last()) {
+        (Some(f), Some(l)) => l.3.saturating_sub(f.3) as f64 / 1e9,
+        _ => 0.0,
+    };
     Ok(r)
 }
 
-fn summarize(
-    ifaces: &[String],
-    v: &[(u64, u32, usize, Instant)],
-    expected: Option<u64>,
-) -> SinkReport {
+fn summarize(ifaces: &[String], v: &[Arrival], expected: Option<u64>) -> SinkReport {
     let mut r = SinkReport::default();
     for name in ifaces {
         r.per_iface.insert(name.clone(), 0);
     }
-    let mut first_iface: HashMap<u64, usize> = HashMap::new();
+    // Per sequence number: the interface and time of its first arrival.
+    let mut first_iface: HashMap<u64, (usize, u64)> = HashMap::new();
     let mut flow_max: HashMap<u32, u64> = HashMap::new();
     let mut flow_ifaces: HashMap<u32, u32> = HashMap::new();
-    for &(seq, flow, i, _) in v {
+    for &(seq, flow, i, at) in v {
         r.received += 1;
         if let Some(c) = r.per_iface.get_mut(&ifaces[i]) {
             *c += 1;
@@ -664,7 +781,7 @@ fn summarize(
         match first_iface.entry(seq) {
             std::collections::hash_map::Entry::Occupied(_) => r.duplicates += 1,
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(i);
+                e.insert((i, at));
             }
         }
         let m = flow_max.entry(flow).or_insert(0);
@@ -682,12 +799,17 @@ fn summarize(
     r.expected = expected.unwrap_or(max_seq);
     r.lost = r.expected.saturating_sub(r.unique);
     let mut gap = 0;
+    // The longest gap's first sequence number.
+    let mut longest_at = 0;
     let (mut pairs, mut alternating) = (0u64, 0u64);
     for seq in 0..r.expected {
-        match first_iface.get(&seq) {
+        match first_iface.get(&seq).map(|&(i, _)| i) {
             None => {
                 gap += 1;
-                r.longest_gap = r.longest_gap.max(gap);
+                if gap > r.longest_gap {
+                    r.longest_gap = gap;
+                    longest_at = seq + 1 - gap;
+                }
                 if gap == 1 && r.gaps.len() < 100 {
                     r.gaps.push([seq, 0]);
                 }
@@ -697,7 +819,7 @@ fn summarize(
             }
             Some(i) => {
                 gap = 0;
-                if let Some(j) = seq.checked_sub(1).and_then(|p| first_iface.get(&p)) {
+                if let Some(&(j, _)) = seq.checked_sub(1).and_then(|p| first_iface.get(&p)) {
                     pairs += 1;
                     if i != j {
                         alternating += 1;
@@ -711,6 +833,20 @@ fn summarize(
     } else {
         0.0
     };
+    if r.longest_gap > 0 {
+        let before = longest_at.checked_sub(1);
+        let after = longest_at + r.longest_gap;
+        let at = |s: Option<u64>| s.and_then(|s| first_iface.get(&s)).map(|&(_, t)| t);
+        if let (Some(b), Some(before_ns), Some(after_ns)) = (before, at(before), at(Some(after))) {
+            r.longest_gap_edges = Some(GapEdges {
+                before: b,
+                before_ns,
+                after,
+                after_ns,
+                received_before: first_iface.keys().filter(|&&s| s < longest_at).count() as u64,
+            });
+        }
+    }
     r.flows = flow_ifaces.len() as u64;
     r.flows_on_several_ifaces = flow_ifaces.values().filter(|m| m.count_ones() > 1).count() as u64;
     r
@@ -799,15 +935,37 @@ mod tests {
     }
 
     #[test]
+    fn a_late_round_moves_its_frames_sending_time_until_the_schedule_catches_up() {
+        // 1000 frames/s from t = 1 s; the round that wrote frames 10.. ran
+        // 5 ms late.
+        let r = SendReport {
+            sent: 100,
+            errors: 0,
+            seconds: 0.1,
+            start_ns: 1_000_000_000,
+            late: vec![[10, 5_000_000]],
+        };
+        let ms = |seq| {
+            r.sent_at_ns(seq, 1000)
+                .map(|ns| (ns - 1_000_000_000) / 1_000_000)
+        };
+        assert_eq!(ms(9), Some(9));
+        assert_eq!(ms(10), Some(15));
+        assert_eq!(ms(14), Some(15), "written in the late round");
+        assert_eq!(ms(16), Some(16), "on schedule again");
+        assert_eq!(r.sent_at_ns(1, 0), None);
+    }
+
+    #[test]
     fn summary_counts_loss_gaps_duplicates_and_alternation() {
-        let t = Instant::now();
         let ifs = vec!["a".to_string(), "b".to_string()];
-        // seq 0..10 alternating, 4..7 missing, 9 twice.
+        // seq 0..10 alternating, 4..7 missing, 9 twice; frame s arrives at
+        // 1000 + s ns.
         let mut v: Vec<Arrival> = (0..10u64)
             .filter(|s| !(4..7).contains(s))
-            .map(|s| (s, (s % 2) as u32, (s % 2) as usize, t))
+            .map(|s| (s, (s % 2) as u32, (s % 2) as usize, 1000 + s))
             .collect();
-        v.push((9, 1, 0, t));
+        v.push((9, 1, 0, 2000));
         let r = summarize(&ifs, &v, Some(10));
         assert_eq!(
             (r.unique, r.lost, r.longest_gap, r.duplicates),
@@ -815,6 +973,16 @@ mod tests {
         );
         assert_eq!(r.per_iface["a"], 4);
         assert_eq!(r.gaps, vec![[4, 3]]);
+        assert_eq!(
+            r.longest_gap_edges,
+            Some(GapEdges {
+                before: 3,
+                before_ns: 1003,
+                after: 7,
+                after_ns: 1007,
+                received_before: 4,
+            })
+        );
         assert!(r.alternation > 0.99, "{}", r.alternation);
         assert_eq!(r.flows_on_several_ifaces, 1);
     }
