@@ -111,6 +111,9 @@ struct Scenario {
 
 /// xbond's 802.3ad scenario, the one the bonding peers compare with.
 const LACP_SCENARIO: &str = "802.3ad layer3+4 (via a partner bond)";
+/// The bond compared with DPDK's plain forwarder: two slaves straight to
+/// the switch.
+const XOR_SCENARIO: &str = "balance-xor layer3+4";
 const LACP_CONFIG: &str =
     "mode = \"802.3ad\"\nlacp_rate = \"fast\"\nxmit_hash_policy = \"layer3+4\"";
 
@@ -162,7 +165,7 @@ fn scenarios() -> Vec<Scenario> {
             false,
         ),
         s(
-            "balance-xor layer3+4",
+            XOR_SCENARIO,
             "mode = \"balance-xor\"\nxmit_hash_policy = \"layer3+4\"",
             true,
             false,
@@ -483,7 +486,7 @@ fn main() -> anyhow::Result<()> {
             let saturated = cpu as f64 / frames.max(1) as f64;
             through.push((fps, median(&mut gens), share, saturated));
         }
-        if sc.peer.is_some() || sc.name == LACP_SCENARIO {
+        if sc.peer.is_some() || sc.name == LACP_SCENARIO || sc.name == XOR_SCENARIO {
             let idle = idle_percent(&b);
             eprintln!("{}: idle {idle:.3}% of a core", sc.name);
             idle_by_scenario.insert(sc.name.to_string(), idle);
@@ -729,6 +732,9 @@ fn peer_table(r: &Results) -> String {
     for p in scenarios().iter().filter(|s| s.peer.is_some()) {
         pairs.push((LACP_SCENARIO, p.name));
         if p.peer == Some(peers::Peer::DpdkIo) {
+            // A bond with no partner in the way, like the plain forwarder:
+            // the bond's forwarding against the best raw path.
+            pairs.push((XOR_SCENARIO, p.name));
             pairs.push((raw, p.name));
         }
     }
