@@ -71,9 +71,9 @@ pub struct FailoverReport {
     /// in the dead slave's rings. `None` without a failover (a restart).
     #[serde(default)]
     pub reaction_us: Option<u64>,
-    /// Carrier detection: the failover's loss split by the cut's time and
-    /// the frames' (None when the stream had no gap with frames on both
-    /// sides, or for the other detections).
+    /// Carrier detection: the failover timed from the cut, and its loss
+    /// split by when the lost frames were sent (`None` for the other
+    /// detections).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<FailoverSplit>,
     /// Why the figure is rejected, if it is: frames lost outside the
