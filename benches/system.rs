@@ -32,7 +32,8 @@
 //! its ratio to the raw forwarder (the same worker and sockets with the bond
 //! logic bypassed, one slave). Then, at a fixed offered rate below
 //! saturation, the bond's own CPU time per forwarded frame (from the
-//! process's schedstat, all threads). Finally the bond's CPU use when idle.
+//! process's schedstat, all threads), with busy polling off, and for xbond
+//! once more with its workers coalescing (`--coalesce-us 100`). Finally the bond's CPU use when idle.
 //! Generator, bond and sink share the machine's cores with the kernel's veth
 //! work, so the frame rates are those of this machine, and the CPU time per
 //! frame is the figure that compares implementations.
@@ -70,6 +71,9 @@ struct Row {
     generator_fps: f64,
     generator_limited: bool,
     cpu_ns_per_frame: f64,
+    /// As `cpu_ns_per_frame`, with the workers coalescing
+    /// (`--coalesce-us` [`COALESCE_US`]); xbond's rows only.
+    cpu_ns_per_frame_coalesced: Option<f64>,
     /// The bond's CPU time per frame over the throughput runs.
     cpu_ns_per_frame_saturated: f64,
     fixed_rate_fps: u64,
@@ -218,7 +222,7 @@ struct Bench {
     queues: u32,
 }
 
-fn setup(sc: &Scenario, busy_poll_us: u64) -> anyhow::Result<Bench> {
+fn setup(sc: &Scenario, busy_poll_us: u64, coalesce_us: u64) -> anyhow::Result<Bench> {
     let mut lab = Lab::new("bn")?;
     let host = lab.netns("host")?;
     let far = lab.netns("far")?;
@@ -252,8 +256,8 @@ fn setup(sc: &Scenario, busy_poll_us: u64) -> anyhow::Result<Bench> {
         };
         (None, peer.start(&mut lab, exe(), &host, &slaves, up)?)
     } else {
-        let bp = busy_poll_us.to_string();
-        let mut extra = vec!["--busy-poll-us", bp.as_str()];
+        let (bp, co) = (busy_poll_us.to_string(), coalesce_us.to_string());
+        let mut extra = vec!["--busy-poll-us", bp.as_str(), "--coalesce-us", co.as_str()];
         if sc.raw {
             extra.push("--raw-forwarder");
         }
@@ -392,6 +396,22 @@ fn measure(
 /// The workers' busy polling for the throughput runs, in microseconds:
 /// xbond's default (200), or `XBOND_BENCH_BUSY_POLL_US`, to see what the
 /// polling buys at saturation.
+/// The workers' coalescing wait for the second fixed-rate figure.
+const COALESCE_US: u64 = 100;
+
+/// The bond's CPU time per frame the sink received, at [`FIXED_RATE`]
+/// offered for 2 s in direction `dir`.
+fn fixed_rate_cpu(b: &mut Bench, dir: &str) -> anyhow::Result<f64> {
+    let c0 = common::cpu_ns(b.bond_pid);
+    let (_, _, rep) = measure(b, dir, FIXED_RATE, 2.0)?;
+    let c1 = common::cpu_ns(b.bond_pid);
+    Ok(if rep.received > 0 {
+        c1.saturating_sub(c0) as f64 / rep.received as f64
+    } else {
+        0.0
+    })
+}
+
 fn busy_poll_us() -> u64 {
     std::env::var("XBOND_BENCH_BUSY_POLL_US")
         .ok()
@@ -460,7 +480,7 @@ fn main() -> anyhow::Result<()> {
         // that sleeps as soon as its rings are empty, so that the figure is
         // work per frame and not spinning between frames.
         const DIRS: [&str; 2] = ["host->slaves", "slaves->host"];
-        let mut b = setup(&sc, busy_poll_us())?;
+        let mut b = setup(&sc, busy_poll_us(), 0)?;
         let mut through = Vec::new();
         for dir in DIRS {
             let mut fps = Vec::new();
@@ -492,17 +512,21 @@ fn main() -> anyhow::Result<()> {
             idle_by_scenario.insert(sc.name.to_string(), idle);
         }
         drop(b);
-        let mut b = setup(&sc, 0)?;
+        // The fixed rate with xbond's workers coalescing (not the peers,
+        // which have no such setting).
+        let coalesced: Vec<Option<f64>> = if sc.peer.is_none() {
+            let mut b = setup(&sc, 0, COALESCE_US)?;
+            let mut v = Vec::new();
+            for dir in DIRS {
+                v.push(Some(fixed_rate_cpu(&mut b, dir)?));
+            }
+            v
+        } else {
+            vec![None; DIRS.len()]
+        };
+        let mut b = setup(&sc, 0, 0)?;
         for (di, (dir, (fps, gen_med, share, saturated))) in DIRS.iter().zip(through).enumerate() {
-            let c0 = common::cpu_ns(b.bond_pid);
-            let (_, _, rep) = measure(&mut b, dir, FIXED_RATE, 2.0)?;
-            let c1 = common::cpu_ns(b.bond_pid);
-            let frames = rep.received;
-            let ns_per_frame = if frames > 0 {
-                c1.saturating_sub(c0) as f64 / frames as f64
-            } else {
-                0.0
-            };
+            let ns_per_frame = fixed_rate_cpu(&mut b, dir)?;
             let med = median(&mut fps.clone());
             if sc.raw {
                 raw[di] = med;
@@ -516,12 +540,13 @@ fn main() -> anyhow::Result<()> {
                 generator_fps: gen_med,
                 generator_limited: med >= 0.95 * gen_med,
                 cpu_ns_per_frame: ns_per_frame,
+                cpu_ns_per_frame_coalesced: coalesced[di],
                 cpu_ns_per_frame_saturated: saturated,
                 fixed_rate_fps: FIXED_RATE,
                 sink_share: share,
             };
             eprintln!(
-                "{:<40} {:<13} {:>10.0} fps  x{:.2}  gen {:>10.0}  {:>7.0} ns/frame ({:.0} saturated)  {}",
+                "{:<40} {:<13} {:>10.0} fps  x{:.2}  gen {:>10.0}  {:>7.0} ns/frame ({:.0} saturated, {} coalescing)  {}",
                 row.scenario,
                 row.direction,
                 row.median_fps,
@@ -529,6 +554,8 @@ fn main() -> anyhow::Result<()> {
                 row.generator_fps,
                 row.cpu_ns_per_frame,
                 row.cpu_ns_per_frame_saturated,
+                row.cpu_ns_per_frame_coalesced
+                    .map_or("-".to_string(), |c| format!("{c:.0}")),
                 split(&row.sink_share)
             );
             rows.push(row);
@@ -545,7 +572,7 @@ fn main() -> anyhow::Result<()> {
             .into_iter()
             .find(|s| s.name == "active-backup")
             .ok_or_else(|| anyhow::anyhow!("no active-backup scenario"))?;
-        idle_percent(&setup(&ab, 200)?)
+        idle_percent(&setup(&ab, 200, 0)?)
     };
     eprintln!("idle: {idle:.3}% of a core");
     // Failover: carrier loss, a dead path found by the ARP monitor, and a
@@ -616,8 +643,10 @@ fn markdown(r: &Results) -> String {
          {} flows to {} destination addresses. Bond binary: {}.\n\
          Frames/s is what the sink counted, over all its interfaces (broadcast's two copies count twice). \
          Generator, bond and sink share the cores with the kernel's veth work: frame rates are this machine's; \
-         CPU time per frame is the bond process's own (all threads), measured at {} frames/s offered.\n\n\
-         | scenario | direction | frames/s (median) | ratio to raw | generator frames/s | generator the limit? | bond CPU ns/frame | sink's split |\n|---|---|---:|---:|---:|---|---:|---|\n",
+         CPU time per frame is the bond process's own (all threads), measured at {} frames/s offered, \
+         with busy polling off; for xbond also with its workers coalescing (`--coalesce-us {COALESCE_US}`: \
+         a pass that took few frames is followed by a {COALESCE_US} us sleep, so up to that much latency).\n\n\
+         | scenario | direction | frames/s (median) | ratio to raw | generator frames/s | generator the limit? | bond CPU ns/frame | coalescing | sink's split |\n|---|---|---:|---:|---:|---|---:|---:|---|\n",
         r.machine,
         r.kernel,
         r.frame_bytes,
@@ -630,7 +659,7 @@ fn markdown(r: &Results) -> String {
     );
     for row in &r.rows {
         o.push_str(&format!(
-            "| {} | {} | {:.0} | {:.2} | {:.0} | {} | {:.0} | {} |\n",
+            "| {} | {} | {:.0} | {:.2} | {:.0} | {} | {:.0} | {} | {} |\n",
             row.scenario,
             row.direction,
             row.median_fps,
@@ -638,6 +667,8 @@ fn markdown(r: &Results) -> String {
             row.generator_fps,
             if row.generator_limited { "yes" } else { "no" },
             row.cpu_ns_per_frame,
+            row.cpu_ns_per_frame_coalesced
+                .map_or("-".to_string(), |c| format!("{c:.0}")),
             split(&row.sink_share)
         ));
     }
@@ -725,7 +756,7 @@ fn peer_table(r: &Results) -> String {
             .find(|x| x.scenario == name && x.direction == dir)
     };
     let mut o = String::from(
-        "\n| xbond | peer | direction | frames/s: xbond / peer | CPU ns/frame saturated: xbond / peer | CPU ns/frame at the fixed rate: xbond / peer | idle CPU %: xbond / peer |\n|---|---|---|---|---|---|---|\n",
+        "\n| xbond | peer | direction | frames/s: xbond / peer | CPU ns/frame saturated: xbond / peer | CPU ns/frame at the fixed rate: xbond / peer | the same, xbond coalescing | idle CPU %: xbond / peer |\n|---|---|---|---|---|---|---|---|\n",
     );
     let raw = "raw AF_XDP forwarder (1 slave)";
     let mut pairs: Vec<(&str, &str)> = Vec::new();
@@ -750,7 +781,7 @@ fn peer_table(r: &Results) -> String {
             };
             let ratio = |u: f64, v: f64| if v > 0.0 { u / v } else { 0.0 };
             o.push_str(&format!(
-                "| {x} | {p} | {dir} | {:.0} / {:.0} = {:.2} | {:.0} / {:.0} = {:.2} | {:.0} / {:.0} = {:.2} | {} / {} |\n",
+                "| {x} | {p} | {dir} | {:.0} / {:.0} = {:.2} | {:.0} / {:.0} = {:.2} | {:.0} / {:.0} = {:.2} | {} | {} / {} |\n",
                 a.median_fps,
                 b.median_fps,
                 ratio(a.median_fps, b.median_fps),
@@ -760,6 +791,11 @@ fn peer_table(r: &Results) -> String {
                 a.cpu_ns_per_frame,
                 b.cpu_ns_per_frame,
                 ratio(a.cpu_ns_per_frame, b.cpu_ns_per_frame),
+                a.cpu_ns_per_frame_coalesced.map_or("-".to_string(), |c| format!(
+                    "{c:.0} / {:.0} = {:.2}",
+                    b.cpu_ns_per_frame,
+                    ratio(c, b.cpu_ns_per_frame)
+                )),
                 idle(x),
                 idle(p),
             ));

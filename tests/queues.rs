@@ -2,7 +2,8 @@
 //! frame's TX queue at one end, picked by its flow hash, is its RX queue at
 //! the other), `queues = "auto"`, traffic of many flows both ways: every
 //! queue carries frames and XDP drops none for want of a socket. A count
-//! below the slaves' queues is refused, naming the slave and the fix.
+//! below the slaves' queues is refused, naming the slave and the fix. A
+//! worker's coalescing takes a moderate stream in batches.
 
 mod common;
 
@@ -214,4 +215,44 @@ fn the_af_xdp_generator_and_sink_on_four_queues_carry_every_flow_through_every_w
             s.runtime.queues
         );
     }
+}
+
+#[test]
+fn coalescing_takes_a_moderate_stream_in_batches_and_loses_nothing() {
+    // `--coalesce-us 1000` with no busy polling: after a pass that took a
+    // few frames the worker sleeps a millisecond, so a stream of a frame
+    // every 100 us is taken about ten frames a pass (without it, the
+    // worker wakes for each frame: about one a pass).
+    let mut t = TwoLinks::new("mc");
+    let (host, far) = (t.host.clone(), t.far.clone());
+    let cfg = "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"active-backup\"\n\
+               primary = \"a0\"\nmiimon = 100\n";
+    let sock = t
+        .lab
+        .start_xbond_with(
+            common::exe(),
+            &host,
+            "xc",
+            cfg,
+            &["--busy-poll-us", "0", "--coalesce-us", "1000"],
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    common::wait_status(&sock, std::time::Duration::from_secs(20), |s| {
+        s.active.as_deref() == Some("a0")
+    });
+    let before = status(&sock).runtime.queues[0].clone();
+    t.sink(&far, "sink", &["b0"], 4, 3000);
+    t.send(&host, "bond0", "02:00:00:00:00:99", 8, 3000, 10_000, 4);
+    let r = t.sink_report("sink");
+    assert_eq!((r.unique, r.lost), (3000, 0), "{r:?}");
+    let q = &status(&sock).runtime.queues[0];
+    let (frames, passes) = (
+        q.from_host - before.from_host,
+        q.busy_passes - before.busy_passes,
+    );
+    assert!(
+        frames >= 3000 && frames as f64 / passes.max(1) as f64 >= 4.0,
+        "{frames} frames from the host in {passes} passes: {q:?}"
+    );
+    assert!(q.sleeps > before.sleeps, "{q:?}");
 }

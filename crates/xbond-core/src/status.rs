@@ -62,7 +62,8 @@ pub struct QueueRuntime {
     /// TX kicks that were system calls (`sendto`).
     #[serde(default)]
     pub kicks: u64,
-    /// Times the worker slept in poll(2) (each ends in a wake-up).
+    /// Times the worker slept (each ends in a wake-up): in poll(2) when
+    /// idle, or a coalescing wait after a small pass (`--coalesce-us`).
     #[serde(default)]
     pub sleeps: u64,
 }

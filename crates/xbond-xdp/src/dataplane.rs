@@ -90,6 +90,9 @@ pub struct DataplaneConfig {
     pub raw: bool,
     /// Busy-poll window before a worker sleeps.
     pub spin: Duration,
+    /// A worker's wait after a pass that took few frames (zero: none; see
+    /// [`crate::worker::run_queues`]).
+    pub coalesce: Duration,
     /// Test-only: a fault for the worker of queue 0.
     pub fault: Option<InjectedFault>,
     /// bond0's MTU at start: above what one UMEM buffer holds, every socket
@@ -166,6 +169,7 @@ impl Dataplane {
                 )?;
                 w.set_raw(cfg.raw);
                 w.set_spin(cfg.spin);
+                w.set_coalesce(cfg.coalesce);
                 w.set_fault(cfg.fault.filter(|_| q == 0));
                 workers.push(w);
             }

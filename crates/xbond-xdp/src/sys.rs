@@ -66,6 +66,19 @@ pub fn allowed_cpus() -> Vec<usize> {
         .collect()
 }
 
+/// Sets the calling thread's timer slack (PR_SET_TIMERSLACK): how much
+/// later than asked the kernel may end its timed sleeps, to group wake-ups.
+pub fn set_timer_slack(slack: Duration) -> io::Result<()> {
+    let ns = libc::c_ulong::try_from(slack.as_nanos().max(1)).unwrap_or(libc::c_ulong::MAX);
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and changes only
+    // the calling thread.
+    let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns, 0, 0, 0) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Pins the calling thread to `cpu` (sched_setaffinity).
 pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     if cpu >= libc::CPU_SETSIZE as usize {

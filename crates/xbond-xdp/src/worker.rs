@@ -38,6 +38,9 @@ pub use crate::xsk::{BindMode, BUFFER_SIZE, FRAME_SIZE, MAX_MULTI_BUFFER_FRAME, 
 pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(200);
 /// Longest sleep; a stop request also wakes a sleeping worker at once.
 const SLEEP: Duration = Duration::from_secs(1);
+/// With coalescing: a pass that took fewer frames than this is followed by
+/// the coalescing wait; a fuller one by the next pass at once.
+pub const COALESCE_BELOW: usize = BATCH / 2;
 
 /// The plan cell shared by the control thread and the workers. Workers check
 /// the version (one atomic load) per batch and take the lock only when a new
@@ -518,6 +521,7 @@ impl Sockets<'_> {
         Worker {
             queue,
             spin: SPIN_BEFORE_SLEEP,
+            coalesce: Duration::ZERO,
             engine: Engine::new(frames, slaves.len(), 0x5eed ^ u64::from(queue)),
             mem,
             upper: WorkerPort::new(upper, queue),
@@ -542,6 +546,8 @@ pub struct Worker {
     queue: u32,
     /// Busy-poll window before sleeping.
     spin: Duration,
+    /// Wait after a small pass (see [`run_queues`]).
+    coalesce: Duration,
     mem: UmemFrames,
     engine: Engine<XdpFrame>,
     upper: WorkerPort,
@@ -655,6 +661,11 @@ impl Worker {
         self.spin = spin;
     }
 
+    /// Sets the wait after a pass that took few frames (zero: none).
+    pub(crate) fn set_coalesce(&mut self, coalesce: Duration) {
+        self.coalesce = coalesce;
+    }
+
     /// The worker's queue.
     pub fn queue(&self) -> u32 {
         self.queue
@@ -664,8 +675,9 @@ impl Worker {
         self.upper.fault = fault.map(|f| (f, self.mem.clone()));
     }
 
-    /// One pass of this queue's engine; returns whether it found work.
-    fn pass(&mut self, plan: &TxPlan, taps: &Taps, waker: &Waker) -> bool {
+    /// One pass of this queue's engine; returns how much work it found
+    /// (frames, chiefly).
+    fn pass(&mut self, plan: &TxPlan, taps: &Taps, waker: &Waker) -> usize {
         let stats = self.engine.stats();
         stats.heartbeat.fetch_add(1, Relaxed);
         let pass = self
@@ -675,7 +687,7 @@ impl Worker {
             waker.wake();
         }
         self.engine.publish_pool();
-        pass.work > 0
+        pass.work
     }
 
     fn fds(&self) -> impl Iterator<Item = std::os::fd::RawFd> + '_ {
@@ -703,8 +715,22 @@ pub struct Shared {
 /// Runs the queues of one worker thread until stop: a pass over each in
 /// turn; when none found work for the busy-poll window, a sleep in poll(2)
 /// on all their sockets.
+///
+/// With coalescing (`xbond run --coalesce-us`), a round of passes that
+/// found work but fewer than [`COALESCE_BELOW`] frames in a queue is
+/// followed by a timed sleep of that long before the next round, so that a
+/// moderate stream is taken in batches with one wake-up each instead of a
+/// wake-up (and a TX system call) for every frame or two: less CPU a frame,
+/// at the price of up to that much latency. A full round goes on at once,
+/// so a saturated worker never waits, and an idle one still sleeps in
+/// poll(2) until a frame comes.
 pub fn run_queues(mut queues: Vec<Worker>, shared: Shared) {
     let spin = queues.first().map_or(SPIN_BEFORE_SLEEP, |w| w.spin);
+    let coalesce = queues.first().map_or(Duration::ZERO, |w| w.coalesce);
+    if !coalesce.is_zero() {
+        // The default slack (50 us) would stretch every short wait.
+        let _ = crate::sys::set_timer_slack(Duration::from_micros(1));
+    }
     let mut plan = shared.plans.load();
     let mut idle_since: Option<Instant> = None;
     while !shared.stop.load(Relaxed) {
@@ -716,12 +742,20 @@ pub fn run_queues(mut queues: Vec<Worker>, shared: Shared) {
         if shared.plans.version() != plan.version {
             plan = shared.plans.load();
         }
-        let mut work = false;
+        let (mut work, mut fullest) = (false, 0);
         for w in &mut queues {
-            work |= w.pass(&plan, &shared.taps, &shared.waker);
+            let n = w.pass(&plan, &shared.taps, &shared.waker);
+            work |= n > 0;
+            fullest = fullest.max(n);
         }
         if work {
             idle_since = None;
+            if !coalesce.is_zero() && fullest < COALESCE_BELOW {
+                for w in &queues {
+                    w.engine.stats().sleeps.fetch_add(1, Relaxed);
+                }
+                std::thread::sleep(coalesce);
+            }
             continue;
         }
         let since = *idle_since.get_or_insert_with(Instant::now);

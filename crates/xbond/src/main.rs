@@ -49,6 +49,12 @@ enum Cmd {
         /// before it sleeps, in microseconds (lower: less CPU, more latency).
         #[arg(long, default_value_t = 200)]
         busy_poll_us: u64,
+        /// After a pass that took few frames, wait this many microseconds
+        /// (sleeping) before the next, so that a moderate stream is taken
+        /// in batches: less CPU a frame, up to this much more latency. 0
+        /// (the default): no wait. A saturated worker never waits.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
+        coalesce_us: u64,
         /// Test-only: make the worker of queue 0 panic or stall when it
         /// receives its first frame from the host.
         #[arg(long, value_enum, hide = true)]
@@ -460,6 +466,7 @@ fn real_main(cli: Cli) -> Result<()> {
             copy,
             raw_forwarder,
             busy_poll_us,
+            coalesce_us,
             inject_fault,
         } => {
             let config = match (config, &bond) {
@@ -492,6 +499,7 @@ fn real_main(cli: Cli) -> Result<()> {
             let opts = RuntimeOptions {
                 raw_forwarder,
                 busy_poll: Duration::from_micros(busy_poll_us),
+                coalesce: Duration::from_micros(coalesce_us),
                 zero_copy: if copy { ZeroCopy::Never } else { ZeroCopy::Try },
                 stop_fd: Some(std::os::fd::AsRawFd::as_raw_fd(&stop_rd)),
                 config_path: Some(config.clone()),

@@ -286,6 +286,7 @@ impl Controller {
             zero_copy: opts.zero_copy,
             raw: opts.raw_forwarder,
             spin: opts.busy_poll,
+            coalesce: opts.coalesce,
             fault: opts.fault,
             mtu: bond_mtu,
             layout: cfg.umem_layout,

@@ -86,6 +86,10 @@ pub struct RuntimeOptions {
     pub raw_forwarder: bool,
     /// How long workers busy-poll before sleeping.
     pub busy_poll: Duration,
+    /// How long a worker waits after a pass that took few frames, to take
+    /// the next in a batch (zero: no wait; see
+    /// [`xbond_xdp::worker::run_queues`]).
+    pub coalesce: Duration,
     /// Serve `xbond status` on the config's control socket.
     pub control_socket: bool,
     /// Tell systemd (Type=notify, watchdog) when `NOTIFY_SOCKET` is set.
@@ -107,6 +111,7 @@ impl Default for RuntimeOptions {
             zero_copy: ZeroCopy::Try,
             raw_forwarder: false,
             busy_poll: SPIN_BEFORE_SLEEP,
+            coalesce: Duration::ZERO,
             control_socket: true,
             systemd: true,
             fault: None,
