@@ -143,23 +143,29 @@ impl PacketSocket {
     /// Has the kernel stamp each received frame with its arrival time
     /// (SO_TIMESTAMPNS), for [`PacketSocket::recv_stamped`].
     pub fn enable_timestamps(&self) -> Result<()> {
-        let on: libc::c_int = 1;
+        self.set_socket_option(libc::SO_TIMESTAMPNS, 1, "setsockopt(SO_TIMESTAMPNS)")
+    }
+
+    /// Sets the SOL_SOCKET option `name` to `value`; `what` names the call
+    /// in an error.
+    fn set_socket_option(
+        &self,
+        name: libc::c_int,
+        value: libc::c_int,
+        what: &'static str,
+    ) -> Result<()> {
         // SAFETY: the option value is a live c_int and the length is its size.
         let rc = unsafe {
             libc::setsockopt(
                 self.fd.as_raw_fd(),
                 libc::SOL_SOCKET,
-                libc::SO_TIMESTAMPNS,
-                (&on as *const libc::c_int).cast(),
+                name,
+                (&value as *const libc::c_int).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
         if rc < 0 {
-            return Err(Error::sys(
-                "setsockopt(SO_TIMESTAMPNS)",
-                &self.iface,
-                io::Error::last_os_error(),
-            ));
+            return Err(Error::sys(what, &self.iface, io::Error::last_os_error()));
         }
         Ok(())
     }
@@ -234,24 +240,7 @@ impl PacketSocket {
     /// `rmem_max`; needs CAP_NET_ADMIN), so that a reader that is late by a
     /// few milliseconds loses nothing.
     pub fn set_rcvbuf(&self, bytes: i32) -> Result<()> {
-        // SAFETY: the option value is a live i32 and the length is its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&bytes as *const i32).cast(),
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(Error::sys(
-                "setsockopt(SO_RCVBUFFORCE)",
-                &self.iface,
-                io::Error::last_os_error(),
-            ));
-        }
-        Ok(())
+        self.set_socket_option(libc::SO_RCVBUFFORCE, bytes, "setsockopt(SO_RCVBUFFORCE)")
     }
 
     /// Frames the kernel dropped because the socket's buffer was full, since
