@@ -605,7 +605,7 @@ fn model_text(r: &Results) -> String {
          - Zero copy (a NIC driver with AF_XDP zero-copy, which the worker binds first): the kernel's \
          copy goes, and what stays per frame is xbond's own work, the user time of the flat-out \
          runs above, {:.0} ns a frame (sampled by the clock tick, so within about a quarter here) (ring descriptors, the parse and the slave choice; criterion \
-         puts the choice at 3 to 10 ns), plus the driver's descriptor work, not measured here. With a \
+         puts the choice at 2 to 8 ns (benches/results/select.md)), plus the driver's descriptor work, not measured here. With a \
          TX system call per 64-frame batch ({:.0} ns / 64 = {:.1} ns a frame; with need_wakeup a \
          zero-copy driver asks for fewer) that is {:.0} ns a frame: {:.1} M frames/s a core, and \
          {NIC_QUEUES:.0} cores give {:.0} M frames/s against the {:.1} M of line rate.\n\n\
