@@ -717,23 +717,25 @@ fn markdown(r: &Results) -> String {
          the new slave), is bounded by the kernel's delivery of the carrier event, the bond's own \
          reaction above, a worker's next batch and the new slave's delivery; on this 2-core machine \
          also by the generator's silence around the cut (its late rounds), since the cut's own kernel \
-         work takes its CPU. The lost frames sent before the cut were in the bond's rings (bond0's \
+         work takes its CPU: where the first frame after the cut was sent after it, that much of \
+         the reaction was the generator's silence. The lost frames sent before the cut were in the bond's rings (bond0's \
          queue, a worker's batch, the dead slave's TX ring): bounded by the offered rate times the \
          bond's forwarding latency, plus what the dead slave's ring held (one TX batch, 64 frames, \
          when the cut came as a batch was sent). Those sent after it are bounded by the rate times \
          the time until the bond switched. The dead slave's share is what the bond handed eth0 \
          and never arrived (capped at the window: its count includes a few frames not of the \
          stream).\n\n\
-         | offered frames/s | cut request (us) | first frame after the cut (us) | last before it (us) | lost, sent before the cut | lost, sent after it | of them handed to the dead slave | generator late near the cut (us) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | offered frames/s | cut request (us) | first frame after the cut (us) | it was sent at (us) | last before it (us) | lost, sent before the cut | lost, sent after it | of them handed to the dead slave | generator late near the cut (us) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let us = |v: Option<f64>| v.map_or("-".to_string(), |u| format!("{u:.0}"));
     for f in &r.failover {
         if let Some(x) = &f.split {
             o.push_str(&format!(
-                "| {} | {:.0} | {} | {} | {} | {} | {} | {:.0} |\n",
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.0} |\n",
                 f.rate,
                 x.cut_us,
                 us(x.first_frame_us),
+                us(x.first_frame_sent_us),
                 us(x.last_frame_us),
                 x.in_flight_at_cut,
                 x.sent_after_cut,

@@ -108,11 +108,12 @@ impl FailoverReport {
         let head = match &self.split {
             Some(x) => format!(
                 "{head}\n  from the carrier cut (a {:.0} us request): first frame after it (through the \
-                 new slave) at {} us, last before it at {} us; of the window's frames {} were in \
-                 flight at the cut and {} sent after it (schedule late by at most {:.0} us); {} \
-                 frames handed to the dead slave were lost",
+                 new slave) at {} us (sent at {} us), last before it at {} us; of the window's frames \
+                 {} were in flight at the cut and {} sent after it (schedule late by at most {:.0} \
+                 us); {} frames handed to the dead slave were lost",
                 x.cut_us,
                 x.first_frame_us.map_or("-".into(), |u| format!("{u:.0}")),
+                x.first_frame_sent_us.map_or("-".into(), |u| format!("{u:.0}")),
                 x.last_frame_us.map_or("-".into(), |u| format!("{u:.0}")),
                 x.in_flight_at_cut,
                 x.sent_after_cut,
@@ -147,6 +148,13 @@ pub struct FailoverSplit {
     /// was lost, by when the generator next sent. `None`: no frame came
     /// after the cut.
     pub first_frame_us: Option<f64>,
+    /// When that first frame was sent, from the cut (by the generator's
+    /// schedule and late rounds): positive when the generator sent nothing
+    /// between the cut and then, so that this much of
+    /// [`FailoverSplit::first_frame_us`] was the generator's silence, not
+    /// the bond's reaction.
+    #[serde(default)]
+    pub first_frame_sent_us: Option<f64>,
     /// When the last frame before the cut arrived, from the cut (negative:
     /// before it).
     pub last_frame_us: Option<f64>,
@@ -193,6 +201,9 @@ impl FailoverSplit {
         let mut x = FailoverSplit {
             cut_us: cut[1].saturating_sub(cut[0]) as f64 / 1000.0,
             first_frame_us: around.first_after.map(us),
+            first_frame_sent_us: around
+                .first_after
+                .and_then(|[seq, _]| Some(us([seq, sent.sent_at_ns(seq, rate)?]))),
             last_frame_us: around.last_before.map(us),
             ..FailoverSplit::default()
         };
