@@ -393,9 +393,6 @@ fn measure(
     Ok((fps, gen_fps, rep))
 }
 
-/// The workers' busy polling for the throughput runs, in microseconds:
-/// xbond's default (200), or `XBOND_BENCH_BUSY_POLL_US`, to see what the
-/// polling buys at saturation.
 /// The workers' coalescing wait for the second fixed-rate figure.
 const COALESCE_US: u64 = 100;
 
@@ -412,6 +409,9 @@ fn fixed_rate_cpu(b: &mut Bench, dir: &str) -> anyhow::Result<f64> {
     })
 }
 
+/// The workers' busy polling for the throughput runs, in microseconds:
+/// xbond's default (200), or `XBOND_BENCH_BUSY_POLL_US`, to see what the
+/// polling buys at saturation.
 fn busy_poll_us() -> u64 {
     std::env::var("XBOND_BENCH_BUSY_POLL_US")
         .ok()
@@ -748,9 +748,10 @@ fn markdown(r: &Results) -> String {
 }
 
 /// xbond against each peer measured in the run: xbond's 802.3ad bond
-/// against the bonding peers and DPDK's plain forwarder, and xbond's raw
-/// forwarder against DPDK's; ratios are xbond / peer (frames/s: above 1 is
-/// xbond faster; CPU: below 1 is xbond cheaper).
+/// against the bonding peers and DPDK's plain forwarder, and xbond's
+/// balance-xor bond and raw forwarder against DPDK's plain forwarder;
+/// ratios are xbond / peer (frames/s: above 1 is xbond faster; CPU: below 1
+/// is xbond cheaper), the fixed-rate CPU also with xbond coalescing.
 fn peer_table(r: &Results) -> String {
     let row = |name: &str, dir: &str| {
         r.rows

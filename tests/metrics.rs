@@ -108,6 +108,9 @@ fn the_endpoint_follows_traffic_and_a_failover_and_the_proc_file_reads_as_procfs
         let k = format!("xbond_queue_events_total{{master=\"bond0\",queue=\"0\",kind=\"{kind}\"}}");
         assert!(get(&m, &k) >= 1.0, "{k}: {text}");
     }
+    // No --coalesce-us: the worker never waited after a pass.
+    let k = "xbond_queue_events_total{master=\"bond0\",queue=\"0\",kind=\"coalesce_waits\"}";
+    assert_eq!(get(&m, k), 0.0, "{text}");
     let (code, _, _) = scrape(&host, "http://127.0.0.1:9741/other");
     assert_eq!(code, 404);
 

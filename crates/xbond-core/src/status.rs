@@ -62,10 +62,13 @@ pub struct QueueRuntime {
     /// TX kicks that were system calls (`sendto`).
     #[serde(default)]
     pub kicks: u64,
-    /// Times the worker slept (each ends in a wake-up): in poll(2) when
-    /// idle, or a coalescing wait after a small pass (`--coalesce-us`).
+    /// Times the worker slept in poll(2) (each ends in a wake-up).
     #[serde(default)]
     pub sleeps: u64,
+    /// Coalescing waits: timed sleeps after a pass that took few frames
+    /// (`xbond run --coalesce-us`; each ends in a wake-up).
+    #[serde(default)]
+    pub coalesce_waits: u64,
 }
 
 /// One AF_XDP socket: what it got at bind, and the kernel's counters.
@@ -541,8 +544,18 @@ impl Status {
         for (i, q) in r.queues.iter().enumerate() {
             writeln!(
                 o,
-                "Queue {i}: from host {}, to host {}, dropped {}; busy passes {}, TX kicks {}, sleeps {}",
-                q.from_host, q.to_host, q.dropped, q.busy_passes, q.kicks, q.sleeps
+                "Queue {i}: from host {}, to host {}, dropped {}; busy passes {}, TX kicks {}, sleeps {}{}",
+                q.from_host,
+                q.to_host,
+                q.dropped,
+                q.busy_passes,
+                q.kicks,
+                q.sleeps,
+                if q.coalesce_waits > 0 {
+                    format!(", coalescing waits {}", q.coalesce_waits)
+                } else {
+                    String::new()
+                }
             )?;
             for k in &q.sockets {
                 writeln!(

@@ -142,9 +142,13 @@ pub fn generate(ports: &mut [XskPort], spec: &GenSpec) -> Result<GenReport> {
     }
     let (flows, nq) = (spec.templates.len() as u64, ports.len() as u64);
     let start = Instant::now();
-    let start_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let start_ns = if spec.rate > 0 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0))
+    } else {
+        0
+    };
     let mut late = Vec::new();
     // Frames written (and so numbered), and frames placed on a TX ring.
     let (mut next, mut placed): (u64, u64) = (0, 0);
@@ -160,16 +164,15 @@ pub fn generate(ports: &mut [XskPort], spec: &GenSpec) -> Result<GenReport> {
     };
     while placed < limit && start.elapsed() < spec.duration {
         let mut want = (BATCH as u64 * nq).min(limit - next);
+        // With a rate: how long ago frame `next` was due.
+        let mut behind = 0.0;
         if spec.rate > 0 {
             let elapsed = start.elapsed().as_secs_f64();
             let due = (elapsed * spec.rate as f64) as u64;
             want = want.min(due.saturating_sub(next));
-            // How long ago frame `next` was due.
-            let behind = elapsed - next as f64 / spec.rate as f64;
-            if want > 0 && behind > LATE.as_secs_f64() && late.len() < LATE_KEPT {
-                late.push([next, (behind * 1e9) as u64]);
-            }
+            behind = elapsed - next as f64 / spec.rate as f64;
         }
+        let first = next;
         for p in ports.iter_mut() {
             p.reap();
         }
@@ -189,6 +192,11 @@ pub fn generate(ports: &mut [XskPort], spec: &GenSpec) -> Result<GenReport> {
             });
             batch.push(f);
             next += 1;
+        }
+        // A round that wrote frames late (not one that found its ring full
+        // and wrote none).
+        if next > first && behind > LATE.as_secs_f64() && late.len() < LATE_KEPT {
+            late.push([first, (behind * 1e9) as u64]);
         }
         let mut moved = false;
         for (port, batch) in ports.iter_mut().zip(&mut batches) {

@@ -228,7 +228,7 @@ impl PacketSocket {
                 stamp = u64::try_from(ts.tv_sec)
                     .ok()
                     .zip(u64::try_from(ts.tv_nsec).ok())
-                    .map(|(s, ns)| s * 1_000_000_000 + ns);
+                    .and_then(|(s, ns)| s.checked_mul(1_000_000_000)?.checked_add(ns));
             }
             // SAFETY: as above; `c` is a header of `msg`'s control buffer.
             c = unsafe { libc::CMSG_NXTHDR(&msg, c) };

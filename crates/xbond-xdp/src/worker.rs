@@ -717,8 +717,9 @@ pub struct Shared {
 /// on all their sockets.
 ///
 /// With coalescing (`xbond run --coalesce-us`), a round of passes that
-/// found work but fewer than [`COALESCE_BELOW`] frames in a queue is
-/// followed by a timed sleep of that long before the next round, so that a
+/// found work, but less than [`COALESCE_BELOW`] in every queue (frames
+/// over its rings), is followed by a timed sleep of that long before the
+/// next round, so that a
 /// moderate stream is taken in batches with one wake-up each instead of a
 /// wake-up (and a TX system call) for every frame or two: less CPU a frame,
 /// at the price of up to that much latency. A full round goes on at once,
@@ -729,7 +730,11 @@ pub fn run_queues(mut queues: Vec<Worker>, shared: Shared) {
     let coalesce = queues.first().map_or(Duration::ZERO, |w| w.coalesce);
     if !coalesce.is_zero() {
         // The default slack (50 us) would stretch every short wait.
-        let _ = crate::sys::set_timer_slack(Duration::from_micros(1));
+        if let Err(e) = crate::sys::set_timer_slack(Duration::from_micros(1)) {
+            tracing::warn!(
+                "prctl(PR_SET_TIMERSLACK) failed: coalescing waits may run 50 us long ({e})"
+            );
+        }
     }
     let mut plan = shared.plans.load();
     let mut idle_since: Option<Instant> = None;
@@ -752,7 +757,7 @@ pub fn run_queues(mut queues: Vec<Worker>, shared: Shared) {
             idle_since = None;
             if !coalesce.is_zero() && fullest < COALESCE_BELOW {
                 for w in &queues {
-                    w.engine.stats().sleeps.fetch_add(1, Relaxed);
+                    w.engine.stats().coalesce_waits.fetch_add(1, Relaxed);
                 }
                 std::thread::sleep(coalesce);
             }

@@ -211,13 +211,21 @@ impl FailoverSplit {
             .late
             .iter()
             .filter_map(|&[first, ns]| Some((sent.due_ns(first, rate)?, ns)))
-            .filter(|&(due, _)| due + LATE_WINDOW_NS >= cut[0] && due <= cut[1] + LATE_WINDOW_NS)
+            .filter(|&(due, _)| {
+                due.saturating_add(LATE_WINDOW_NS) >= cut[0]
+                    && due <= cut[1].saturating_add(LATE_WINDOW_NS)
+            })
             .map(|(_, ns)| ns)
             .max()
             .unwrap_or(0);
-        if let Some(e) = sink.longest_gap_edges {
+        // The split needs the generator's schedule (the AF_XDP generator
+        // with a rate); without one the counts stay 0.
+        if let (Some(e), Some(_)) = (sink.longest_gap_edges, sent.due_ns(0, rate)) {
             for seq in e.before + 1..e.after {
-                let (at, due) = (sent.sent_at_ns(seq, rate)?, sent.due_ns(seq, rate)?);
+                let (Some(at), Some(due)) = (sent.sent_at_ns(seq, rate), sent.due_ns(seq, rate))
+                else {
+                    continue;
+                };
                 late = late.max(at.saturating_sub(due));
                 if at < cut[0] {
                     x.in_flight_at_cut += 1;

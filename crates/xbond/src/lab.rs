@@ -433,7 +433,7 @@ impl Lab {
     /// As [`Lab::start_sink`], with `cut_file` (see `xbond pktgen sink
     /// --cut-file`): the report also says which frames came last before and
     /// first after the cut whose times the caller writes there.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // start_sink's, and the cut file.
     pub fn start_sink_cut(
         &mut self,
         exe: &Path,

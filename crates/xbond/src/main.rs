@@ -52,7 +52,10 @@ enum Cmd {
         /// After a pass that took few frames, wait this many microseconds
         /// (sleeping) before the next, so that a moderate stream is taken
         /// in batches: less CPU a frame, up to this much more latency. 0
-        /// (the default): no wait. A saturated worker never waits.
+        /// (the default): no wait. A saturated worker never waits, but a
+        /// burst of more than a ring (2048 frames) that starts during a
+        /// wait is dropped at the socket: keep N below 2048 over the peak
+        /// frames a microsecond.
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
         coalesce_us: u64,
         /// Test-only: make the worker of queue 0 panic or stall when it

@@ -245,13 +245,15 @@ pub fn render(s: &Status) -> String {
         &mut reg,
         "xbond_queue_events",
         "What each queue's worker did: busy_passes (passes that found work), \
-         tx_kicks (TX system calls), sleeps (sleeps in poll(2), each ending in a wake-up).",
+         tx_kicks (TX system calls), sleeps (sleeps in poll(2), each ending in a wake-up), \
+         coalesce_waits (timed sleeps after a small pass, --coalesce-us).",
     );
     for (q, queue) in s.runtime.queues.iter().enumerate() {
         for (what, v) in [
             ("busy_passes", queue.busy_passes),
             ("tx_kicks", queue.kicks),
             ("sleeps", queue.sleeps),
+            ("coalesce_waits", queue.coalesce_waits),
         ] {
             work.get_or_create(&QueueKind {
                 master: s.name.clone(),

@@ -267,8 +267,11 @@ impl SendReport {
     /// With a rate: when frame `seq` was due, in nanoseconds since the Unix
     /// epoch. `None` without a schedule.
     pub fn due_ns(&self, seq: u64, rate: u64) -> Option<u64> {
-        (self.start_ns != 0 && rate != 0)
-            .then(|| self.start_ns + (u128::from(seq) * 1_000_000_000 / u128::from(rate)) as u64)
+        if self.start_ns == 0 || rate == 0 {
+            return None;
+        }
+        let after = u64::try_from(u128::from(seq) * 1_000_000_000 / u128::from(rate)).ok()?;
+        self.start_ns.checked_add(after)
     }
 
     /// With a rate: when frame `seq` left, in nanoseconds since the Unix

@@ -74,8 +74,12 @@ pub struct WorkerStats {
     pub pool_in_tx: AtomicU64,
     /// Pool: all frames.
     pub pool_total: AtomicU64,
-    /// Times the worker went to sleep (each sleep ends in a wake-up).
+    /// Times the worker went to sleep in poll(2) (each sleep ends in a
+    /// wake-up).
     pub sleeps: AtomicU64,
+    /// Coalescing waits: timed sleeps after a pass that took few frames
+    /// (`--coalesce-us`; each ends in a wake-up).
+    pub coalesce_waits: AtomicU64,
     /// Passes that found work: frames received, or a TX ring to kick again.
     pub busy_passes: AtomicU64,
     /// TX kicks that were system calls (a port that needs no kick is not

@@ -102,6 +102,7 @@ pub fn status(bond: &Bond, dp: &Dataplane, cfg: &BondConfig, mtu: &MtuState) -> 
             busy_passes: w.busy_passes.load(Relaxed),
             kicks: w.kicks.load(Relaxed),
             sleeps: w.sleeps.load(Relaxed),
+            coalesce_waits: w.coalesce_waits.load(Relaxed),
         });
         runtime.oversize += oversize;
         runtime.tx_no_slave += w.tx_no_slave.load(Relaxed);
