@@ -125,6 +125,9 @@ pub struct GenReport {
     /// as `[first frame of the round, nanoseconds late]`; the first
     /// [`LATE_KEPT`].
     pub late: Vec<[u64; 2]>,
+    /// More late rounds came than [`LATE_KEPT`]: past the last one kept,
+    /// the sending times are unknown.
+    pub late_truncated: bool,
 }
 
 /// How late a frame may be written before [`GenReport::late`] records it.
@@ -150,6 +153,7 @@ pub fn generate(ports: &mut [XskPort], spec: &GenSpec) -> Result<GenReport> {
         0
     };
     let mut late = Vec::new();
+    let mut late_truncated = false;
     // Frames written (and so numbered), and frames placed on a TX ring.
     let (mut next, mut placed): (u64, u64) = (0, 0);
     // Per port: written frames not yet placed (a full TX ring), in order.
@@ -195,8 +199,12 @@ pub fn generate(ports: &mut [XskPort], spec: &GenSpec) -> Result<GenReport> {
         }
         // A round that wrote frames late (not one that found its ring full
         // and wrote none).
-        if next > first && behind > LATE.as_secs_f64() && late.len() < LATE_KEPT {
-            late.push([first, (behind * 1e9) as u64]);
+        if next > first && behind > LATE.as_secs_f64() {
+            if late.len() < LATE_KEPT {
+                late.push([first, (behind * 1e9) as u64]);
+            } else {
+                late_truncated = true;
+            }
         }
         let mut moved = false;
         for (port, batch) in ports.iter_mut().zip(&mut batches) {
@@ -236,6 +244,7 @@ pub fn generate(ports: &mut [XskPort], spec: &GenSpec) -> Result<GenReport> {
         seconds: last_produce.duration_since(start).as_secs_f64(),
         start_ns,
         late,
+        late_truncated,
     })
 }
 

@@ -105,6 +105,14 @@ impl FailoverReport {
             self.sent,
             self.per_link
         );
+        // Unknown sending times: the generator ran too late to record them.
+        let sent = |x: &FailoverSplit, n: u64| {
+            if x.sent_times_known {
+                n.to_string()
+            } else {
+                "?".into()
+            }
+        };
         let head = match &self.split {
             Some(x) => format!(
                 "{head}\n  from the carrier cut (a {:.0} us request): first frame after it (through the \
@@ -115,8 +123,8 @@ impl FailoverReport {
                 x.first_frame_us.map_or("-".into(), |u| format!("{u:.0}")),
                 x.first_frame_sent_us.map_or("-".into(), |u| format!("{u:.0}")),
                 x.last_frame_us.map_or("-".into(), |u| format!("{u:.0}")),
-                x.in_flight_at_cut,
-                x.sent_after_cut,
+                sent(x, x.in_flight_at_cut),
+                sent(x, x.sent_after_cut),
                 x.schedule_late_us,
                 x.to_dead_slave
             ),
@@ -180,6 +188,12 @@ pub struct FailoverSplit {
     /// uncertainty of the split between the two counts above, and how much
     /// of the reaction was the generator's silence.
     pub schedule_late_us: f64,
+    /// Whether the sending times above are known: not when the generator
+    /// ran late more often than it records (a lab far past its capacity),
+    /// and then the two lost counts are 0 and the first frame's sending
+    /// time is absent.
+    #[serde(default)]
+    pub sent_times_known: bool,
 }
 
 /// How far either side of the cut the generator's lateness counts.
@@ -201,6 +215,7 @@ impl FailoverSplit {
         let mut x = FailoverSplit {
             cut_us: cut[1].saturating_sub(cut[0]) as f64 / 1000.0,
             first_frame_us: around.first_after.map(us),
+            sent_times_known: true,
             first_frame_sent_us: around
                 .first_after
                 .and_then(|[seq, _]| Some(us([seq, sent.sent_at_ns(seq, rate)?]))),
@@ -224,7 +239,10 @@ impl FailoverSplit {
             for seq in e.before + 1..e.after {
                 let (Some(at), Some(due)) = (sent.sent_at_ns(seq, rate), sent.due_ns(seq, rate))
                 else {
-                    continue;
+                    x.sent_times_known = false;
+                    x.in_flight_at_cut = 0;
+                    x.sent_after_cut = 0;
+                    break;
                 };
                 late = late.max(at.saturating_sub(due));
                 if at < cut[0] {
@@ -238,6 +256,9 @@ impl FailoverSplit {
                 .min(e.after - e.before - 1);
         }
         x.schedule_late_us = late as f64 / 1000.0;
+        if around.first_after.is_some() && x.first_frame_sent_us.is_none() {
+            x.sent_times_known = false;
+        }
         Some(x)
     }
 }

@@ -261,6 +261,10 @@ pub struct SendReport {
     /// `[first frame, nanoseconds late]` (see `xbond_xdp::gen::GenReport`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub late: Vec<[u64; 2]>,
+    /// The generator ran late more often than it could record: past its
+    /// last recorded late round, sending times are unknown.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub late_truncated: bool,
 }
 
 impl SendReport {
@@ -277,9 +281,13 @@ impl SendReport {
     /// With a rate: when frame `seq` left, in nanoseconds since the Unix
     /// epoch: when it was due, or, if the last late round at or before it
     /// wrote it later than that, when that round ran. `None` without a
-    /// schedule.
+    /// schedule, or past the last late round recorded when more came than
+    /// were kept.
     pub fn sent_at_ns(&self, seq: u64, rate: u64) -> Option<u64> {
         let due = self.due_ns(seq, rate)?;
+        if self.late_truncated && self.late.last().is_none_or(|[first, _]| seq > *first) {
+            return None;
+        }
         let round = self
             .late
             .iter()
@@ -329,6 +337,7 @@ fn send_paced(
         seconds: start.elapsed().as_secs_f64(),
         start_ns: 0,
         late: Vec::new(),
+        late_truncated: false,
     })
 }
 
@@ -719,6 +728,7 @@ pub fn send_xdp(spec: &SendSpec, duration: Duration, queues: u32) -> Result<Send
         seconds: g.seconds,
         start_ns: g.start_ns,
         late: g.late,
+        late_truncated: g.late_truncated,
     })
 }
 
@@ -947,6 +957,7 @@ mod tests {
             seconds: 0.1,
             start_ns: 1_000_000_000,
             late: vec![[10, 5_000_000]],
+            late_truncated: false,
         };
         let ms = |seq| {
             r.sent_at_ns(seq, 1000)
@@ -957,6 +968,13 @@ mod tests {
         assert_eq!(ms(14), Some(15), "written in the late round");
         assert_eq!(ms(16), Some(16), "on schedule again");
         assert_eq!(r.sent_at_ns(1, 0), None);
+        // More late rounds than kept: past the last one, unknown.
+        let t = SendReport {
+            late_truncated: true,
+            ..r.clone()
+        };
+        assert!(t.sent_at_ns(10, 1000).is_some(), "the last kept round");
+        assert_eq!(t.sent_at_ns(11, 1000), None, "past the last kept round");
     }
 
     #[test]
