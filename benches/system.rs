@@ -728,14 +728,6 @@ fn markdown(r: &Results) -> String {
          | offered frames/s | cut request (us) | first frame after the cut (us) | it was sent at (us) | last before it (us) | lost, sent before the cut | lost, sent after it | of them handed to the dead slave | generator late near the cut (us) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let us = |v: Option<f64>| v.map_or("-".to_string(), |u| format!("{u:.0}"));
-    // "?": the generator ran too late to record when it sent them.
-    let sent = |x: &xbond::failover::FailoverSplit, n: u64| {
-        if x.sent_times_known {
-            n.to_string()
-        } else {
-            "?".to_string()
-        }
-    };
     for f in &r.failover {
         if let Some(x) = &f.split {
             o.push_str(&format!(
@@ -745,8 +737,8 @@ fn markdown(r: &Results) -> String {
                 us(x.first_frame_us),
                 us(x.first_frame_sent_us),
                 us(x.last_frame_us),
-                sent(x, x.in_flight_at_cut),
-                sent(x, x.sent_after_cut),
+                x.shown(x.in_flight_at_cut),
+                x.shown(x.sent_after_cut),
                 x.to_dead_slave,
                 x.schedule_late_us
             ));

@@ -105,14 +105,6 @@ impl FailoverReport {
             self.sent,
             self.per_link
         );
-        // Unknown sending times: the generator ran too late to record them.
-        let sent = |x: &FailoverSplit, n: u64| {
-            if x.sent_times_known {
-                n.to_string()
-            } else {
-                "?".into()
-            }
-        };
         let head = match &self.split {
             Some(x) => format!(
                 "{head}\n  from the carrier cut (a {:.0} us request): first frame after it (through the \
@@ -123,8 +115,8 @@ impl FailoverReport {
                 x.first_frame_us.map_or("-".into(), |u| format!("{u:.0}")),
                 x.first_frame_sent_us.map_or("-".into(), |u| format!("{u:.0}")),
                 x.last_frame_us.map_or("-".into(), |u| format!("{u:.0}")),
-                sent(x, x.in_flight_at_cut),
-                sent(x, x.sent_after_cut),
+                x.shown(x.in_flight_at_cut),
+                x.shown(x.sent_after_cut),
                 x.schedule_late_us,
                 x.to_dead_slave
             ),
@@ -200,6 +192,16 @@ pub struct FailoverSplit {
 const LATE_WINDOW_NS: u64 = 5_000_000;
 
 impl FailoverSplit {
+    /// `n`, one of the counts by sending time, as shown: "?" when the
+    /// sending times are unknown.
+    pub fn shown(&self, n: u64) -> String {
+        if self.sent_times_known {
+            n.to_string()
+        } else {
+            "?".into()
+        }
+    }
+
     /// Splits what `sink` saw around its cut (`None` if it had none), with
     /// `sent` the generator's report at `rate` and `to_dead` the dead
     /// slave's transmissions during the run.
