@@ -77,6 +77,9 @@ fn failover_under_a_stream_moves_the_traffic_and_primary_returns() {
     // what after, and the dead slave's share of it.
     let x = r.split.expect("the carrier cut is timed");
     assert!(x.first_frame_us.is_some(), "no frame after the cut: {r:?}");
+    // 30 000 frames: fewer than the generator's late rounds kept, so every
+    // sending time is known however late it ran.
+    assert!(x.sent_times_known, "{r:?}");
     assert_eq!(
         x.in_flight_at_cut + x.sent_after_cut,
         r.failover_lost,

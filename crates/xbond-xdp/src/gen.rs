@@ -132,8 +132,10 @@ pub struct GenReport {
 
 /// How late a frame may be written before [`GenReport::late`] records it.
 pub const LATE: Duration = Duration::from_micros(20);
-/// Late rounds kept at most.
-pub const LATE_KEPT: usize = 4096;
+/// Late rounds kept at most (16 bytes each): at least one a frame for any
+/// stream of up to this many frames, whose sending times are then always
+/// known, however loaded the machine.
+pub const LATE_KEPT: usize = 1 << 16;
 
 /// Sends `spec` on `ports` (the queues of one interface): frame `seq` is
 /// template `seq % templates`, on port `(seq % templates) % ports`. When the
