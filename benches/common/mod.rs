@@ -12,7 +12,9 @@ pub fn cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
-/// The CPU model and the number of cores, e.g. "AMD EPYC, 2 cores".
+/// The CPU model and the machine's number of cores, e.g. "AMD EPYC, 2
+/// cores", and how many of them the run may use when that is fewer (a run
+/// under `taskset`): "AMD EPYC, 2 cores (run on 1)".
 pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -22,8 +24,16 @@ pub fn machine() -> String {
         .unwrap_or("unknown")
         .trim()
         .to_string();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{model}, {cores} cores")
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let usable = std::thread::available_parallelism().map_or(cores, |n| n.get());
+    if usable < cores {
+        format!("{model}, {cores} cores (run on {usable})")
+    } else {
+        format!("{model}, {cores} cores")
+    }
 }
 
 /// CPU time of the threads of process `pid` whose name starts with
