@@ -288,11 +288,13 @@ impl SendReport {
         if self.late_truncated && self.late.last().is_none_or(|[first, _]| seq > *first) {
             return None;
         }
-        let round = self
-            .late
-            .iter()
-            .take_while(|[first, _]| *first <= seq)
-            .last()
+        // The late rounds are in stream order: the last at or before `seq`
+        // by binary search (up to LATE_KEPT of them, and a call per lost
+        // frame).
+        let at_or_before = self.late.partition_point(|[first, _]| *first <= seq);
+        let round = at_or_before
+            .checked_sub(1)
+            .and_then(|i| self.late.get(i))
             .and_then(|&[first, ns]| Some(self.due_ns(first, rate)? + ns));
         Some(round.map_or(due, |r| due.max(r)))
     }
