@@ -168,31 +168,38 @@ fn spread(
 ) {
     let n = usize::from(plan.tx_count).clamp(1, MAX_SLAVES);
     let by_slaves = Divisor::new(n as u32);
-    // `tx_slaves` has MAX_SLAVES (a power of two) entries and `idx` < n <=
-    // MAX_SLAVES: the mask only tells the compiler.
+    let table = &plan.hash_table;
+    // `tx_slaves` has MAX_SLAVES (a power of two) entries and every
+    // position is < n <= MAX_SLAVES: the mask only tells the compiler.
     let slave = |idx: usize| Choice::Slave(plan.tx_slaves[idx & (MAX_SLAVES - 1)]);
-    let pick = |b: u32| -> Choice {
-        if plan.hash_rebalanced {
-            slave(usize::from(plan.hash_table[(b as usize) & (HASH_BUCKETS - 1)]).min(n - 1))
-        } else if n.is_power_of_two() {
-            slave(b as usize & (n - 1))
-        } else {
-            slave(by_slaves.remainder(b) as usize)
-        }
-    };
-    match buckets {
-        Some(keep) => {
-            for ((o, &h), k) in outs.iter_mut().zip(hashes).zip(keep.iter_mut()) {
-                let b = bucket_of(h);
-                *k = b as u8;
-                *o = pick(b);
+    // The batch's choices, with what is fixed over a batch (the table or
+    // not, a power-of-two slave count or not, the load view kept or not)
+    // decided once: each case is its own loop with no test in it.
+    macro_rules! each {
+        (|$b:ident| $position:expr) => {
+            match buckets {
+                Some(keep) => {
+                    for ((o, &h), k) in outs.iter_mut().zip(hashes).zip(keep.iter_mut()) {
+                        let $b = bucket_of(h);
+                        *k = $b as u8;
+                        *o = slave($position);
+                    }
+                }
+                None => {
+                    for (o, &h) in outs.iter_mut().zip(hashes) {
+                        let $b = bucket_of(h);
+                        *o = slave($position);
+                    }
+                }
             }
-        }
-        None => {
-            for (o, &h) in outs.iter_mut().zip(hashes) {
-                *o = pick(bucket_of(h));
-            }
-        }
+        };
+    }
+    if plan.hash_rebalanced {
+        each!(|b| usize::from(table[(b as usize) & (HASH_BUCKETS - 1)]).min(n - 1))
+    } else if n.is_power_of_two() {
+        each!(|b| b as usize & (n - 1))
+    } else {
+        each!(|b| by_slaves.remainder(b) as usize)
     }
 }
 

@@ -211,6 +211,47 @@ pub fn flow_view<'a, const DECAP: bool>(frame: &'a [u8], eth: &EthInfo) -> Optio
     }
 }
 
+/// The addresses alone, for the policies that read no ports (layer2+3,
+/// encap2+3): what [`flow_view`] gives as `addrs`, with a shorter shortcut,
+/// since an IPv4 header's addresses lie at a fixed offset whatever its
+/// options, fragment bits or protocol, and an IPv6 header's whatever its
+/// payload but extension headers (which the general parse must walk, and
+/// may find truncated) and, with `DECAP`, tunnels.
+#[inline(always)]
+pub fn addr_view<'a, const DECAP: bool>(frame: &'a [u8], eth: &EthInfo) -> Option<AddrView<'a>> {
+    match common_addrs::<DECAP>(frame, eth) {
+        Some(addrs) => Some(addrs),
+        None => any_flow::<DECAP>(frame, eth).map(|view| view.addrs),
+    }
+}
+
+/// [`addr_view`]'s shortcut: `None` where the general parse must decide.
+#[inline(always)]
+fn common_addrs<'a, const DECAP: bool>(frame: &'a [u8], eth: &EthInfo) -> Option<AddrView<'a>> {
+    let off = eth.l3_offset;
+    let tunnel = |proto: u8| DECAP && L4_KIND[usize::from(proto)] == L4_TUNNEL;
+    match eth.ethertype {
+        ETH_P_IP => {
+            let h: &[u8; 20] = frame.get(off..off + 20)?.try_into().ok()?;
+            // Version 4 and a header length of at least 20 bytes.
+            if !(0x45..=0x4f).contains(&h[0]) || tunnel(h[9]) {
+                return None;
+            }
+            let (_, rest) = h.split_first_chunk::<12>()?;
+            Some(AddrView::V4(rest.first_chunk::<8>()?))
+        }
+        ETH_P_IPV6 => {
+            let h: &[u8; 40] = frame.get(off..off + 40)?.try_into().ok()?;
+            if h[0] >> 4 != 6 || L4_KIND[usize::from(h[6])] == L4_EXTENSION || tunnel(h[6]) {
+                return None;
+            }
+            let (_, rest) = h.split_first_chunk::<8>()?;
+            Some(AddrView::V6(rest.first_chunk::<32>()?))
+        }
+        _ => None,
+    }
+}
+
 /// The general parse behind [`flow_view`]: IP options, IPv6 extension
 /// headers, fragments, ICMP, truncated headers and (with `DECAP`) tunnels.
 #[inline(always)]
@@ -299,12 +340,19 @@ fn common_flow<'a>(frame: &'a [u8], eth: &EthInfo) -> Option<FlowView<'a>> {
     }
 }
 
+/// The IPv6 extension headers [`parse_ipv6`] walks: hop-by-hop options,
+/// routing, fragment, destination options.
+const IPV6_EXTENSIONS: [u8; 4] = [0, 43, 44, 60];
+
 const L4_NONE: u8 = 0;
 const L4_PORTS: u8 = 1;
 const L4_ICMP: u8 = 2;
+const L4_TUNNEL: u8 = 3;
+const L4_EXTENSION: u8 = 4;
 
 /// What follows an IP header, by protocol number: ports (TCP, UDP, SCTP,
-/// UDP-Lite), an ICMP header, or nothing the hashes read. One load instead
+/// UDP-Lite), an ICMP header, a tunnelled packet (IPv4, IPv6, GRE), an IPv6
+/// extension header the parse walks, or nothing the hashes read. One load instead
 /// of a chain of comparisons per frame.
 const L4_KIND: [u8; 256] = {
     let mut t = [L4_NONE; 256];
@@ -314,6 +362,14 @@ const L4_KIND: [u8; 256] = {
     t[IPPROTO_UDPLITE as usize] = L4_PORTS;
     t[IPPROTO_ICMP as usize] = L4_ICMP;
     t[IPPROTO_ICMPV6 as usize] = L4_ICMP;
+    t[IPPROTO_IPIP as usize] = L4_TUNNEL;
+    t[IPPROTO_IPV6 as usize] = L4_TUNNEL;
+    t[IPPROTO_GRE as usize] = L4_TUNNEL;
+    let mut e = 0;
+    while e < IPV6_EXTENSIONS.len() {
+        t[IPV6_EXTENSIONS[e] as usize] = L4_EXTENSION;
+        e += 1;
+    }
     t
 };
 
@@ -355,7 +411,7 @@ fn parse_ipv6(frame: &[u8], off: usize) -> Option<(AddrView<'_>, u8, usize, bool
     let mut l4 = off + 40;
     let mut fragmented = false;
     // Skip up to 8 extension headers.
-    if matches!(next, 0 | 43 | 44 | 60) {
+    if L4_KIND[usize::from(next)] == L4_EXTENSION {
         for _ in 0..8 {
             match next {
                 0 | 43 | 60 => {
@@ -543,14 +599,18 @@ mod tests {
     }
 
     #[test]
-    fn the_common_flow_shortcut_agrees_with_the_general_parse() {
+    fn the_shortcuts_agree_with_the_general_parse() {
         // Every shape, mutated byte by byte over the headers (version, IHL,
-        // fragment bits, protocol, next header...) and cut at every length.
-        let mut answered = 0;
+        // fragment bits, protocol or next header: ports, ICMP, tunnels,
+        // extension headers...) and cut at every length.
+        let (mut answered, mut addrs_answered) = (0, 0);
         for base in shapes() {
             let mut variants = vec![base.clone()];
             for at in 12..base.len().min(60) {
-                for v in [0x00, 0x06, 0x11, 0x2c, 0x3a, 0x45, 0x46, 0x60, 0xff] {
+                for v in [
+                    0x00, 0x04, 0x06, 0x11, 0x29, 0x2b, 0x2c, 0x2f, 0x3a, 0x45, 0x46, 0x4f, 0x60,
+                    0xff,
+                ] {
                     let mut f = base.clone();
                     f[at] = v;
                     variants.push(f);
@@ -567,10 +627,26 @@ mod tests {
                         assert_eq!(Some(view), any_flow::<false>(f, &eth), "{f:02x?}");
                         assert_eq!(Some(view), any_flow::<true>(f, &eth), "{f:02x?}");
                     }
+                    let general = |decap: bool| parse_flow(f, &eth, decap).map(|_| ());
+                    if let Some(addrs) = common_addrs::<false>(f, &eth) {
+                        addrs_answered += 1;
+                        let view = any_flow::<false>(f, &eth).map(|v| v.addrs);
+                        assert_eq!(Some(addrs), view, "{f:02x?}");
+                        assert_eq!(general(false), Some(()), "{f:02x?}");
+                    }
+                    if let Some(addrs) = common_addrs::<true>(f, &eth) {
+                        let view = any_flow::<true>(f, &eth).map(|v| v.addrs);
+                        assert_eq!(Some(addrs), view, "{f:02x?}");
+                        assert_eq!(general(true), Some(()), "{f:02x?}");
+                    }
                 }
             }
         }
-        assert!(answered > 1000, "the shortcut took {answered} frames");
+        assert!(answered > 1000, "the flow shortcut took {answered} frames");
+        assert!(
+            addrs_answered > answered,
+            "the address shortcut took {addrs_answered} frames, the flow shortcut {answered}"
+        );
     }
 
     #[test]
