@@ -206,10 +206,13 @@ git -C "$repo" rev-parse --verify -q "$rev^{commit}" >/dev/null || die "no commi
 [ -z "$(git -C "$repo" status --porcelain --untracked-files=no)" ] ||
   say "note: the work tree has uncommitted changes; checking the committed $rev only"
 
+# apt-get, waiting for any other apt on this machine instead of failing on
+# its lock (CI runs this script beside others that install packages).
+apt_get() { flock -w 1800 /var/lib/apt/xbond-apt.lock apt-get -o DPkg::Lock::Timeout=1800 "$@"; }
 if ! command -v debootstrap >/dev/null; then
   say "installing debootstrap"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt_get update -qq
+  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq debootstrap >/dev/null
 fi
 
 # The host's toolchain: its sysroot holds bin/cargo, bin/rustc and their libs.

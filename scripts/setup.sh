@@ -12,6 +12,9 @@
 # is unpacked under target/ for its test rather than installed.
 # scripts/fresh-check.sh proves the list on a bare Debian 12 (debootstrap).
 set -euo pipefail
+# apt-get, waiting for any other apt on this machine instead of failing on
+# its lock (CI runs this script beside others that install packages).
+apt_get() { flock -w 1800 /var/lib/apt/xbond-apt.lock apt-get -o DPkg::Lock::Timeout=1800 "$@"; }
 pkgs=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc libc6-dev linux-libc-dev
   ca-certificates iproute2 iputils-ping procps kmod tshark ifupdown bridge-utils systemd util-linux ethtool python3)
 missing=()
@@ -21,8 +24,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt_get update -qq
+  apt_get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "setup: cargo (Rust) is required; install it with rustup" >&2; exit 1; }
 # BPF maps and programs need locked memory on older kernels.
@@ -33,5 +36,5 @@ i2="$(cd "$(dirname "$0")/.." && pwd)/target/ifupdown2"
 if [ ! -f "$i2/usr/share/ifupdown2/__main__.py" ]; then
   echo "setup: unpacking ifupdown2 into $i2"
   rm -rf "$i2" && mkdir -p "$i2"
-  (cd "$i2" && apt-get download -qq -o APT::Sandbox::User=root ifupdown2 >/dev/null && dpkg-deb -x ifupdown2_*.deb .)
+  (cd "$i2" && apt_get download -qq -o APT::Sandbox::User=root ifupdown2 >/dev/null && dpkg-deb -x ifupdown2_*.deb .)
 fi

@@ -67,6 +67,9 @@ die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- prepare
 
+# apt-get, waiting for any other apt on this machine instead of failing on
+# its lock (CI runs this script beside others that install packages).
+apt_get() { flock -w 1800 /var/lib/apt/xbond-apt.lock apt-get -o DPkg::Lock::Timeout=1800 "$@"; }
 ensure_packages() {
   local need=() p
   for p in qemu-system-x86 busybox-static cpio xz-utils kmod iproute2 ethtool; do
@@ -76,7 +79,7 @@ ensure_packages() {
   command -v apt-get >/dev/null || skip "missing ${need[*]} and no apt-get to install them"
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"; } >/dev/null 2>&1 \
+  { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${need[@]}"; } >/dev/null 2>&1 \
     || skip "could not install ${need[*]} with apt-get"
 }
 
@@ -87,9 +90,9 @@ fetch_kernel() {
   deb=$(ls "$kdir"/"$pkg"_*.deb 2>/dev/null | head -1)
   if [ -z "$deb" ]; then
     log "fetching $pkg (about 110 MB, cached under $kdir)"
-    (cd "$kdir" && apt-get download "$pkg" >/dev/null 2>&1) || {
-      apt-get update -qq >/dev/null 2>&1
-      (cd "$kdir" && apt-get download "$pkg" >/dev/null 2>&1)
+    (cd "$kdir" && apt_get download "$pkg" >/dev/null 2>&1) || {
+      apt_get update -qq >/dev/null 2>&1
+      (cd "$kdir" && apt_get download "$pkg" >/dev/null 2>&1)
     } || skip "apt-get download $pkg failed (no network, or the archive dropped that version: update scripts/vmlab.version)"
     deb=$(ls "$kdir"/"$pkg"_*.deb | head -1)
   fi
