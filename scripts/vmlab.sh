@@ -163,7 +163,14 @@ probe_accel() {
   key="host $(uname -r), guest $kver, $(command -v qemu-system-x86_64)"
   if [ -f "$cache" ] && [ "$(sed -n 2p "$cache")" = "$key" ]; then accel=$(head -1 "$cache"); return; fi
   accel=tcg
-  if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+  # kvm-pvm (PVM, the nested KVM of some cloud VMs: no VMX in the guest's
+  # CPU flags) runs only guests built for it: Debian's kernel stops in its
+  # decompressor ("emulation failure" on a VEX instruction) and an
+  # uncompressed vmlinux does not boot either, so the probe would only
+  # spend its 20 s.
+  if [ -d /sys/module/kvm_pvm ] && [ ! -d /sys/module/kvm_intel ] && [ ! -d /sys/module/kvm_amd ]; then
+    log "accelerator: tcg (/dev/kvm is kvm-pvm, which cannot run Debian's kernel)"
+  elif [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
     local p; p=$(mktemp -d "$lab/probe.XXXXXX")
     make_qemu kvm "$p" vmlab.probe=1
     (timeout 20 "${qemu[@]}"; true) >/dev/null 2>&1
