@@ -82,19 +82,17 @@ fn plan(mode: Mode, policy: HashPolicy, function: HashFunction) -> TxPlan {
     p
 }
 
-fn bench(c: &mut Criterion) {
-    let fs = frames();
-    let refs: Vec<&[u8]> = fs.iter().map(|f| f.as_slice()).collect();
-    let mut out = [Choice::Drop; 64];
-    let mut g = c.benchmark_group("select_batch_64");
-    g.throughput(Throughput::Elements(64));
+/// The selection cases, named as criterion names them (after
+/// `select_batch_64/`): every (policy, function) of balance-xor, then the
+/// modes that do not hash.
+fn cases() -> Vec<(String, TxPlan)> {
+    let mut out = Vec::new();
     for function in [HashFunction::Xxh3, HashFunction::Kernel] {
         for policy in HashPolicy::ALL {
-            let p = plan(Mode::BalanceXor, *policy, function);
-            let mut sel = Selector::default();
-            g.bench_function(format!("balance-xor/{policy}/{function}"), |b| {
-                b.iter(|| sel.select_batch(black_box(&p), black_box(&refs), &mut out))
-            });
+            out.push((
+                format!("balance-xor/{policy}/{function}"),
+                plan(Mode::BalanceXor, *policy, function),
+            ));
         }
     }
     for mode in [
@@ -108,8 +106,20 @@ fn bench(c: &mut Criterion) {
         for (b, s) in p.tlb_table.iter_mut().enumerate() {
             *s = (b % 2) as u8;
         }
+        out.push((format!("{mode}"), p));
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let fs = frames();
+    let refs: Vec<&[u8]> = fs.iter().map(|f| f.as_slice()).collect();
+    let mut out = [Choice::Drop; 64];
+    let mut g = c.benchmark_group("select_batch_64");
+    g.throughput(Throughput::Elements(64));
+    for (name, p) in cases() {
         let mut sel = Selector::default();
-        g.bench_function(format!("{mode}"), |b| {
+        g.bench_function(name, |b| {
             b.iter(|| sel.select_batch(black_box(&p), black_box(&refs), &mut out))
         });
     }
@@ -177,11 +187,30 @@ fn lacpdu(c: &mut Criterion) {
 criterion_group!(benches, bench, classify, lacpdu);
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--instructions-case") {
+        let (Some(name), Some(Ok(reps))) = (args.get(i + 1), args.get(i + 2).map(|r| r.parse()))
+        else {
+            eprintln!("--instructions-case takes a benchmark name and a repetition count");
+            std::process::exit(2);
+        };
+        if let Err(e) = run_case(name, reps) {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--instructions") {
+        if let Err(e) = count_instructions() {
+            eprintln!("instruction counts not written: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     // A filter (an argument that is neither an option nor an option's
     // value) measures only some.
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let takes_text = [
         "--save-baseline",
         "--baseline",
@@ -266,6 +295,159 @@ fn write_results() -> Result<(), Box<dyn std::error::Error>> {
     }
     let out =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/results/select.md");
+    std::fs::write(&out, o)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Batches run in each of the two callgrind runs of a case. The figure is
+/// the difference of the two counts over the difference of the batches, so
+/// what runs once (start-up, building the frames, the first batch's cold
+/// code) cancels.
+const INSTR_REPS: [u64; 2] = [20, 100];
+
+/// The names `--instructions` measures: every selection case and tlb's
+/// bucket.
+fn instruction_cases() -> Vec<String> {
+    let mut names: Vec<String> = cases()
+        .into_iter()
+        .map(|(n, _)| format!("select_batch_64/{n}"))
+        .collect();
+    names.push("classify_64/tlb_bucket".into());
+    names.sort();
+    names
+}
+
+/// Runs `work` `reps` times: callgrind counts only inside this function
+/// (`--toggle-collect`).
+#[inline(never)]
+fn measured(work: &mut dyn FnMut(), reps: u64) {
+    for _ in 0..reps {
+        work();
+    }
+}
+
+/// The child of `--instructions`: one case, once to warm, then `reps`
+/// batches in [`measured`].
+fn run_case(name: &str, reps: u64) -> Result<(), String> {
+    let fs = frames();
+    if name == "classify_64/tlb_bucket" {
+        let mut once = || {
+            black_box(
+                fs.iter()
+                    .filter_map(|f| xbond_core::alb::tlb_bucket(black_box(f)))
+                    .count(),
+            );
+        };
+        once();
+        measured(&mut once, reps);
+        return Ok(());
+    }
+    let Some((_, p)) = cases()
+        .into_iter()
+        .find(|(n, _)| format!("select_batch_64/{n}") == name)
+    else {
+        return Err(format!(
+            "no benchmark {name:?}; valid: {}",
+            instruction_cases().join(", ")
+        ));
+    };
+    let refs: Vec<&[u8]> = fs.iter().map(|f| f.as_slice()).collect();
+    let mut out = [Choice::Drop; 64];
+    let mut sel = Selector::default();
+    let mut once = || sel.select_batch(black_box(&p), black_box(&refs), black_box(&mut out));
+    once();
+    measured(&mut once, reps);
+    Ok(())
+}
+
+/// The `totals:` (or `summary:`) count of a callgrind output file.
+fn callgrind_total(text: &str) -> Option<u64> {
+    ["totals:", "summary:"].iter().find_map(|key| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    })
+}
+
+/// The first line a command prints, or "unknown".
+fn version_of(cmd: &str, arg: &str) -> String {
+    std::process::Command::new(cmd)
+        .arg(arg)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `--instructions`: instructions per frame of every selection case, counted
+/// by callgrind, which counts the same for the same binary whatever else the
+/// machine does: the figure that compares commits where the time per frame
+/// drifts from day to day. Writes `benches/results/select-instructions.md`.
+fn count_instructions() -> Result<(), Box<dyn std::error::Error>> {
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe()?;
+    let dir = std::env::temp_dir().join(format!("xbond-callgrind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut rows = Vec::new();
+    let result = (|| -> Result<(), Box<dyn std::error::Error>> {
+        for name in instruction_cases() {
+            let mut counts = [0u64; 2];
+            for (count, reps) in counts.iter_mut().zip(INSTR_REPS) {
+                let file = dir.join("callgrind.out");
+                let run = Command::new("valgrind")
+                    .args([
+                        "--tool=callgrind",
+                        "--collect-atstart=no",
+                        "--toggle-collect=*measured*",
+                    ])
+                    .arg(format!("--callgrind-out-file={}", file.display()))
+                    .arg(&exe)
+                    .args(["--instructions-case", &name, &reps.to_string()])
+                    .stdout(Stdio::null())
+                    .output()
+                    .map_err(|e| format!("valgrind (Debian's valgrind package): {e}"))?;
+                if !run.status.success() {
+                    return Err(format!(
+                        "valgrind on {name}: {}\n{}",
+                        run.status,
+                        String::from_utf8_lossy(&run.stderr)
+                    )
+                    .into());
+                }
+                let text = std::fs::read_to_string(&file)?;
+                *count = callgrind_total(&text)
+                    .ok_or_else(|| format!("{}: no totals line", file.display()))?;
+            }
+            let frames = (INSTR_REPS[1] - INSTR_REPS[0]) * 64;
+            let per_frame = counts[1].saturating_sub(counts[0]) as f64 / frames as f64;
+            eprintln!("{name}: {per_frame:.1} instructions a frame");
+            rows.push((name, per_frame));
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    let mut o = format!(
+        "# Selection: instructions per frame (callgrind)\n\n\
+         Machine: {}; {}; {}. `cargo bench -p xbond-core --bench select -- --instructions`. \
+         The same 64 frames and two slaves as `select.md`; callgrind counts the \
+         instructions of {} and of {} batches, and the table gives the difference per frame. \
+         The count does not move with the machine's load or clock, so it compares \
+         commits; the time a frame takes is in `select.md`.\n\n\
+         | benchmark | instructions per frame |\n|---|---:|\n",
+        common::machine(),
+        version_of("rustc", "-V"),
+        version_of("valgrind", "--version"),
+        INSTR_REPS[0],
+        INSTR_REPS[1],
+    );
+    for (name, per_frame) in rows {
+        o.push_str(&format!("| {name} | {per_frame:.1} |\n"));
+    }
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../benches/results/select-instructions.md");
     std::fs::write(&out, o)?;
     eprintln!("wrote {}", out.display());
     Ok(())
