@@ -148,6 +148,9 @@ pub struct Selector {
     /// balance-xor and 802.3ad: the hash bucket of each frame of the last
     /// batch (its first [`SELECT_BATCH`]), for the load view.
     buckets: [u8; SELECT_BATCH],
+    /// The hashes of the chunk being chosen (kept here, so that a batch
+    /// does not clear a fresh array first).
+    hashes: [u32; SELECT_BATCH],
 }
 
 /// Frames of a batch whose hash buckets a [`Selector`] keeps.
@@ -167,7 +170,6 @@ fn spread(
     bucket_of: impl Fn(u32) -> u32,
 ) {
     let n = usize::from(plan.tx_count).clamp(1, MAX_SLAVES);
-    let by_slaves = Divisor::new(n as u32);
     let table = &plan.hash_table;
     // `tx_slaves` has MAX_SLAVES (a power of two) entries and every
     // position is < n <= MAX_SLAVES: the mask only tells the compiler.
@@ -199,6 +201,7 @@ fn spread(
     } else if n.is_power_of_two() {
         each!(|b| b as usize & (n - 1))
     } else {
+        let by_slaves = Divisor::new(n as u32);
         each!(|b| by_slaves.remainder(b) as usize)
     }
 }
@@ -218,6 +221,7 @@ impl Selector {
             rr_sent: 0,
             rng: seed | 1,
             buckets: [0; SELECT_BATCH],
+            hashes: [0; SELECT_BATCH],
         }
     }
 
@@ -241,22 +245,7 @@ impl Selector {
         match plan.mode {
             Mode::Broadcast => out.fill(Choice::All),
             Mode::ActiveBackup => out.fill(plan.active.map_or(Choice::Drop, Choice::Slave)),
-            Mode::BalanceTlb | Mode::BalanceAlb => {
-                // The table's slaves that may transmit, as a bit set: one
-                // test per frame instead of a search of `tx_slaves`.
-                let usable = slaves.iter().fold(0u32, |m, &s| {
-                    m | 1u32.checked_shl(u32::from(s)).unwrap_or(0)
-                });
-                let active = plan.active.map_or(Choice::Drop, Choice::Slave);
-                for (o, f) in out.iter_mut().zip(frames) {
-                    *o = match tlb_bucket(f).map(|b| plan.tlb_table[usize::from(b)]) {
-                        Some(s) if usable & 1u32.checked_shl(u32::from(s)).unwrap_or(0) != 0 => {
-                            Choice::Slave(s)
-                        }
-                        _ => active,
-                    };
-                }
-            }
+            Mode::BalanceTlb | Mode::BalanceAlb => Self::select_tlb(plan, frames, out),
             Mode::BalanceRr => {
                 let n = slaves.len() as u32;
                 for o in out.iter_mut() {
@@ -277,28 +266,59 @@ impl Selector {
                     *o = Choice::Slave(slaves[idx as usize]);
                 }
             }
-            Mode::BalanceXor | Mode::Ieee8023ad => {
-                let mut hashes = [0u32; SELECT_BATCH];
-                for (c, (outs, fs)) in out
-                    .chunks_mut(SELECT_BATCH)
-                    .zip(frames.chunks(SELECT_BATCH))
-                    .enumerate()
-                {
-                    let hashes = &mut hashes[..fs.len()];
-                    hash_batch(fs, plan.policy, plan.function, hashes);
-                    // The load view keeps the first chunk's buckets.
-                    let buckets = (c == 0).then_some(&mut self.buckets);
-                    let count = bucket_count(slaves.len());
-                    if count == HASH_BUCKETS as u32 {
-                        // A power-of-two slave count (1, 2, 4, ...): 256
-                        // buckets, so a bucket is the hash's low byte and a
-                        // slave position the low bits, with no division.
-                        spread(plan, hashes, outs, buckets, |h| h & 0xff);
-                    } else {
-                        let by_buckets = Divisor::new(count);
-                        spread(plan, hashes, outs, buckets, |h| by_buckets.remainder(h));
-                    }
-                }
+            Mode::BalanceXor | Mode::Ieee8023ad => self.select_hashed(plan, frames, out),
+        }
+    }
+
+    /// balance-tlb and balance-alb: each frame's slave from its bucket's entry
+    /// in the table, or the active slave.
+    #[inline(never)]
+    fn select_tlb(plan: &TxPlan, frames: &[&[u8]], out: &mut [Choice]) {
+        let slaves = plan.tx_slaves();
+        // The table's slaves that may transmit, as a bit set: one
+        // test per frame instead of a search of `tx_slaves`.
+        let usable = slaves.iter().fold(0u32, |m, &s| {
+            m | 1u32.checked_shl(u32::from(s)).unwrap_or(0)
+        });
+        let active = plan.active.map_or(Choice::Drop, Choice::Slave);
+        // Each slave number's choice, and the active slave's after them for
+        // the frames without a bucket: the loop then picks an index, so
+        // each of the parse's exits sets one value, not a whole choice.
+        let mut by_slave = [active; 33];
+        for (s, c) in by_slave.iter_mut().enumerate().take(32) {
+            if usable >> s & 1 != 0 {
+                *c = Choice::Slave(s as u8);
+            }
+        }
+        for (o, f) in out.iter_mut().zip(frames) {
+            let s = tlb_bucket(f).map_or(32, |b| usize::from(plan.tlb_table[usize::from(b)]));
+            *o = by_slave[s.min(32)];
+        }
+    }
+
+    /// balance-xor and 802.3ad: each frame's slave from its hash. A
+    /// function of its own (as each mode's loop is), so that the code of one
+    /// mode does not move another's.
+    #[inline(never)]
+    fn select_hashed(&mut self, plan: &TxPlan, frames: &[&[u8]], out: &mut [Choice]) {
+        let slaves = plan.tx_slaves();
+        // A power-of-two slave count (1, 2, 4, ...) has 256 buckets,
+        // so a bucket is the hash's low byte and a slave position
+        // its low bits: no division, not even once a batch.
+        let by_buckets =
+            (!slaves.len().is_power_of_two()).then(|| Divisor::new(bucket_count(slaves.len())));
+        for (c, (outs, fs)) in out
+            .chunks_mut(SELECT_BATCH)
+            .zip(frames.chunks(SELECT_BATCH))
+            .enumerate()
+        {
+            let hashes = &mut self.hashes[..fs.len()];
+            hash_batch(fs, plan.policy, plan.function, hashes);
+            // The load view keeps the first chunk's buckets.
+            let buckets = (c == 0).then_some(&mut self.buckets);
+            match by_buckets {
+                None => spread(plan, hashes, outs, buckets, |h| h & 0xff),
+                Some(by) => spread(plan, hashes, outs, buckets, |h| by.remainder(h)),
             }
         }
     }

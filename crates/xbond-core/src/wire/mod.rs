@@ -320,7 +320,13 @@ fn common_flow<'a>(frame: &'a [u8], eth: &EthInfo) -> Option<FlowView<'a>> {
     match eth.ethertype {
         ETH_P_IP => {
             let h: &[u8; 24] = frame.get(off..off + 24)?.try_into().ok()?;
-            if h[0] != 0x45 || (h[6] & 0x3f) | h[7] != 0 || L4_KIND[usize::from(h[9])] != L4_PORTS {
+            // Version 4, no options (byte 0 is 0x45) and neither a fragment
+            // offset nor more fragments (bytes 6 and 7 but the DF and
+            // reserved bits): one test of the header's first word.
+            let (first, _) = h.split_first_chunk::<8>()?;
+            if u64::from_le_bytes(*first) & 0xff3f_0000_0000_00ff != 0x45
+                || L4_KIND[usize::from(h[9])] != L4_PORTS
+            {
                 return None;
             }
             let (_, rest) = h.split_first_chunk::<12>()?;
