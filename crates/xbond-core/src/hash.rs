@@ -225,12 +225,22 @@ fn with_l4<T: From<u32>>(flow: Option<FlowView<'_>>) -> (Option<AddrView<'_>>, T
 /// other fields: every input is a slice of the frame, so nothing is copied
 /// into a buffer (bytes stored piecewise and read back as words cost a
 /// store-forwarding stall each, more than the hash), and each call site has
-/// a constant length. The low half of the 64-bit hash is taken as it is:
-/// XXH3's last step mixes every input bit into every output bit, so a fold
-/// of the halves would add instructions and no spread.
+/// a constant length.
+///
+/// The 64-bit hash becomes 32 bits in whichever way costs nothing, both
+/// mixing every input bit into every output bit. XXH3's last step is
+/// `h ^ (h >> 32)` for every length but 4 to 8 bytes: there the halves
+/// are folded, which cancels that step and leaves the low half of the
+/// product before it (a 32-bit multiplication, no shift). From 4 to 8
+/// bytes the last step shifts by 28, and the low half is taken as it is.
 #[inline(always)]
 fn xxh3(input: &[u8], seed: u64) -> u32 {
-    xxh3_64_with_seed(input, seed) as u32
+    let h = xxh3_64_with_seed(input, seed);
+    if (4..=8).contains(&input.len()) {
+        h as u32
+    } else {
+        fold64(h)
+    }
 }
 
 /// The twelve MAC bytes folded into a seed (one word from each end; they
@@ -270,6 +280,11 @@ fn xxh3_hash(frame: &[u8], eth: &EthInfo, policy: HashPolicy) -> u32 {
         AddrView::V4(a) => xxh3(a, seed),
         AddrView::V6(a) => xxh3(a, seed),
     }
+}
+
+#[inline]
+fn fold64(h: u64) -> u32 {
+    (h ^ (h >> 32)) as u32
 }
 
 /// Picks an index in `0..count` from a hash (`count` > 0), as the kernel does
