@@ -14,8 +14,8 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::options::{HashFunction, HashPolicy};
 use crate::wire::{
-    addr_view, flow_view, AddrView, EthInfo, FlowView, ETH_HLEN, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6,
-    VLAN_HLEN,
+    addr_view, flow_view, ipv4_tuple, AddrView, EthInfo, FlowView, ETH_HLEN, ETH_P_8021Q, ETH_P_IP,
+    ETH_P_IPV6, VLAN_HLEN,
 };
 
 /// Hashes one frame under `policy` with `function`. Frames too short for an
@@ -71,10 +71,6 @@ pub fn hash_batch(frames: &[&[u8]], policy: HashPolicy, function: HashFunction, 
 
 #[inline(always)]
 fn hash_one(frame: &[u8], policy: HashPolicy, function: HashFunction) -> u32 {
-    let hash = |eth: &EthInfo| match function {
-        HashFunction::Kernel => kernel_hash(frame, eth, policy),
-        HashFunction::Xxh3 => xxh3_hash(frame, eth, policy),
-    };
     // Untagged and single-tagged IPv4 and IPv6, the commonest frames, each
     // get their own copy of the parse and the hash, in which the EtherType
     // and the network header's offset are constants: the EtherType is
@@ -113,11 +109,21 @@ fn hash_one(frame: &[u8], policy: HashPolicy, function: HashFunction) -> u32 {
         _ => None,
     };
     if let Some(eth) = eth {
-        return hash(&eth);
+        return hash_eth(frame, &eth, policy, function);
     }
     match EthInfo::parse(frame) {
-        Some(eth) => hash(&eth),
+        Some(eth) => hash_eth(frame, &eth, policy, function),
         None => 0,
+    }
+}
+
+/// [`hash_one`] once the Ethernet header is read (a function, not a
+/// closure: a closure called from three places was not inlined).
+#[inline(always)]
+fn hash_eth(frame: &[u8], eth: &EthInfo, policy: HashPolicy, function: HashFunction) -> u32 {
+    match function {
+        HashFunction::Kernel => kernel_hash(frame, eth, policy),
+        HashFunction::Xxh3 => xxh3_hash(frame, eth, policy),
     }
 }
 
@@ -260,11 +266,18 @@ fn xxh3_hash(frame: &[u8], eth: &EthInfo, policy: HashPolicy) -> u32 {
     //   seeded with the EtherType;
     // - layer2+3, encap2+3: the source and destination addresses, seeded
     //   with the MACs;
-    // - layer3+4, encap3+4: the addresses, seeded with the ports (or the
-    //   ICMP type, code and id).
+    // - layer3+4, encap3+4: IPv4's addresses and ports (or the ICMP type,
+    //   code and id), twelve bytes, in place where they lie together, as in
+    //   the commonest frames; IPv6's addresses, seeded with the ports.
     let Some(macs) = frame.get(..12).and_then(|m| <&[u8; 12]>::try_from(m).ok()) else {
         return 0;
     };
+    let with_ports = matches!(policy, HashPolicy::Layer34 | HashPolicy::Encap34);
+    if with_ports {
+        if let Some(tuple) = ipv4_tuple(frame, eth) {
+            return xxh3(tuple, 0);
+        }
+    }
     let (addrs, seed) = match policy {
         HashPolicy::VlanSrcMac => return xxh3(&macs[6..], u64::from(eth.vlan)),
         HashPolicy::Layer2 => (None, 0),
@@ -277,6 +290,15 @@ fn xxh3_hash(frame: &[u8], eth: &EthInfo, policy: HashPolicy) -> u32 {
         return xxh3(macs, u64::from(eth.ethertype));
     };
     match addrs {
+        AddrView::V4(a) if with_ports => {
+            // What `ipv4_tuple` gives in place, laid out (IP options, a
+            // tunnel, ICMP, a fragment: rarer frames).
+            let mut tuple = [0u8; 12];
+            let (head, tail) = tuple.split_at_mut(8);
+            head.copy_from_slice(a);
+            tail.copy_from_slice(&(seed as u32).to_le_bytes());
+            xxh3(&tuple, 0)
+        }
         AddrView::V4(a) => xxh3(a, seed),
         AddrView::V6(a) => xxh3(a, seed),
     }
@@ -316,6 +338,26 @@ mod tests {
             .write(&mut f, &[0; 18])
             .unwrap();
         f
+    }
+
+    #[test]
+    fn ipv4_with_options_hashes_like_its_flow_without() {
+        // Without options the addresses and ports are hashed in place; with
+        // four bytes of options (IHL 6) the general parse lays them out:
+        // the same flow, the same hash, under both port policies.
+        let plain = udp4(1000, 2000);
+        let mut opts = plain.clone();
+        opts.splice(34..34, [1u8; 4]);
+        opts[14] = 0x46;
+        for policy in [HashPolicy::Layer34, HashPolicy::Encap34] {
+            let h = frame_hash(&plain, policy, HashFunction::Xxh3);
+            assert_eq!(frame_hash(&opts, policy, HashFunction::Xxh3), h, "{policy}");
+            assert_ne!(
+                frame_hash(&udp4(1000, 2001), policy, HashFunction::Xxh3),
+                h,
+                "{policy}: the ports are hashed"
+            );
+        }
     }
 
     fn tcp6(sport: u16, dport: u16, vlan: Option<u16>) -> Vec<u8> {

@@ -319,18 +319,7 @@ fn common_flow<'a>(frame: &'a [u8], eth: &EthInfo) -> Option<FlowView<'a>> {
     };
     match eth.ethertype {
         ETH_P_IP => {
-            let h: &[u8; 24] = frame.get(off..off + 24)?.try_into().ok()?;
-            // Version 4, no options (byte 0 is 0x45) and neither a fragment
-            // offset nor more fragments (bytes 6 and 7 but the DF and
-            // reserved bits): one test of the header's first word.
-            let (first, _) = h.split_first_chunk::<8>()?;
-            if u64::from_le_bytes(*first) & 0xff3f_0000_0000_00ff != 0x45
-                || L4_KIND[usize::from(h[9])] != L4_PORTS
-            {
-                return None;
-            }
-            let (_, rest) = h.split_first_chunk::<12>()?;
-            let (addrs, l4) = rest.split_first_chunk::<8>()?;
+            let (addrs, l4) = ipv4_tuple_at(frame, off)?.split_first_chunk::<8>()?;
             Some(view(AddrView::V4(addrs), l4.first_chunk::<4>()?))
         }
         ETH_P_IPV6 => {
@@ -344,6 +333,34 @@ fn common_flow<'a>(frame: &'a [u8], eth: &EthInfo) -> Option<FlowView<'a>> {
         }
         _ => None,
     }
+}
+
+/// An IPv4 frame's source and destination addresses and ports, the twelve
+/// bytes as they lie together in the frame, where [`flow_view`]'s shortcut
+/// answers (no IP options, not fragmented, TCP, UDP, SCTP or UDP-Lite):
+/// `None` for every other frame. The same bytes as [`flow_view`]'s `addrs`
+/// then its `l4` in little-endian order.
+#[inline(always)]
+pub fn ipv4_tuple<'a>(frame: &'a [u8], eth: &EthInfo) -> Option<&'a [u8; 12]> {
+    if eth.ethertype != ETH_P_IP {
+        return None;
+    }
+    ipv4_tuple_at(frame, eth.l3_offset)
+}
+
+#[inline(always)]
+fn ipv4_tuple_at(frame: &[u8], off: usize) -> Option<&[u8; 12]> {
+    let h: &[u8; 24] = frame.get(off..off + 24)?.try_into().ok()?;
+    // Version 4, no options (byte 0 is 0x45) and neither a fragment offset
+    // nor more fragments (bytes 6 and 7 but the DF and reserved bits): one
+    // test of the header's first word.
+    let (first, _) = h.split_first_chunk::<8>()?;
+    if u64::from_le_bytes(*first) & 0xff3f_0000_0000_00ff != 0x45
+        || L4_KIND[usize::from(h[9])] != L4_PORTS
+    {
+        return None;
+    }
+    h.last_chunk::<12>()
 }
 
 /// The IPv6 extension headers [`parse_ipv6`] walks: hop-by-hop options,
@@ -628,10 +645,24 @@ mod tests {
                     let Some(eth) = EthInfo::parse(f) else {
                         continue;
                     };
+                    let tuple = ipv4_tuple(f, &eth);
                     if let Some(view) = common_flow(f, &eth) {
+                        // The IPv4 tuple is there exactly when the flow
+                        // shortcut answers an IPv4 frame, and is its bytes.
+                        match view.addrs {
+                            AddrView::V4(a) => {
+                                let mut t = a.to_vec();
+                                t.extend(view.l4.to_le_bytes());
+                                assert_eq!(tuple.map(|t| t.to_vec()), Some(t), "{f:02x?}");
+                            }
+                            AddrView::V6(_) => assert_eq!(tuple, None, "{f:02x?}"),
+                        }
                         answered += 1;
                         assert_eq!(Some(view), any_flow::<false>(f, &eth), "{f:02x?}");
                         assert_eq!(Some(view), any_flow::<true>(f, &eth), "{f:02x?}");
+                    }
+                    if common_flow(f, &eth).is_none() {
+                        assert_eq!(tuple, None, "{f:02x?}");
                     }
                     let general = |decap: bool| parse_flow(f, &eth, decap).map(|_| ());
                     if let Some(addrs) = common_addrs::<false>(f, &eth) {
