@@ -341,6 +341,56 @@ mod tests {
     }
 
     #[test]
+    fn the_constant_offset_copies_hash_as_the_general_parse() {
+        // hash_one's copies for untagged and 802.1Q-tagged IPv4 and IPv6
+        // give what the general Ethernet parse gives, for every policy and
+        // function, over frames whose EtherTypes, tags and first header
+        // bytes are mutated and which are cut at every length.
+        let mut tagged4 = udp4(1000, 2000);
+        tagged4.splice(12..12, [0x81, 0x00, 0x20, 0x64]);
+        let mut variants = Vec::new();
+        // The last tag's TCI reads as IPv4's EtherType (VLAN 2048), over IPv6.
+        for base in [
+            udp4(1000, 2000),
+            tagged4,
+            tcp6(1, 2, None),
+            tcp6(1, 2, Some(7)),
+            tcp6(1, 2, Some(0x800)),
+            arp(),
+        ] {
+            for at in 12..base.len().min(24) {
+                for v in [
+                    0x00, 0x06, 0x08, 0x45, 0x46, 0x60, 0x81, 0x86, 0x88, 0xa8, 0xdd,
+                ] {
+                    let mut f = base.clone();
+                    f[at] = v;
+                    variants.push(f);
+                }
+            }
+            variants.push(base);
+        }
+        let mut checked = 0;
+        for f in &variants {
+            for cut in 0..=f.len() {
+                let f = &f[..cut];
+                for &policy in HashPolicy::ALL {
+                    for function in [HashFunction::Kernel, HashFunction::Xxh3] {
+                        let general =
+                            EthInfo::parse(f).map_or(0, |eth| hash_eth(f, &eth, policy, function));
+                        assert_eq!(
+                            hash_one(f, policy, function),
+                            general,
+                            "{policy} {function} {f:02x?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 100_000, "{checked} hashes compared");
+    }
+
+    #[test]
     fn ipv4_with_options_hashes_like_its_flow_without() {
         // Without options the addresses and ports are hashed in place; with
         // four bytes of options (IHL 6) the general parse lays them out:
