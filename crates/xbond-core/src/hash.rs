@@ -249,13 +249,13 @@ fn xxh3(input: &[u8], seed: u64) -> u32 {
     }
 }
 
-/// The twelve MAC bytes folded into a seed (one word from each end; they
-/// overlap by four bytes).
+/// The MACs as a seed: the last eight of their twelve bytes (the source
+/// MAC and the destination's last two bytes, which hold the kernel's
+/// layer2 bytes), one load.
 #[inline(always)]
 fn mac_seed(macs: &[u8; 12]) -> u64 {
-    let (head, _) = macs.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
     let (_, tail) = macs.split_last_chunk::<8>().unwrap_or((&[], &[0; 8]));
-    u64::from_le_bytes(*head) ^ u64::from_le_bytes(*tail).rotate_left(29)
+    u64::from_le_bytes(*tail)
 }
 
 #[inline(always)]
@@ -265,7 +265,7 @@ fn xxh3_hash(frame: &[u8], eth: &EthInfo, policy: HashPolicy) -> u32 {
     // - layer2 (and any policy on a frame with no IP flow): the two MACs,
     //   seeded with the EtherType;
     // - layer2+3, encap2+3: the source and destination addresses, seeded
-    //   with the MACs;
+    //   with the last eight MAC bytes;
     // - layer3+4, encap3+4: IPv4's addresses and ports (or the ICMP type,
     //   code and id), twelve bytes, in place where they lie together, as in
     //   the commonest frames; IPv6's addresses, seeded with the ports.
