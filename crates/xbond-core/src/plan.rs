@@ -274,20 +274,14 @@ impl Selector {
     /// in the table, or the active slave.
     #[inline(never)]
     fn select_tlb(plan: &TxPlan, frames: &[&[u8]], out: &mut [Choice]) {
-        let slaves = plan.tx_slaves();
-        // The table's slaves that may transmit, as a bit set: one
-        // test per frame instead of a search of `tx_slaves`.
-        let usable = slaves.iter().fold(0u32, |m, &s| {
-            m | 1u32.checked_shl(u32::from(s)).unwrap_or(0)
-        });
-        let active = plan.active.map_or(Choice::Drop, Choice::Slave);
-        // Each slave number's choice, and the active slave's after them for
-        // the frames without a bucket: the loop then picks an index, so
-        // each of the parse's exits sets one value, not a whole choice.
-        let mut by_slave = [active; 33];
-        for (s, c) in by_slave.iter_mut().enumerate().take(32) {
-            if usable >> s & 1 != 0 {
-                *c = Choice::Slave(s as u8);
+        // Each slave number's choice: itself where it may transmit, else
+        // the active slave, which the frames without a bucket take too
+        // (the last entry). The loop then picks an index, so each of the
+        // parse's exits sets one value, not a whole choice.
+        let mut by_slave = [plan.active.map_or(Choice::Drop, Choice::Slave); 33];
+        for &s in plan.tx_slaves() {
+            if let Some(c) = by_slave.get_mut(usize::from(s)).filter(|_| s < 32) {
+                *c = Choice::Slave(s);
             }
         }
         for (o, f) in out.iter_mut().zip(frames) {

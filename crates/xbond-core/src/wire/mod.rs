@@ -83,14 +83,8 @@ impl EthInfo {
     /// is shorter than an Ethernet header (or a tag it announces).
     #[inline(always)]
     pub fn parse(frame: &[u8]) -> Option<EthInfo> {
-        let h: &[u8; ETH_HLEN] = frame.get(..ETH_HLEN)?.try_into().ok()?;
-        let mut info = EthInfo {
-            dst: [h[0], h[1], h[2], h[3], h[4], h[5]],
-            src: [h[6], h[7], h[8], h[9], h[10], h[11]],
-            ethertype: u16::from_be_bytes([h[12], h[13]]),
-            vlan: 0,
-            l3_offset: ETH_HLEN,
-        };
+        let ethertype = be16(frame, 12)?;
+        let mut info = EthInfo::known(frame, ethertype, 0, ETH_HLEN)?;
         if is_vlan(info.ethertype) {
             let tag = array::<4>(frame, ETH_HLEN)?;
             info.vlan = u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff;
@@ -102,6 +96,23 @@ impl EthInfo {
             }
         }
         Some(info)
+    }
+}
+
+impl EthInfo {
+    /// The frame's addresses with an EtherType, VLAN id and network-header
+    /// offset the caller has already read; `None` if the frame is shorter
+    /// than an Ethernet header.
+    #[inline(always)]
+    pub fn known(frame: &[u8], ethertype: u16, vlan: u16, l3_offset: usize) -> Option<EthInfo> {
+        let h: &[u8; ETH_HLEN] = frame.get(..ETH_HLEN)?.try_into().ok()?;
+        Some(EthInfo {
+            dst: [h[0], h[1], h[2], h[3], h[4], h[5]],
+            src: [h[6], h[7], h[8], h[9], h[10], h[11]],
+            ethertype,
+            vlan,
+            l3_offset,
+        })
     }
 }
 
