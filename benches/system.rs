@@ -103,6 +103,17 @@ struct Results {
     failover: Vec<xbond::failover::FailoverReport>,
 }
 
+/// One scenario's throughput runs in one direction, over the rounds.
+#[derive(Default)]
+struct Saturation {
+    fps: Vec<f64>,
+    generator_fps: Vec<f64>,
+    per_iface: BTreeMap<String, u64>,
+    /// The bond's CPU time over the runs, and the frames the sink counted.
+    cpu_ns: u64,
+    frames: u64,
+}
+
 struct Scenario {
     name: &'static str,
     config: &'static str,
@@ -467,6 +478,7 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1));
+    let mut selected = Vec::new();
     for sc in scenarios() {
         if only.is_some_and(|o| !sc.name.contains(o.as_str())) {
             continue;
@@ -476,46 +488,65 @@ fn main() -> anyhow::Result<()> {
             not_measured.insert(sc.name.to_string(), why);
             continue;
         }
-        // Throughput with the default busy polling; CPU per frame with a bond
-        // that sleeps as soon as its rings are empty, so that the figure is
-        // work per frame and not spinning between frames.
-        const DIRS: [&str; 2] = ["host->slaves", "slaves->host"];
-        let mut b = setup(&sc, busy_poll_us(), 0)?;
-        let mut through = Vec::new();
-        for dir in DIRS {
-            let mut fps = Vec::new();
-            let mut gens = Vec::new();
-            let mut per_iface = BTreeMap::<String, u64>::new();
-            let (mut cpu, mut frames) = (0u64, 0u64);
-            for _ in 0..runs {
+        selected.push(sc);
+    }
+    // Throughput with the default busy polling; CPU per frame with a bond
+    // that sleeps as soon as its rings are empty, so that the figure is
+    // work per frame and not spinning between frames.
+    const DIRS: [&str; 2] = ["host->slaves", "slaves->host"];
+    // The throughput runs are interleaved: each round sets every scenario
+    // up in turn and measures it once in each direction, so that a drift
+    // of the machine over the benchmark (on these shared machines, up to
+    // twice as slow within an hour) falls on every scenario and peer alike
+    // and the ratios between them survive it.
+    let mut saturation: Vec<[Saturation; 2]> =
+        selected.iter().map(|_| Default::default()).collect();
+    for round in 0..runs {
+        for (sc, acc) in selected.iter().zip(&mut saturation) {
+            let mut b = setup(sc, busy_poll_us(), 0)?;
+            for (dir, a) in DIRS.iter().zip(acc.iter_mut()) {
                 let c0 = common::cpu_ns(b.bond_pid);
                 let (f, g, rep) = measure(&mut b, dir, 0, RUN_SECS)?;
-                cpu += common::cpu_ns(b.bond_pid).saturating_sub(c0);
-                frames += rep.received;
-                fps.push(f);
-                gens.push(g);
+                a.cpu_ns += common::cpu_ns(b.bond_pid).saturating_sub(c0);
+                a.frames += rep.received;
+                a.fps.push(f);
+                a.generator_fps.push(g);
                 for (i, n) in rep.per_iface {
-                    *per_iface.entry(i).or_default() += n;
+                    *a.per_iface.entry(i).or_default() += n;
                 }
             }
-            let total = per_iface.values().sum::<u64>().max(1) as f64;
-            let share = per_iface
+            eprintln!(
+                "round {}/{runs}: {}: {:.0} / {:.0} fps",
+                round + 1,
+                sc.name,
+                acc[0].fps.last().unwrap_or(&0.0),
+                acc[1].fps.last().unwrap_or(&0.0)
+            );
+            let idle_wanted =
+                sc.peer.is_some() || sc.name == LACP_SCENARIO || sc.name == XOR_SCENARIO;
+            if round == 0 && idle_wanted {
+                let idle = idle_percent(&b);
+                eprintln!("{}: idle {idle:.3}% of a core", sc.name);
+                idle_by_scenario.insert(sc.name.to_string(), idle);
+            }
+        }
+    }
+    for (sc, acc) in selected.iter().zip(saturation) {
+        let through = acc.map(|a| {
+            let total = a.per_iface.values().sum::<u64>().max(1) as f64;
+            let share: BTreeMap<String, f64> = a
+                .per_iface
                 .into_iter()
                 .map(|(i, n)| (i, n as f64 / total))
                 .collect();
-            let saturated = cpu as f64 / frames.max(1) as f64;
-            through.push((fps, median(&mut gens), share, saturated));
-        }
-        if sc.peer.is_some() || sc.name == LACP_SCENARIO || sc.name == XOR_SCENARIO {
-            let idle = idle_percent(&b);
-            eprintln!("{}: idle {idle:.3}% of a core", sc.name);
-            idle_by_scenario.insert(sc.name.to_string(), idle);
-        }
-        drop(b);
+            let saturated = a.cpu_ns as f64 / a.frames.max(1) as f64;
+            let mut gens = a.generator_fps;
+            (a.fps, median(&mut gens), share, saturated)
+        });
         // The fixed rate with xbond's workers coalescing (not the peers,
         // which have no such setting).
         let coalesced: Vec<Option<f64>> = if sc.peer.is_none() {
-            let mut b = setup(&sc, 0, COALESCE_US)?;
+            let mut b = setup(sc, 0, COALESCE_US)?;
             let mut v = Vec::new();
             for dir in DIRS {
                 v.push(Some(fixed_rate_cpu(&mut b, dir)?));
@@ -524,7 +555,7 @@ fn main() -> anyhow::Result<()> {
         } else {
             vec![None; DIRS.len()]
         };
-        let mut b = setup(&sc, 0, 0)?;
+        let mut b = setup(sc, 0, 0)?;
         for (di, (dir, (fps, gen_med, share, saturated))) in DIRS.iter().zip(through).enumerate() {
             let ns_per_frame = fixed_rate_cpu(&mut b, dir)?;
             let med = median(&mut fps.clone());
@@ -639,7 +670,7 @@ fn split(share: &BTreeMap<String, f64>) -> String {
 
 fn markdown(r: &Results) -> String {
     let mut o = format!(
-        "# xbond system benchmark\n\nMachine: {}; kernel {}; {}-byte frames; AF_XDP {}; median of {} run(s) of {RUN_SECS} s; \
+        "# xbond system benchmark\n\nMachine: {}; kernel {}; {}-byte frames; AF_XDP {}; median of {} run(s) of {RUN_SECS} s, interleaved (each round sets up every scenario in turn, so that a drift of the machine falls on all alike); \
          {} flows to {} destination addresses. Bond binary: {}.\n\
          Frames/s is what the sink counted, over all its interfaces (broadcast's two copies count twice). \
          Generator, bond and sink share the cores with the kernel's veth work: frame rates are this machine's; \
