@@ -471,8 +471,9 @@ fn main() -> anyhow::Result<()> {
     let mut raw = [0.0f64; 2];
     let mut idle_by_scenario = BTreeMap::new();
     let mut not_measured = BTreeMap::new();
-    // `--only TEXT`: the scenarios whose name contains TEXT, and nothing
-    // else (no idle or failover part; the results files are not written).
+    // `--only TEXT[,TEXT...]`: the scenarios whose name contains one of
+    // the TEXTs, and nothing else (no idle or failover part; the results
+    // files are not written).
     let args: Vec<String> = std::env::args().collect();
     let only = args
         .iter()
@@ -480,7 +481,7 @@ fn main() -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1));
     let mut selected = Vec::new();
     for sc in scenarios() {
-        if only.is_some_and(|o| !sc.name.contains(o.as_str())) {
+        if only.is_some_and(|o| !o.split(',').any(|t| sc.name.contains(t))) {
             continue;
         }
         if let Some(why) = sc.peer.and_then(peers::Peer::missing) {
