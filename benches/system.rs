@@ -481,7 +481,7 @@ fn main() -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1));
     let mut selected = Vec::new();
     for sc in scenarios() {
-        if only.is_some_and(|o| !o.split(',').any(|t| sc.name.contains(t))) {
+        if only.is_some_and(|o| !o.split(',').any(|t| !t.is_empty() && sc.name.contains(t))) {
             continue;
         }
         if let Some(why) = sc.peer.and_then(peers::Peer::missing) {
